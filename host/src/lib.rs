@@ -1,0 +1,11 @@
+//! fedmcp: an MCP server that serves WebAssembly plugins.
+//!
+//! Data flows one way: [`transport`] → [`session`] → [`catalog`] → [`plugin`]. See
+//! ARCHITECTURE.md at the repository root.
+
+pub mod app;
+pub mod catalog;
+pub mod config;
+pub mod plugin;
+pub mod session;
+pub mod transport;

@@ -1,0 +1,155 @@
+//! The `fedmcp` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fedmcp::app::Host;
+use fedmcp::config::HostConfig;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "fedmcp", version, about = "An MCP server for WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the plugins folder over Streamable HTTP (default) or stdio.
+    Serve {
+        /// Host configuration file (defaults for every field otherwise).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The plugins folder (overrides the config).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Address to listen on (overrides the config), e.g. 127.0.0.1:8931; port 0 picks one.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Serve one client over stdin/stdout instead of HTTP.
+        #[arg(long)]
+        stdio: bool,
+    },
+    /// Load every plugin and manifest, print what each serves, and fail on any error.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+    },
+}
+
+fn load_config(config: Option<PathBuf>, plugins: Option<PathBuf>) -> anyhow::Result<HostConfig> {
+    let mut host_config = match config {
+        Some(path) => HostConfig::load(&path)?,
+        None => HostConfig::default(),
+    };
+    if let Some(plugins) = plugins {
+        host_config.plugins_dir = plugins;
+    }
+    Ok(host_config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, plugins, listen, stdio } => {
+            let mut config = load_config(config, plugins)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let host = Host::start(&config).await?;
+            if stdio {
+                fedmcp::transport::serve_stdio(host.shared.clone()).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let shutdown = CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                signal.cancel();
+            });
+            host.serve_http(&config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, plugins } => {
+            let config = load_config(config, plugins)?;
+            let host = Host::start(&config).await?;
+            let catalog = &host.shared.catalog;
+            for plugin in catalog.plugins() {
+                println!("{} ({})", plugin.name, plugin.path.display());
+                for tool in &plugin.tools {
+                    println!("  tool      {}", tool.name);
+                }
+                for resource in &plugin.resources {
+                    println!("  resource  {}", resource.uri);
+                }
+                for template in &plugin.resource_templates {
+                    println!("  template  {}", template.uri_template);
+                }
+                for prompt in &plugin.prompts {
+                    println!("  prompt    {}", prompt.name);
+                }
+                println!(
+                    "  limits    memory {} MiB, {} ms per call; no files, environment or network granted",
+                    plugin.memory_limit_mb(),
+                    plugin.timeout().as_millis()
+                );
+            }
+            let failures = catalog.failures();
+            for failure in &failures {
+                eprintln!("error: {}", failure.reason);
+            }
+            Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fedmcp=info,warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("fedmcp: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("fedmcp: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

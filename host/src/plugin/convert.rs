@@ -1,0 +1,246 @@
+//! What a plugin returns (WIT types) to the MCP model (rmcp types), and back for contexts.
+//!
+//! Results are built as MCP wire JSON and deserialized into the rmcp model, so the JSON
+//! this module writes is exactly what clients see.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rmcp::model::{
+    CallToolResult, CompleteResult, CompletionInfo, GetPromptResult, Prompt, ReadResourceResult, Resource,
+    ResourceTemplate, Tool,
+};
+use serde_json::{Map, Value, json};
+
+use super::bindings::exports::fedmcp::plugin::{completions, prompts, resources, tools};
+use super::bindings::fedmcp::plugin::types;
+use super::{CallContext, CallError, InputRequest, InputRequired, Outcome};
+
+fn insert_some(object: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        object.insert(key.to_owned(), value.into());
+    }
+}
+
+fn from_wire<T: serde::de::DeserializeOwned>(plugin: &str, value: Value) -> Result<T, CallError> {
+    serde_json::from_value(value).map_err(|e| CallError::BadOutput { plugin: plugin.to_owned(), reason: e.to_string() })
+}
+
+fn json_object(what: &str, text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(format!("{what} is not a JSON object")),
+        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+pub fn tool(raw: tools::Tool) -> Result<Tool, String> {
+    let what = format!("tool {:?}", raw.name);
+    let mut object = Map::new();
+    object.insert("name".into(), raw.name.clone().into());
+    insert_some(&mut object, "title", raw.title);
+    insert_some(&mut object, "description", raw.description);
+    object.insert("inputSchema".into(), json_object(&format!("{what}: input schema"), &raw.input_schema)?.into());
+    if let Some(schema) = raw.output_schema {
+        object.insert("outputSchema".into(), json_object(&format!("{what}: output schema"), &schema)?.into());
+    }
+    if let Some(a) = raw.annotations {
+        let mut annotations = Map::new();
+        insert_some(&mut annotations, "title", a.title);
+        insert_some(&mut annotations, "readOnlyHint", a.read_only);
+        insert_some(&mut annotations, "destructiveHint", a.destructive);
+        insert_some(&mut annotations, "idempotentHint", a.idempotent);
+        insert_some(&mut annotations, "openWorldHint", a.open_world);
+        object.insert("annotations".into(), annotations.into());
+    }
+    serde_json::from_value(object.into()).map_err(|e| format!("{what}: {e}"))
+}
+
+pub fn resource(raw: resources::Resource) -> Result<Resource, String> {
+    let mut object = Map::new();
+    object.insert("uri".into(), raw.uri.into());
+    object.insert("name".into(), raw.name.into());
+    insert_some(&mut object, "title", raw.title);
+    insert_some(&mut object, "description", raw.description);
+    insert_some(&mut object, "mimeType", raw.mime_type);
+    insert_some(&mut object, "size", raw.size);
+    serde_json::from_value(object.into()).map_err(|e| e.to_string())
+}
+
+pub fn resource_template(raw: resources::ResourceTemplate) -> Result<ResourceTemplate, String> {
+    let mut object = Map::new();
+    object.insert("uriTemplate".into(), raw.uri_template.into());
+    object.insert("name".into(), raw.name.into());
+    insert_some(&mut object, "title", raw.title);
+    insert_some(&mut object, "description", raw.description);
+    insert_some(&mut object, "mimeType", raw.mime_type);
+    serde_json::from_value(object.into()).map_err(|e| e.to_string())
+}
+
+pub fn prompt(raw: prompts::Prompt) -> Result<Prompt, String> {
+    let arguments: Vec<Value> = raw
+        .arguments
+        .into_iter()
+        .map(|a| {
+            let mut object = Map::new();
+            object.insert("name".into(), a.name.into());
+            insert_some(&mut object, "title", a.title);
+            insert_some(&mut object, "description", a.description);
+            object.insert("required".into(), a.required.into());
+            Value::Object(object)
+        })
+        .collect();
+    let mut object = Map::new();
+    object.insert("name".into(), raw.name.into());
+    insert_some(&mut object, "title", raw.title);
+    insert_some(&mut object, "description", raw.description);
+    object.insert("arguments".into(), arguments.into());
+    serde_json::from_value(object.into()).map_err(|e| e.to_string())
+}
+
+fn resource_contents(raw: types::ResourceContents) -> Value {
+    match raw {
+        types::ResourceContents::Text(t) => {
+            let mut object = Map::new();
+            object.insert("uri".into(), t.uri.into());
+            insert_some(&mut object, "mimeType", t.mime_type);
+            object.insert("text".into(), t.text.into());
+            object.into()
+        }
+        types::ResourceContents::Blob(b) => {
+            let mut object = Map::new();
+            object.insert("uri".into(), b.uri.into());
+            insert_some(&mut object, "mimeType", b.mime_type);
+            object.insert("blob".into(), BASE64.encode(&b.blob).into());
+            object.into()
+        }
+    }
+}
+
+fn content(raw: types::Content) -> Value {
+    match raw {
+        types::Content::Text(text) => json!({ "type": "text", "text": text }),
+        types::Content::Image(m) => json!({ "type": "image", "data": BASE64.encode(&m.data), "mimeType": m.mime_type }),
+        types::Content::Audio(m) => json!({ "type": "audio", "data": BASE64.encode(&m.data), "mimeType": m.mime_type }),
+        types::Content::ResourceLink(link) => {
+            let mut object = Map::new();
+            object.insert("type".into(), "resource_link".into());
+            object.insert("uri".into(), link.uri.into());
+            object.insert("name".into(), link.name.into());
+            insert_some(&mut object, "title", link.title);
+            insert_some(&mut object, "description", link.description);
+            insert_some(&mut object, "mimeType", link.mime_type);
+            object.into()
+        }
+        types::Content::Resource(contents) => json!({ "type": "resource", "resource": resource_contents(contents) }),
+    }
+}
+
+fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequired, CallError> {
+    let mut requests = Vec::with_capacity(raw.requests.len());
+    for (key, request) in raw.requests {
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| CallError::BadOutput {
+                plugin: plugin.to_owned(),
+                reason: format!("input request {key:?}: {what} params are not JSON: {e}"),
+            })
+        };
+        let request = match request {
+            types::InputRequest::Elicitation(params) => InputRequest::Elicitation(parse("elicitation", &params)?),
+            types::InputRequest::Sampling(params) => InputRequest::Sampling(parse("sampling", &params)?),
+            types::InputRequest::Roots => InputRequest::Roots,
+        };
+        requests.push((key, request));
+    }
+    if requests.is_empty() {
+        return Err(CallError::BadOutput {
+            plugin: plugin.to_owned(),
+            reason: "returned input-required without any input request".into(),
+        });
+    }
+    Ok(InputRequired { requests, state: raw.state })
+}
+
+pub fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<CallToolResult>, CallError> {
+    match raw {
+        tools::CallOutcome::Complete(result) => {
+            let mut object = Map::new();
+            object.insert("content".into(), result.content.into_iter().map(content).collect::<Vec<_>>().into());
+            if let Some(structured) = result.structured_content {
+                let value: Value = serde_json::from_str(&structured).map_err(|e| CallError::BadOutput {
+                    plugin: plugin.to_owned(),
+                    reason: format!("structured content is not JSON: {e}"),
+                })?;
+                object.insert("structuredContent".into(), value);
+            }
+            if result.is_error {
+                object.insert("isError".into(), true.into());
+            }
+            Ok(Outcome::Complete(from_wire(plugin, object.into())?))
+        }
+        tools::CallOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
+    }
+}
+
+pub fn read_outcome(plugin: &str, raw: resources::ReadOutcome) -> Result<Outcome<ReadResourceResult>, CallError> {
+    match raw {
+        resources::ReadOutcome::Complete(contents) => {
+            if contents.is_empty() {
+                return Err(CallError::BadOutput { plugin: plugin.to_owned(), reason: "read returned no contents".into() });
+            }
+            let contents: Vec<Value> = contents.into_iter().map(resource_contents).collect();
+            Ok(Outcome::Complete(from_wire(plugin, json!({ "contents": contents }))?))
+        }
+        resources::ReadOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
+    }
+}
+
+pub fn prompt_outcome(plugin: &str, raw: prompts::PromptOutcome) -> Result<Outcome<GetPromptResult>, CallError> {
+    match raw {
+        prompts::PromptOutcome::Complete(result) => {
+            let messages: Vec<Value> = result
+                .messages
+                .into_iter()
+                .map(|m| {
+                    let role = match m.role {
+                        types::Role::User => "user",
+                        types::Role::Assistant => "assistant",
+                    };
+                    json!({ "role": role, "content": content(m.content) })
+                })
+                .collect();
+            let mut object = Map::new();
+            insert_some(&mut object, "description", result.description);
+            object.insert("messages".into(), messages.into());
+            Ok(Outcome::Complete(from_wire(plugin, object.into())?))
+        }
+        prompts::PromptOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
+    }
+}
+
+pub fn completion(raw: completions::Completion) -> CompleteResult {
+    let mut values = raw.values;
+    let has_more = raw.has_more || values.len() > CompletionInfo::MAX_VALUES;
+    values.truncate(CompletionInfo::MAX_VALUES);
+    let info = CompletionInfo::with_pagination(values, raw.total, has_more).unwrap_or_default();
+    CompleteResult::new(info)
+}
+
+pub fn plugin_error(plugin: &str, raw: types::PluginError) -> CallError {
+    match raw {
+        types::PluginError::InvalidParams(message) => CallError::InvalidParams(message),
+        types::PluginError::NotFound(message) => CallError::NotFound(message),
+        types::PluginError::Internal(message) => CallError::Plugin { plugin: plugin.to_owned(), message },
+    }
+}
+
+pub fn request_context(cx: &CallContext) -> types::RequestContext {
+    types::RequestContext {
+        client_capabilities: types::ClientCapabilities {
+            elicitation: cx.client.elicitation,
+            sampling: cx.client.sampling,
+            roots: cx.client.roots,
+        },
+        input_responses: cx.input_responses.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+        state: cx.state.clone(),
+    }
+}

@@ -1,0 +1,132 @@
+//! The sandbox one call runs in: a fresh store with its WASI context, limits and the host
+//! imports. This is the one place that decides what a plugin may touch.
+
+// Logging and sampling are deprecated by SEP-2577 (2026-07-28) but are live in 2025-11-25,
+// which fedmcp serves too.
+#![allow(deprecated)]
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::fedmcp::plugin::{host, types};
+use super::{CallContext, CallError, CallEvent, ListKind};
+
+/// The resource limits of one call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub timeout: Duration,
+}
+
+/// A call's store data.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    events: Option<tokio::sync::mpsc::UnboundedSender<CallEvent>>,
+    timed_out: bool,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl CallState {
+    fn emit(&self, event: CallEvent) {
+        if let Some(events) = &self.events {
+            // The receiver is gone only when the caller stopped waiting; nothing to do.
+            let _ = events.send(event);
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+impl host::Host for CallState {
+    fn log(&mut self, level: types::LogLevel, logger: Option<String>, message: String) {
+        use rmcp::model::LoggingLevel as L;
+        let level = match level {
+            types::LogLevel::Debug => L::Debug,
+            types::LogLevel::Info => L::Info,
+            types::LogLevel::Notice => L::Notice,
+            types::LogLevel::Warning => L::Warning,
+            types::LogLevel::Error => L::Error,
+            types::LogLevel::Critical => L::Critical,
+            types::LogLevel::Alert => L::Alert,
+            types::LogLevel::Emergency => L::Emergency,
+        };
+        self.emit(CallEvent::Log { level, logger, message });
+    }
+
+    fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
+        self.emit(CallEvent::Progress { progress, total, message });
+    }
+
+    fn notify_list_changed(&mut self, kind: host::ListKind) {
+        let kind = match kind {
+            host::ListKind::Tools => ListKind::Tools,
+            host::ListKind::Resources => ListKind::Resources,
+            host::ListKind::Prompts => ListKind::Prompts,
+        };
+        self.emit(CallEvent::ListChanged(kind));
+    }
+}
+
+/// Link WASI p2 and the fedmcp host interface. Every WASI import links so any component
+/// instantiates; what it may actually reach is decided per call in [`store`].
+pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    host::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)?;
+    types::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)?;
+    Ok(())
+}
+
+/// A fresh store for one call: no files, no environment, no network, no stdio; memory and
+/// time limited.
+pub fn store(engine: &Engine, plugin: &str, limits: &Limits, cx: CallContext) -> Store<CallState> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+    let state = CallState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
+        events: cx.events,
+        timed_out: false,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    let started = Instant::now();
+    let timeout = limits.timeout;
+    let plugin = plugin.to_owned();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut store| {
+        if started.elapsed() >= timeout {
+            tracing::warn!(plugin = %plugin, limit_ms = timeout.as_millis() as u64, "plugin call stopped at its time limit");
+            store.data_mut().timed_out = true;
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Yield so a busy guest shares the runtime thread with the host's other tasks.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// Turn a wasmtime error from a call into what the caller sees.
+pub fn call_error(plugin: &str, limits: &Limits, store: &Store<CallState>, error: wasmtime::Error) -> CallError {
+    if store.data().timed_out {
+        return CallError::Timeout { plugin: plugin.to_owned(), limit_ms: limits.timeout.as_millis() as u64 };
+    }
+    let reason = format!("{error:#}");
+    let reason = if reason.contains("forcing a memory growth failure") || reason.contains("memory minimum size") {
+        format!("memory limit of {} MiB exceeded ({reason})", limits.memory_bytes >> 20)
+    } else {
+        reason
+    };
+    CallError::Trap { plugin: plugin.to_owned(), reason }
+}

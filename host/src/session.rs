@@ -1,0 +1,542 @@
+//! The MCP server: lifecycle and dispatch for both protocol eras, on top of rmcp.
+//!
+//! A plugin that needs input ends its call with "input required". For a 2026-07-28 request
+//! the host answers with an MRTR `InputRequiredResult` whose `requestState` it has sealed
+//! (HMAC, bound to the method and entry); the client retries with the answers. For a
+//! 2025-11-25 session the host sends the requests to the client itself (sampling,
+//! elicitation, roots) and calls the plugin again with the answers. Either way the plugin
+//! stays stateless.
+
+// Logging and sampling are deprecated by SEP-2577 (2026-07-28) but are live in 2025-11-25,
+// which fedmcp serves too.
+#![allow(deprecated)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ClientCapabilities, CompleteRequestParams, CompleteResult,
+    CreateMessageRequestParams, ElicitRequestParams, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InputRequest as McpInputRequest, InputRequests, InputRequiredResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, RequestStateCodec, SealOptions, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome};
+
+/// How many rounds of input a legacy session drives before giving up on a plugin that keeps
+/// asking.
+const MAX_INPUT_ROUNDS: usize = 10;
+
+/// How long a sealed `requestState` stays valid.
+const REQUEST_STATE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// State shared by every session of the host.
+pub struct Shared {
+    pub catalog: Arc<Catalog>,
+    codec: RequestStateCodec,
+    instructions: Option<String>,
+}
+
+impl Shared {
+    /// `state_key` signs MRTR request states; replicas behind one load balancer must share it.
+    pub fn new(catalog: Arc<Catalog>, state_key: Vec<u8>, instructions: Option<String>) -> Arc<Self> {
+        Arc::new(Self { catalog, codec: RequestStateCodec::new(state_key), instructions })
+    }
+}
+
+/// One MCP server session (a legacy session, a stdio connection, or one stateless request).
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    subscriptions: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, log_level: Arc::default(), subscriptions: Arc::default() }
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+}
+
+fn is_stateless(cx: &RequestContext<RoleServer>) -> bool {
+    cx.protocol_version().is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+fn client_support(cx: &RequestContext<RoleServer>) -> ClientSupport {
+    let caps = cx.client_capabilities().unwrap_or_default();
+    ClientSupport { elicitation: caps.elicitation.is_some(), sampling: caps.sampling.is_some(), roots: caps.roots.is_some() }
+}
+
+fn call_error(error: CallError) -> McpError {
+    match &error {
+        CallError::InvalidParams(message) => McpError::invalid_params(message.clone(), None),
+        CallError::NotFound(message) => McpError::resource_not_found(message.clone(), None),
+        _ => {
+            tracing::warn!(%error, "plugin call failed");
+            McpError::internal_error(error.to_string(), None)
+        }
+    }
+}
+
+/// The capabilities a plugin's requests need that the client did not declare.
+fn missing_capabilities(input: &InputRequired, client: ClientSupport) -> Option<ClientCapabilities> {
+    let mut missing = serde_json::Map::new();
+    for (_, request) in &input.requests {
+        let (name, declared) = match request {
+            InputRequest::Elicitation(_) => ("elicitation", client.elicitation),
+            InputRequest::Sampling(_) => ("sampling", client.sampling),
+            InputRequest::Roots => ("roots", client.roots),
+        };
+        if !declared {
+            missing.insert(name.to_owned(), json!({}));
+        }
+    }
+    if missing.is_empty() { None } else { serde_json::from_value(Value::Object(missing)).ok() }
+}
+
+fn mcp_input_request(request: &InputRequest) -> Result<McpInputRequest, McpError> {
+    let wire = match request {
+        InputRequest::Elicitation(params) => json!({ "method": "elicitation/create", "params": params }),
+        InputRequest::Sampling(params) => json!({ "method": "sampling/createMessage", "params": params }),
+        InputRequest::Roots => json!({ "method": "roots/list", "params": {} }),
+    };
+    serde_json::from_value(wire)
+        .map_err(|e| McpError::internal_error(format!("a plugin asked for input with invalid params: {e}"), None))
+}
+
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+/// Which request a sealed state belongs to, so it cannot be replayed against another.
+fn state_binding(method: &str, target: &str) -> Vec<u8> {
+    format!("{method}\n{target}").into_bytes()
+}
+
+impl Session {
+    /// Verify and open the `requestState` of an MRTR retry.
+    fn open_state(&self, method: &str, target: &str, sealed: Option<&str>) -> Result<Option<String>, McpError> {
+        let Some(sealed) = sealed else { return Ok(None) };
+        let binding = state_binding(method, target);
+        self.shared
+            .codec
+            .open_json_with::<Option<String>>(sealed, &binding)
+            .map_err(|e| McpError::invalid_params(format!("requestState failed its integrity check: {e}"), None))
+    }
+
+    fn seal_state(&self, method: &str, target: &str, state: &Option<String>) -> Result<String, McpError> {
+        let binding = state_binding(method, target);
+        let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
+        self.shared
+            .codec
+            .seal_json_with(state, &options)
+            .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
+    }
+
+    /// Run one plugin call with its events forwarded to the caller, stopping it if the
+    /// caller cancels.
+    async fn run_call<T, Fut>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        call: impl FnOnce(CallContext) -> Fut,
+        mut call_cx: CallContext,
+    ) -> Result<T, McpError>
+    where
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        call_cx.events = Some(events);
+        let forward = async {
+            while let Some(event) = receiver.recv().await {
+                self.forward_event(cx, event).await;
+            }
+        };
+        let run = async {
+            tokio::select! {
+                result = call(call_cx) => result.map_err(call_error),
+                () = cx.ct.cancelled() => Err(McpError::internal_error("the request was cancelled", None)),
+            }
+        };
+        // The event channel closes when the call's sandbox is dropped, so every event the
+        // plugin sent is forwarded before the response.
+        let (result, ()) = tokio::join!(run, forward);
+        result
+    }
+
+    async fn forward_event(&self, cx: &RequestContext<RoleServer>, event: CallEvent) {
+        match event {
+            CallEvent::Log { level, logger, message } => {
+                tracing::debug!(?level, logger = logger.as_deref().unwrap_or("plugin"), %message, "plugin log");
+                let threshold = if is_stateless(cx) {
+                    cx.meta.log_level()
+                } else {
+                    self.log_level.lock().map(|l| *l).unwrap_or(None).or(Some(LoggingLevel::Debug))
+                };
+                let Some(threshold) = threshold else { return };
+                if severity(level) < severity(threshold) {
+                    return;
+                }
+                let mut param = LoggingMessageNotificationParam::new(level, Value::String(message));
+                param.logger = logger;
+                let _ = cx.peer.notify_logging_message(param).await;
+            }
+            CallEvent::Progress { progress, total, message } => {
+                if let Some(token) = cx.meta.get_progress_token() {
+                    let mut param = ProgressNotificationParam::new(token, progress);
+                    param.total = total;
+                    param.message = message;
+                    let _ = cx.peer.notify_progress(param).await;
+                }
+            }
+            CallEvent::ListChanged(kind) => self.catalog().notify(kind),
+        }
+    }
+
+    /// Ask the client of a legacy session for what the plugin needs; the answers keyed as
+    /// the plugin keyed its requests.
+    async fn fulfil(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        input: &InputRequired,
+    ) -> Result<Vec<(String, Value)>, McpError> {
+        let mut answers = Vec::with_capacity(input.requests.len());
+        for (key, request) in &input.requests {
+            let answer = match request {
+                InputRequest::Sampling(params) => {
+                    let params: CreateMessageRequestParams = serde_json::from_value(params.clone())
+                        .map_err(|e| McpError::internal_error(format!("plugin sampling request is invalid: {e}"), None))?;
+                    let result = cx.peer.create_message(params).await.map_err(|e| {
+                        McpError::internal_error(format!("the client failed the sampling request: {e}"), None)
+                    })?;
+                    serde_json::to_value(result)
+                }
+                InputRequest::Elicitation(params) => {
+                    let params: ElicitRequestParams = serde_json::from_value(params.clone()).map_err(|e| {
+                        McpError::internal_error(format!("plugin elicitation request is invalid: {e}"), None)
+                    })?;
+                    let result = cx.peer.create_elicitation(params).await.map_err(|e| {
+                        McpError::internal_error(format!("the client failed the elicitation request: {e}"), None)
+                    })?;
+                    serde_json::to_value(result)
+                }
+                InputRequest::Roots => {
+                    let result = cx.peer.list_roots().await.map_err(|e| {
+                        McpError::internal_error(format!("the client failed the roots request: {e}"), None)
+                    })?;
+                    serde_json::to_value(result)
+                }
+            };
+            let answer = answer.map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            answers.push((key.clone(), answer));
+        }
+        Ok(answers)
+    }
+
+    /// Drive a call that may need input, in whichever way the caller's protocol does it.
+    /// `Ok(Err(result))` is an MRTR result to return as is.
+    async fn with_input<T, Fut>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        method: &str,
+        target: &str,
+        input_responses: Option<rmcp::model::InputResponses>,
+        request_state: Option<&str>,
+        call: impl Fn(CallContext) -> Fut,
+    ) -> Result<Result<T, InputRequiredResult>, McpError>
+    where
+        Fut: Future<Output = Result<Outcome<T>, CallError>>,
+    {
+        let client = client_support(cx);
+        let mut call_cx = CallContext {
+            client,
+            input_responses: input_responses.unwrap_or_default().into_iter().collect(),
+            state: self.open_state(method, target, request_state)?,
+            events: None,
+        };
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let input = match self.run_call(cx, &call, call_cx).await? {
+                Outcome::Complete(result) => return Ok(Ok(result)),
+                Outcome::InputRequired(input) => input,
+            };
+            if let Some(missing) = missing_capabilities(&input, client) {
+                return Err(McpError::missing_required_client_capability(missing));
+            }
+            if is_stateless(cx) {
+                let mut requests = InputRequests::new();
+                for (key, request) in &input.requests {
+                    requests.insert(key.clone(), mcp_input_request(request)?);
+                }
+                let state = self.seal_state(method, target, &input.state)?;
+                return Ok(Err(InputRequiredResult::new(Some(requests), Some(state))));
+            }
+            let answers = self.fulfil(cx, &input).await?;
+            call_cx = CallContext { client, input_responses: answers, state: input.state, events: None };
+        }
+        Err(McpError::internal_error(format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"), None))
+    }
+
+    fn forward_changes(&self, peer: rmcp::Peer<RoleServer>) {
+        let mut changes = self.catalog().subscribe();
+        tokio::spawn(async move {
+            loop {
+                let kind = match changes.recv().await {
+                    Ok(kind) => kind,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                let sent = match kind {
+                    ListKind::Tools => peer.notify_tool_list_changed().await,
+                    ListKind::Resources => peer.notify_resource_list_changed().await,
+                    ListKind::Prompts => peer.notify_prompt_list_changed().await,
+                };
+                if sent.is_err() {
+                    break; // the session is gone
+                }
+            }
+        });
+    }
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_completions()
+            .enable_logging()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        let mut info = ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("fedmcp", env!("CARGO_PKG_VERSION")));
+        if let Some(instructions) = &self.shared.instructions {
+            info = info.with_instructions(instructions.clone());
+        }
+        info
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.forward_changes(context.peer);
+    }
+
+    async fn set_level(&self, request: SetLevelRequestParams, _cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        if let Ok(mut level) = self.log_level.lock() {
+            *level = Some(request.level);
+        }
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.catalog().tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let route = self
+            .catalog()
+            .tool(&name)
+            .ok_or_else(|| McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name }))))?;
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let outcome = self
+            .with_input(&cx, "tools/call", &name, request.input_responses, request.request_state.as_deref(), |c| {
+                let (route, arguments) = (route.clone(), arguments.clone());
+                async move { route.plugin.call_tool(&route.local_name, &arguments, c).await }
+            })
+            .await?;
+        Ok(match outcome {
+            Ok(result) => CallToolResponse::Complete(result),
+            Err(input) => CallToolResponse::InputRequired(input),
+        })
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(self.catalog().prompts()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let name = request.name.clone();
+        let route = self
+            .catalog()
+            .prompt(&name)
+            .ok_or_else(|| McpError::invalid_params(format!("unknown prompt: {name}"), Some(json!({ "name": name }))))?;
+        let mut arguments: Vec<(String, String)> = Vec::new();
+        for (key, value) in request.arguments.unwrap_or_default() {
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            arguments.push((key, value));
+        }
+        let outcome = self
+            .with_input(&cx, "prompts/get", &name, request.input_responses, request.request_state.as_deref(), |c| {
+                let (route, arguments) = (route.clone(), arguments.clone());
+                async move { route.plugin.get_prompt(&route.local_name, &arguments, c).await }
+            })
+            .await?;
+        Ok(match outcome {
+            Ok(result) => GetPromptResponse::Complete(result),
+            Err(input) => GetPromptResponse::InputRequired(input),
+        })
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::with_all_items(self.catalog().resources()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(self.catalog().resource_templates()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let uri = request.uri.clone();
+        let not_found = || McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
+        let plugin = self.catalog().resource_owner(&uri).ok_or_else(not_found)?;
+        let outcome = self
+            .with_input(&cx, "resources/read", &uri, request.input_responses, request.request_state.as_deref(), |c| {
+                let (plugin, uri) = (plugin.clone(), uri.clone());
+                async move { plugin.read_resource(&uri, c).await }
+            })
+            .await
+            .map_err(|e| if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND { not_found() } else { e })?;
+        Ok(match outcome {
+            Ok(result) => ReadResourceResponse::Complete(result),
+            Err(input) => ReadResourceResponse::InputRequired(input),
+        })
+    }
+
+    async fn subscribe(&self, request: SubscribeRequestParams, _cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        if let Ok(mut subscriptions) = self.subscriptions.lock() {
+            subscriptions.insert(request.uri);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if let Ok(mut subscriptions) = self.subscriptions.lock() {
+            subscriptions.remove(&request.uri);
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let context: Vec<(String, String)> = request
+            .context
+            .and_then(|c| c.arguments)
+            .map(|arguments| arguments.into_iter().collect())
+            .unwrap_or_default();
+        let argument = &request.argument;
+        let result = match &request.r#ref {
+            rmcp::model::Reference::Prompt(prompt) => {
+                let route = self.catalog().prompt(&prompt.name).ok_or_else(|| {
+                    McpError::invalid_params(format!("unknown prompt: {}", prompt.name), None)
+                })?;
+                route.plugin.complete(Ok(&route.local_name), &argument.name, &argument.value, &context).await
+            }
+            rmcp::model::Reference::Resource(resource) => {
+                let plugin = self.catalog().template_owner(&resource.uri).ok_or_else(|| {
+                    McpError::invalid_params(format!("unknown resource template: {}", resource.uri), None)
+                })?;
+                plugin.complete(Err(&resource.uri), &argument.name, &argument.value, &context).await
+            }
+            _ => return Err(McpError::invalid_params("unsupported completion reference", None)),
+        };
+        result.map_err(call_error)
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
+        let mut changes = self.catalog().subscribe();
+        loop {
+            tokio::select! {
+                () = subscription.cancelled() => return Ok(()),
+                change = changes.recv() => {
+                    let kind = match change {
+                        Ok(kind) => kind,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                    };
+                    let accepted = subscription.accepted();
+                    let notification = match kind {
+                        ListKind::Tools if accepted.tools_list_changed == Some(true) => {
+                            rmcp::model::ServerNotification::ToolListChangedNotification(Default::default())
+                        }
+                        ListKind::Prompts if accepted.prompts_list_changed == Some(true) => {
+                            rmcp::model::ServerNotification::PromptListChangedNotification(Default::default())
+                        }
+                        ListKind::Resources if accepted.resources_list_changed == Some(true) => {
+                            rmcp::model::ServerNotification::ResourceListChangedNotification(Default::default())
+                        }
+                        _ => continue,
+                    };
+                    if subscription.sink().send(notification).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Registries a plugin fills in: its tools, resources and prompts, each with a handler.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::{Context, Error, Outcome, PromptMessage, ResourceContents, ToolResult, Value};
+
+type ToolHandler = Box<dyn Fn(Value, &Context) -> Result<Outcome<ToolResult>, Error>>;
+type ReadHandler = Box<dyn Fn(&str, &BTreeMap<String, String>, &Context) -> Result<Outcome<Vec<ResourceContents>>, Error>>;
+type PromptHandler = Box<dyn Fn(&BTreeMap<String, String>, &Context) -> Result<Outcome<PromptResult>, Error>>;
+
+pub(crate) struct ToolEntry {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: String,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+    pub handler: ToolHandler,
+}
+
+/// The plugin's tools.
+#[derive(Default)]
+pub struct Tools {
+    pub(crate) entries: Vec<ToolEntry>,
+}
+
+impl Tools {
+    /// Add a tool whose arguments deserialize into `A`; its input schema is derived from `A`.
+    pub fn add<A, R, F>(&mut self, name: &str, description: &str, handler: F) -> ToolBuilder<'_>
+    where
+        A: DeserializeOwned + JsonSchema,
+        R: Into<Outcome<ToolResult>>,
+        F: Fn(A, &Context) -> Result<R, Error> + 'static,
+    {
+        let schema = schema_of::<A>();
+        self.add_raw(name, description, schema, move |arguments, cx| {
+            let arguments: A = serde_json::from_value(arguments)
+                .map_err(|e| Error::invalid_params(format!("arguments do not match the input schema: {e}")))?;
+            handler(arguments, cx).map(Into::into)
+        })
+    }
+
+    /// Add a tool with a hand-written JSON Schema; the handler gets the arguments as JSON.
+    pub fn add_raw<R, F>(&mut self, name: &str, description: &str, input_schema: Value, handler: F) -> ToolBuilder<'_>
+    where
+        R: Into<Outcome<ToolResult>>,
+        F: Fn(Value, &Context) -> Result<R, Error> + 'static,
+    {
+        self.entries.push(ToolEntry {
+            name: name.to_owned(),
+            title: None,
+            description: description.to_owned(),
+            input_schema,
+            output_schema: None,
+            read_only: None,
+            destructive: None,
+            idempotent: None,
+            open_world: None,
+            handler: Box::new(move |arguments, cx| handler(arguments, cx).map(Into::into)),
+        });
+        let last = self.entries.len() - 1;
+        ToolBuilder { entry: &mut self.entries[last] }
+    }
+}
+
+/// Optional details of a tool just added.
+pub struct ToolBuilder<'a> {
+    entry: &'a mut ToolEntry,
+}
+
+impl ToolBuilder<'_> {
+    pub fn title(self, title: &str) -> Self {
+        self.entry.title = Some(title.to_owned());
+        self
+    }
+    /// The schema of the tool's structured content, derived from `O`.
+    pub fn output<O: JsonSchema>(self) -> Self {
+        self.entry.output_schema = Some(schema_of::<O>());
+        self
+    }
+    pub fn output_schema(self, schema: Value) -> Self {
+        self.entry.output_schema = Some(schema);
+        self
+    }
+    /// The tool does not change anything.
+    pub fn read_only(self) -> Self {
+        self.entry.read_only = Some(true);
+        self.entry.destructive = Some(false);
+        self
+    }
+    /// The tool may destroy data; hosts may ask the user before calling it.
+    pub fn destructive(self) -> Self {
+        self.entry.destructive = Some(true);
+        self
+    }
+    pub fn idempotent(self) -> Self {
+        self.entry.idempotent = Some(true);
+        self
+    }
+    /// The tool reaches outside the plugin (the network, other systems).
+    pub fn open_world(self, open: bool) -> Self {
+        self.entry.open_world = Some(open);
+        self
+    }
+}
+
+fn schema_of<T: JsonSchema>() -> Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| serde_json::json!({"type": "object"}));
+    // A tool without arguments (`()` or an empty struct) still needs an object schema.
+    if let Some(object) = schema.as_object_mut() {
+        object.entry("type").or_insert_with(|| Value::from("object"));
+        if object.get("type") == Some(&Value::from("null")) {
+            object.insert("type".into(), Value::from("object"));
+        }
+    }
+    schema
+}
+
+pub(crate) struct ResourceEntry {
+    pub uri: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub mime_type: Option<String>,
+    pub template: bool,
+    pub handler: ReadHandler,
+}
+
+/// The plugin's resources and resource templates.
+#[derive(Default)]
+pub struct Resources {
+    pub(crate) entries: Vec<ResourceEntry>,
+}
+
+impl Resources {
+    /// A resource at a fixed URI.
+    pub fn add<R, F>(&mut self, uri: &str, name: &str, handler: F) -> ResourceBuilder<'_>
+    where
+        R: Into<Outcome<Vec<ResourceContents>>>,
+        F: Fn(&str, &Context) -> Result<R, Error> + 'static,
+    {
+        self.push(uri, name, false, Box::new(move |uri, _vars, cx| handler(uri, cx).map(Into::into)))
+    }
+
+    /// A resource template (RFC 6570 level 1: `{name}` variables), e.g. `notes://{topic}`.
+    /// The handler receives the variables matched from the requested URI.
+    pub fn add_template<R, F>(&mut self, uri_template: &str, name: &str, handler: F) -> ResourceBuilder<'_>
+    where
+        R: Into<Outcome<Vec<ResourceContents>>>,
+        F: Fn(&str, &BTreeMap<String, String>, &Context) -> Result<R, Error> + 'static,
+    {
+        self.push(uri_template, name, true, Box::new(move |uri, vars, cx| handler(uri, vars, cx).map(Into::into)))
+    }
+
+    fn push(&mut self, uri: &str, name: &str, template: bool, handler: ReadHandler) -> ResourceBuilder<'_> {
+        self.entries.push(ResourceEntry {
+            uri: uri.to_owned(),
+            name: name.to_owned(),
+            title: None,
+            description: None,
+            mime_type: None,
+            template,
+            handler,
+        });
+        let last = self.entries.len() - 1;
+        ResourceBuilder { entry: &mut self.entries[last] }
+    }
+
+    pub(crate) fn find(&self, uri: &str) -> Option<(&ResourceEntry, BTreeMap<String, String>)> {
+        if let Some(entry) = self.entries.iter().find(|e| !e.template && e.uri == uri) {
+            return Some((entry, BTreeMap::new()));
+        }
+        self.entries
+            .iter()
+            .filter(|e| e.template)
+            .find_map(|e| match_template(&e.uri, uri).map(|vars| (e, vars)))
+    }
+}
+
+/// Optional details of a resource just added.
+pub struct ResourceBuilder<'a> {
+    entry: &'a mut ResourceEntry,
+}
+
+impl ResourceBuilder<'_> {
+    pub fn title(self, title: &str) -> Self {
+        self.entry.title = Some(title.to_owned());
+        self
+    }
+    pub fn description(self, description: &str) -> Self {
+        self.entry.description = Some(description.to_owned());
+        self
+    }
+    pub fn mime_type(self, mime_type: &str) -> Self {
+        self.entry.mime_type = Some(mime_type.to_owned());
+        self
+    }
+}
+
+/// Match `uri` against a level-1 URI template; a variable matches one or more characters
+/// up to the next literal part (and never `/` unless it is the last part).
+pub(crate) fn match_template(template: &str, uri: &str) -> Option<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    let mut rest = uri;
+    let mut parts = template.split('{').peekable();
+    let head = parts.next().unwrap_or_default();
+    rest = rest.strip_prefix(head)?;
+    while let Some(part) = parts.next() {
+        let (name, literal) = part.split_once('}')?;
+        let is_last = parts.peek().is_none() && literal.is_empty();
+        let end = if literal.is_empty() {
+            if is_last { rest.len() } else { return None }
+        } else {
+            rest.find(literal)?
+        };
+        let value = &rest[..end];
+        if value.is_empty() || (!is_last && value.contains('/')) {
+            return None;
+        }
+        vars.insert(name.to_owned(), value.to_owned());
+        rest = &rest[end + literal.len()..];
+    }
+    rest.is_empty().then_some(vars)
+}
+
+pub(crate) struct PromptEntry {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub arguments: Vec<(String, Option<String>, bool)>,
+    pub handler: PromptHandler,
+}
+
+/// The plugin's prompts.
+#[derive(Default)]
+pub struct Prompts {
+    pub(crate) entries: Vec<PromptEntry>,
+}
+
+impl Prompts {
+    /// Add a prompt; the handler receives its arguments by name.
+    pub fn add<R, F>(&mut self, name: &str, description: &str, handler: F) -> PromptBuilder<'_>
+    where
+        R: Into<Outcome<PromptResult>>,
+        F: Fn(&BTreeMap<String, String>, &Context) -> Result<R, Error> + 'static,
+    {
+        self.entries.push(PromptEntry {
+            name: name.to_owned(),
+            title: None,
+            description: Some(description.to_owned()),
+            arguments: Vec::new(),
+            handler: Box::new(move |arguments, cx| handler(arguments, cx).map(Into::into)),
+        });
+        let last = self.entries.len() - 1;
+        PromptBuilder { entry: &mut self.entries[last] }
+    }
+}
+
+/// Optional details of a prompt just added.
+pub struct PromptBuilder<'a> {
+    entry: &'a mut PromptEntry,
+}
+
+impl PromptBuilder<'_> {
+    pub fn title(self, title: &str) -> Self {
+        self.entry.title = Some(title.to_owned());
+        self
+    }
+    /// An argument; the host refuses a `prompts/get` that lacks a required one.
+    pub fn argument(self, name: &str, description: &str, required: bool) -> Self {
+        self.entry.arguments.push((name.to_owned(), Some(description.to_owned()), required));
+        self
+    }
+}
+
+/// A prompt's messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptResult {
+    pub description: Option<String>,
+    pub messages: Vec<PromptMessage>,
+}
+
+impl PromptResult {
+    pub fn new(messages: Vec<PromptMessage>) -> Self {
+        Self { description: None, messages }
+    }
+}
+
+/// What a completion request refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionRef {
+    Prompt(String),
+    ResourceTemplate(String),
+}
+
+/// Suggested values for an argument.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completion {
+    pub values: Vec<String>,
+    pub total: Option<u32>,
+    pub has_more: bool,
+}
+
+impl Completion {
+    /// The candidates that start with `prefix`, in order.
+    pub fn matching<'a>(candidates: impl IntoIterator<Item = &'a str>, prefix: &str) -> Self {
+        let values: Vec<String> =
+            candidates.into_iter().filter(|c| c.starts_with(prefix)).map(str::to_owned).collect();
+        Self { total: u32::try_from(values.len()).ok(), values, has_more: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_template;
+
+    #[test]
+    fn template_variables_are_matched_between_literals() {
+        let vars = match_template("test://template/{id}/data", "test://template/123/data").unwrap();
+        assert_eq!(vars["id"], "123");
+        assert!(match_template("test://template/{id}/data", "test://template//data").is_none());
+        assert!(match_template("test://template/{id}/data", "test://template/1/2/data").is_none());
+        assert!(match_template("test://template/{id}/data", "test://other/1/data").is_none());
+    }
+
+    #[test]
+    fn a_trailing_variable_takes_the_rest() {
+        let vars = match_template("notes://{topic}", "notes://rust/async").unwrap();
+        assert_eq!(vars["topic"], "rust/async");
+    }
+}

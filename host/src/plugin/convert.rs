@@ -135,6 +135,13 @@ fn content(raw: types::Content) -> Value {
     }
 }
 
+/// A finished result. 2026-07-28 requires `resultType`; rmcp removes it for older peers.
+fn complete_result() -> Map<String, Value> {
+    let mut object = Map::new();
+    object.insert("resultType".into(), "complete".into());
+    object
+}
+
 fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequired, CallError> {
     let mut requests = Vec::with_capacity(raw.requests.len());
     for (key, request) in raw.requests {
@@ -163,7 +170,7 @@ fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequir
 pub fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<CallToolResult>, CallError> {
     match raw {
         tools::CallOutcome::Complete(result) => {
-            let mut object = Map::new();
+            let mut object = complete_result();
             object.insert("content".into(), result.content.into_iter().map(content).collect::<Vec<_>>().into());
             if let Some(structured) = result.structured_content {
                 let value: Value = serde_json::from_str(&structured).map_err(|e| CallError::BadOutput {
@@ -188,7 +195,9 @@ pub fn read_outcome(plugin: &str, raw: resources::ReadOutcome) -> Result<Outcome
                 return Err(CallError::BadOutput { plugin: plugin.to_owned(), reason: "read returned no contents".into() });
             }
             let contents: Vec<Value> = contents.into_iter().map(resource_contents).collect();
-            Ok(Outcome::Complete(from_wire(plugin, json!({ "contents": contents }))?))
+            let mut object = complete_result();
+            object.insert("contents".into(), contents.into());
+            Ok(Outcome::Complete(from_wire(plugin, object.into())?))
         }
         resources::ReadOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
     }
@@ -208,7 +217,7 @@ pub fn prompt_outcome(plugin: &str, raw: prompts::PromptOutcome) -> Result<Outco
                     json!({ "role": role, "content": content(m.content) })
                 })
                 .collect();
-            let mut object = Map::new();
+            let mut object = complete_result();
             insert_some(&mut object, "description", result.description);
             object.insert("messages".into(), messages.into());
             Ok(Outcome::Complete(from_wire(plugin, object.into())?))

@@ -235,7 +235,10 @@ fn register_content_tools(tools: &mut Tools) {
                 },
                 "kind": { "type": "string", "enum": ["person", "company"] }
             },
-            "allOf": [{ "required": ["name"] }],
+            "allOf": [
+                { "required": ["name"] },
+                { "anyOf": [{ "required": ["contact"] }, { "required": ["address"] }] }
+            ],
             "if": { "properties": { "kind": { "const": "company" } } },
             "then": { "required": ["address"] },
             "else": { "required": [] },

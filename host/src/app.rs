@@ -46,7 +46,10 @@ impl Host {
                         | plugin::LoadError::Validate { path, .. } => path.clone(),
                         plugin::LoadError::Manifest(_) => String::new(),
                     };
-                    failures.push(LoadFailure { path, reason: error.to_string() });
+                    failures.push(LoadFailure {
+                        path,
+                        reason: error.to_string(),
+                    });
                 }
             }
         }
@@ -56,7 +59,11 @@ impl Host {
     }
 
     /// Serve Streamable HTTP on the configured address until `shutdown`.
-    pub async fn serve_http(&self, config: &HostConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn serve_http(
+        &self,
+        config: &HostConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -70,7 +77,9 @@ impl Host {
             },
             shutdown.clone(),
         );
-        tracing::info!("fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)");
+        tracing::info!(
+            "fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)"
+        );
         transport::serve_http(listener, router, shutdown).await?;
         Ok(())
     }

@@ -63,7 +63,11 @@ impl Default for Catalog {
 impl Catalog {
     pub fn new() -> Self {
         let (changes, _) = broadcast::channel(64);
-        Self { snapshot: RwLock::new(Arc::default()), failures: RwLock::default(), changes }
+        Self {
+            snapshot: RwLock::new(Arc::default()),
+            failures: RwLock::default(),
+            changes,
+        }
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -151,7 +155,11 @@ impl Catalog {
 
     /// The owner of a resource template, by its URI template.
     pub fn template_owner(&self, uri_template: &str) -> Option<Arc<Plugin>> {
-        self.current().template_routes.iter().find(|(t, _)| t == uri_template).map(|(_, p)| p.clone())
+        self.current()
+            .template_routes
+            .iter()
+            .find(|(t, _)| t == uri_template)
+            .map(|(_, p)| p.clone())
     }
 }
 
@@ -176,7 +184,13 @@ fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
             let local_name = tool.name.to_string();
             tool.name = exposed.clone().into();
             snapshot.tools.push(tool);
-            snapshot.tool_routes.insert(exposed, Route { plugin: plugin.clone(), local_name });
+            snapshot.tool_routes.insert(
+                exposed,
+                Route {
+                    plugin: plugin.clone(),
+                    local_name,
+                },
+            );
         }
         for prompt in &plugin.prompts {
             let exposed = exposed_name(plugin, &prompt.name);
@@ -187,7 +201,13 @@ fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
             let mut prompt = prompt.clone();
             let local_name = std::mem::replace(&mut prompt.name, exposed.clone());
             snapshot.prompts.push(prompt);
-            snapshot.prompt_routes.insert(exposed, Route { plugin: plugin.clone(), local_name });
+            snapshot.prompt_routes.insert(
+                exposed,
+                Route {
+                    plugin: plugin.clone(),
+                    local_name,
+                },
+            );
         }
         for resource in &plugin.resources {
             if let Some(owner) = snapshot.resource_routes.get(&resource.uri) {
@@ -195,15 +215,23 @@ fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
                 continue;
             }
             snapshot.resources.push(resource.clone());
-            snapshot.resource_routes.insert(resource.uri.clone(), plugin.clone());
+            snapshot
+                .resource_routes
+                .insert(resource.uri.clone(), plugin.clone());
         }
         for template in &plugin.resource_templates {
-            if let Some((_, owner)) = snapshot.template_routes.iter().find(|(t, _)| *t == template.uri_template) {
+            if let Some((_, owner)) = snapshot
+                .template_routes
+                .iter()
+                .find(|(t, _)| *t == template.uri_template)
+            {
                 tracing::warn!(template = %template.uri_template, kept = %owner.name, skipped = %plugin.name, "resource template collision");
                 continue;
             }
             snapshot.templates.push(template.clone());
-            snapshot.template_routes.push((template.uri_template.clone(), plugin.clone()));
+            snapshot
+                .template_routes
+                .push((template.uri_template.clone(), plugin.clone()));
         }
     }
     snapshot.plugins = plugins;
@@ -250,10 +278,22 @@ mod tests {
     #[test]
     fn templates_match_their_uris_only() {
         let cases = [
-            ("test://template/{id}/data", "test://template/123/data", true),
-            ("test://template/{id}/data", "test://template/123/other", false),
+            (
+                "test://template/{id}/data",
+                "test://template/123/data",
+                true,
+            ),
+            (
+                "test://template/{id}/data",
+                "test://template/123/other",
+                false,
+            ),
             ("test://template/{id}/data", "test://template//data", false),
-            ("test://template/{id}/data", "test://template/a/b/data", false),
+            (
+                "test://template/{id}/data",
+                "test://template/a/b/data",
+                false,
+            ),
             ("notes://{topic}", "notes://rust/async", true),
             ("notes://{topic}", "notes://", false),
             ("file:///{a}-{b}", "file:///x-y", true),
@@ -261,7 +301,11 @@ mod tests {
             ("plain://fixed", "plain://fixed/more", false),
         ];
         for (template, uri, expected) in cases {
-            assert_eq!(template_matches(template, uri), expected, "{template} vs {uri}");
+            assert_eq!(
+                template_matches(template, uri),
+                expected,
+                "{template} vs {uri}"
+            );
         }
     }
 }

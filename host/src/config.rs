@@ -66,7 +66,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8931";
 impl Default for HostConfig {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8931))),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8931))),
             plugins_dir: PathBuf::from("plugins"),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
@@ -81,7 +83,10 @@ impl HostConfig {
     /// Read `path`; relative paths in it are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let error = |message: String| ConfigError { path: shown.clone(), message };
+        let error = |message: String| ConfigError {
+            path: shown.clone(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
         let mut config = Self::parse(&text).map_err(error)?;
         if config.plugins_dir.is_relative()
@@ -93,11 +98,13 @@ impl HostConfig {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let mut config = Self::default();
         if let Some(listen) = raw.listen {
-            config.listen =
-                listen.parse().map_err(|e| format!("listen: {listen:?} is not an address like 127.0.0.1:8931 ({e})"))?;
+            config.listen = listen.parse().map_err(|e| {
+                format!("listen: {listen:?} is not an address like 127.0.0.1:8931 ({e})")
+            })?;
         }
         if let Some(dir) = raw.plugins_dir {
             config.plugins_dir = dir;
@@ -110,7 +117,9 @@ impl HostConfig {
         }
         if let Some(limit) = raw.http.max_request_body_bytes {
             if limit < 1024 {
-                return Err(format!("http.max_request_body_bytes: {limit} is too small (at least 1024)"));
+                return Err(format!(
+                    "http.max_request_body_bytes: {limit} is too small (at least 1024)"
+                ));
             }
             config.max_request_body_bytes = limit;
         }
@@ -139,8 +148,9 @@ impl HostConfig {
     /// The key that signs request states, from the config or fresh random bytes.
     pub fn state_key(&self) -> Vec<u8> {
         if let Some(hex) = &self.request_state_key {
-            let bytes: Option<Vec<u8>> =
-                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+            let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
             if let Some(bytes) = bytes {
                 return bytes;
             }
@@ -171,9 +181,18 @@ mod tests {
     fn bad_fields_are_named() {
         let cases = [
             ("listen = \"nowhere\"", "listen"),
-            ("[http]\nmax_request_body_bytes = 10", "http.max_request_body_bytes"),
-            ("[http]\nrequest_state_key = \"abc\"", "http.request_state_key"),
-            ("[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64", "plugins.default_memory_mb"),
+            (
+                "[http]\nmax_request_body_bytes = 10",
+                "http.max_request_body_bytes",
+            ),
+            (
+                "[http]\nrequest_state_key = \"abc\"",
+                "http.request_state_key",
+            ),
+            (
+                "[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64",
+                "plugins.default_memory_mb",
+            ),
             ("colour = \"blue\"", "colour"),
         ];
         for (text, field) in cases {

@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -33,7 +37,9 @@ pub struct HttpOptions {
 
 /// The axum router: `/mcp` and `/health`.
 pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationToken) -> Router {
-    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from).to_vec();
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        .map(String::from)
+        .to_vec();
     hosts.extend(options.allowed_hosts);
     let mut origins: Vec<String> = LOOPBACK_ORIGINS.map(String::from).to_vec();
     origins.extend(options.allowed_origins);
@@ -48,7 +54,53 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationT
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    Router::new().nest_service("/mcp", mcp).route("/health", get(health)).with_state(shared)
+    let limit = options.max_request_body_bytes;
+    Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            reject_malformed(request, next, limit)
+        }))
+        .route("/health", get(health))
+        .with_state(shared)
+}
+
+fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
+    let body =
+        json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Answer what is not a single JSON-RPC message with a JSON-RPC error before it reaches the
+/// protocol layer: malformed JSON (-32700) and batches (-32600, removed in 2025-06-18).
+async fn reject_malformed(request: Request, next: Next, limit: usize) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("Payload Too Large: the request body exceeds {limit} bytes");
+            return jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, message);
+        }
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(error) => {
+            return jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                format!("Parse error: {error}"),
+            );
+        }
+        Ok(serde_json::Value::Array(_)) => {
+            let message =
+                "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18)";
+            return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, message.to_owned());
+        }
+        Ok(_) => {}
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {
@@ -84,7 +136,9 @@ pub async fn serve_http(
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Serve one client over stdin/stdout until it disconnects.

@@ -23,7 +23,9 @@ pub fn build_engine(pooling: bool, max_memory_bytes: usize) -> wasmtime::Result<
     if pooling {
         match Engine::new(&config(Some(max_memory_bytes))) {
             Ok(engine) => return Ok((engine, true)),
-            Err(error) => tracing::warn!(%error, "pooling allocator unavailable; using on-demand allocation"),
+            Err(error) => {
+                tracing::warn!(%error, "pooling allocator unavailable; using on-demand allocation")
+            }
         }
     }
     Ok((Engine::new(&config(None))?, false))

@@ -37,7 +37,10 @@ struct RawCapabilities {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -45,7 +48,11 @@ pub enum ManifestError {
 impl Manifest {
     /// The manifest of a plugin with none: nothing granted, default limits.
     pub fn deny_all() -> Self {
-        Self { namespace: None, memory_mb: None, timeout_ms: None }
+        Self {
+            namespace: None,
+            memory_mb: None,
+            timeout_ms: None,
+        }
     }
 
     /// Read `path` if it exists; a missing file is [`Manifest::deny_all`].
@@ -53,18 +60,31 @@ impl Manifest {
         let shown = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Self::deny_all()),
-            Err(source) => return Err(ManifestError::Read { path: shown, source }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::deny_all());
+            }
+            Err(source) => {
+                return Err(ManifestError::Read {
+                    path: shown,
+                    source,
+                });
+            }
         };
-        Self::parse(&text).map_err(|message| ManifestError::Invalid { path: shown, message })
+        Self::parse(&text).map_err(|message| ManifestError::Invalid {
+            path: shown,
+            message,
+        })
     }
 
     /// Parse and validate manifest text; the error names the field and the reason.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let _ = raw.description;
         if let Some(namespace) = &raw.namespace
-            && !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(format!(
                 "namespace: {namespace:?} may hold only ASCII letters, digits, '-' and '_' (tool names must stay \
@@ -74,7 +94,9 @@ impl Manifest {
         if let Some(namespace) = &raw.namespace
             && namespace.len() > 32
         {
-            return Err(format!("namespace: {namespace:?} is longer than 32 characters"));
+            return Err(format!(
+                "namespace: {namespace:?} is longer than 32 characters"
+            ));
         }
         if raw.capabilities.memory_mb == Some(0) {
             return Err("capabilities.memory_mb: must be at least 1".into());
@@ -101,7 +123,9 @@ mod tests {
 
     #[test]
     fn limits_and_namespace_are_read() {
-        let m = Manifest::parse("namespace = \"\"\n[capabilities]\nmemory_mb = 32\ntimeout_ms = 500\n").unwrap();
+        let m =
+            Manifest::parse("namespace = \"\"\n[capabilities]\nmemory_mb = 32\ntimeout_ms = 500\n")
+                .unwrap();
         assert_eq!(m.namespace.as_deref(), Some(""));
         assert_eq!(m.memory_mb, Some(32));
         assert_eq!(m.timeout_ms, Some(500));

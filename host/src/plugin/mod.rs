@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolResult, CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool,
+    CallToolResult, CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource,
+    ResourceTemplate, Tool,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Engine;
@@ -41,7 +42,13 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { pooling: true, default_memory_mb: 64, max_memory_mb: 512, default_timeout_ms: 10_000, max_timeout_ms: 120_000 }
+        Self {
+            pooling: true,
+            default_memory_mb: 64,
+            max_memory_mb: 512,
+            default_timeout_ms: 10_000,
+            max_timeout_ms: 120_000,
+        }
     }
 }
 
@@ -58,7 +65,10 @@ pub struct PluginRuntime {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
     #[error("{path}: not a valid WebAssembly component: {reason}")]
@@ -70,7 +80,11 @@ pub enum LoadError {
     )]
     NoExports { path: String },
     #[error("{path}: {what} failed while validating the plugin: {reason}")]
-    Validate { path: String, what: &'static str, reason: String },
+    Validate {
+        path: String,
+        what: &'static str,
+        reason: String,
+    },
 }
 
 /// Why a call into a plugin failed.
@@ -87,7 +101,10 @@ pub enum CallError {
     #[error("plugin {plugin} trapped: {reason}")]
     Trap { plugin: String, reason: String },
     #[error("plugin {plugin} does not export {interface}")]
-    Unsupported { plugin: String, interface: &'static str },
+    Unsupported {
+        plugin: String,
+        interface: &'static str,
+    },
     #[error("plugin {plugin} returned invalid data: {reason}")]
     BadOutput { plugin: String, reason: String },
 }
@@ -95,8 +112,16 @@ pub enum CallError {
 /// Something a plugin reports while a call runs.
 #[derive(Debug, Clone)]
 pub enum CallEvent {
-    Log { level: rmcp::model::LoggingLevel, logger: Option<String>, message: String },
-    Progress { progress: f64, total: Option<f64>, message: Option<String> },
+    Log {
+        level: rmcp::model::LoggingLevel,
+        logger: Option<String>,
+        message: String,
+    },
+    Progress {
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    },
     ListChanged(ListKind),
 }
 
@@ -184,13 +209,21 @@ struct Indices {
 
 impl PluginRuntime {
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Arc<Self>> {
-        let max_memory_bytes = usize::try_from(options.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let max_memory_bytes =
+            usize::try_from(options.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let (engine, pooling) = engine::build_engine(options.pooling, max_memory_bytes)
             .map_err(|e| anyhow::anyhow!("cannot create the WebAssembly engine: {e:#}"))?;
         let mut linker = Linker::new(&engine);
-        sandbox::link(&mut linker).map_err(|e| anyhow::anyhow!("cannot link the plugin interfaces: {e:#}"))?;
+        sandbox::link(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link the plugin interfaces: {e:#}"))?;
         let ticker = engine::EpochTicker::start(engine.clone());
-        Ok(Arc::new(Self { engine, linker, options, pooling, _ticker: ticker }))
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            options,
+            pooling,
+            _ticker: ticker,
+        }))
     }
 
     /// Whether instances come from the pooling allocator.
@@ -201,19 +234,37 @@ impl PluginRuntime {
     /// Compile, link and validate `wasm_path` (with its manifest beside it, if any).
     pub async fn load(self: &Arc<Self>, wasm_path: &Path) -> Result<Arc<Plugin>, LoadError> {
         let shown = wasm_path.display().to_string();
-        let name = wasm_path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned();
+        let name = wasm_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+            .to_owned();
         let manifest = Manifest::load(&wasm_path.with_extension("toml"))?;
-        let bytes = tokio::fs::read(wasm_path).await.map_err(|source| LoadError::Read { path: shown.clone(), source })?;
+        let bytes = tokio::fs::read(wasm_path)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: shown.clone(),
+                source,
+            })?;
         let engine = self.engine.clone();
         // Compiling is CPU-bound and can take seconds for large components.
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
-            .map_err(|e| LoadError::Compile { path: shown.clone(), reason: e.to_string() })?
-            .map_err(|e| LoadError::Compile { path: shown.clone(), reason: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Compile {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| LoadError::Compile {
+                path: shown.clone(),
+                reason: format!("{e:#}"),
+            })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link { path: shown.clone(), reason: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Link {
+                path: shown.clone(),
+                reason: format!("{e:#}"),
+            })?;
         let indices = Indices {
             tools: exports::tools::GuestIndices::new(&pre).ok(),
             resources: exports::resources::GuestIndices::new(&pre).ok(),
@@ -236,7 +287,10 @@ impl PluginRuntime {
                 .min(self.options.max_memory_mb)
                 .saturating_mul(1 << 20),
             timeout: Duration::from_millis(
-                manifest.timeout_ms.unwrap_or(self.options.default_timeout_ms).min(self.options.max_timeout_ms),
+                manifest
+                    .timeout_ms
+                    .unwrap_or(self.options.default_timeout_ms)
+                    .min(self.options.max_timeout_ms),
             ),
         };
         let mut plugin = Plugin {
@@ -253,11 +307,14 @@ impl PluginRuntime {
             indices,
             runtime: self.clone(),
         };
-        plugin.refresh_lists().await.map_err(|(what, error)| LoadError::Validate {
-            path: wasm_path.display().to_string(),
-            what,
-            reason: error.to_string(),
-        })?;
+        plugin
+            .refresh_lists()
+            .await
+            .map_err(|(what, error)| LoadError::Validate {
+                path: wasm_path.display().to_string(),
+                what,
+                reason: error.to_string(),
+            })?;
         Ok(Arc::new(plugin))
     }
 }
@@ -278,13 +335,26 @@ impl Plugin {
         if let Some(indices) = &self.indices.tools {
             let raw = self
                 .run(CallContext::default(), async |store, instance| {
-                    indices.load(&mut *store, instance)?.call_list_tools(&mut *store).await
+                    indices
+                        .load(&mut *store, instance)?
+                        .call_list_tools(&mut *store)
+                        .await
                 })
                 .await
                 .map_err(|e| ("list-tools", e))?;
-            self.tools = raw.into_iter().map(convert::tool).collect::<Result<_, _>>().map_err(|reason| {
-                ("list-tools", CallError::BadOutput { plugin: self.name.clone(), reason })
-            })?;
+            self.tools = raw
+                .into_iter()
+                .map(convert::tool)
+                .collect::<Result<_, _>>()
+                .map_err(|reason| {
+                    (
+                        "list-tools",
+                        CallError::BadOutput {
+                            plugin: self.name.clone(),
+                            reason,
+                        },
+                    )
+                })?;
         }
         if let Some(indices) = &self.indices.resources {
             let (resources, templates) = self
@@ -296,21 +366,49 @@ impl Plugin {
                 })
                 .await
                 .map_err(|e| ("list-resources", e))?;
-            let bad = |reason| ("list-resources", CallError::BadOutput { plugin: self.name.clone(), reason });
-            self.resources = resources.into_iter().map(convert::resource).collect::<Result<_, _>>().map_err(bad)?;
-            self.resource_templates =
-                templates.into_iter().map(convert::resource_template).collect::<Result<_, _>>().map_err(bad)?;
+            let bad = |reason| {
+                (
+                    "list-resources",
+                    CallError::BadOutput {
+                        plugin: self.name.clone(),
+                        reason,
+                    },
+                )
+            };
+            self.resources = resources
+                .into_iter()
+                .map(convert::resource)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?;
+            self.resource_templates = templates
+                .into_iter()
+                .map(convert::resource_template)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?;
         }
         if let Some(indices) = &self.indices.prompts {
             let prompts = self
                 .run(CallContext::default(), async |store, instance| {
-                    indices.load(&mut *store, instance)?.call_list_prompts(&mut *store).await
+                    indices
+                        .load(&mut *store, instance)?
+                        .call_list_prompts(&mut *store)
+                        .await
                 })
                 .await
                 .map_err(|e| ("list-prompts", e))?;
-            self.prompts = prompts.into_iter().map(convert::prompt).collect::<Result<_, _>>().map_err(|reason| {
-                ("list-prompts", CallError::BadOutput { plugin: self.name.clone(), reason })
-            })?;
+            self.prompts = prompts
+                .into_iter()
+                .map(convert::prompt)
+                .collect::<Result<_, _>>()
+                .map_err(|reason| {
+                    (
+                        "list-prompts",
+                        CallError::BadOutput {
+                            plugin: self.name.clone(),
+                            reason,
+                        },
+                    )
+                })?;
         }
         Ok(())
     }
@@ -319,7 +417,10 @@ impl Plugin {
     async fn run<R>(
         &self,
         cx: CallContext,
-        f: impl AsyncFnOnce(&mut wasmtime::Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(
+            &mut wasmtime::Store<CallState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut store = sandbox::store(&self.runtime.engine, &self.name, &self.limits, cx);
         let result = match self.pre.instantiate_async(&mut store).await {
@@ -330,7 +431,10 @@ impl Plugin {
     }
 
     fn unsupported(&self, interface: &'static str) -> CallError {
-        CallError::Unsupported { plugin: self.name.clone(), interface }
+        CallError::Unsupported {
+            plugin: self.name.clone(),
+            interface,
+        }
     }
 
     /// Call tool `name` (the plugin's own name for it) with JSON object `arguments`.
@@ -340,12 +444,19 @@ impl Plugin {
         arguments: &serde_json::Value,
         cx: CallContext,
     ) -> Result<Outcome<CallToolResult>, CallError> {
-        let indices = self.indices.tools.as_ref().ok_or_else(|| self.unsupported("tools"))?;
+        let indices = self
+            .indices
+            .tools
+            .as_ref()
+            .ok_or_else(|| self.unsupported("tools"))?;
         let wit_cx = convert::request_context(&cx);
         let arguments = arguments.to_string();
         let outcome = self
             .run(cx, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_call_tool(&mut *store, name, &arguments, &wit_cx).await
+                indices
+                    .load(&mut *store, instance)?
+                    .call_call_tool(&mut *store, name, &arguments, &wit_cx)
+                    .await
             })
             .await?
             .map_err(|e| convert::plugin_error(&self.name, e))?;
@@ -353,12 +464,23 @@ impl Plugin {
     }
 
     /// Read resource `uri`.
-    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
-        let indices = self.indices.resources.as_ref().ok_or_else(|| self.unsupported("resources"))?;
+    pub async fn read_resource(
+        &self,
+        uri: &str,
+        cx: CallContext,
+    ) -> Result<Outcome<ReadResourceResult>, CallError> {
+        let indices = self
+            .indices
+            .resources
+            .as_ref()
+            .ok_or_else(|| self.unsupported("resources"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
             .run(cx, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_read_resource(&mut *store, uri, &wit_cx).await
+                indices
+                    .load(&mut *store, instance)?
+                    .call_read_resource(&mut *store, uri, &wit_cx)
+                    .await
             })
             .await?
             .map_err(|e| convert::plugin_error(&self.name, e))?;
@@ -372,11 +494,18 @@ impl Plugin {
         arguments: &[(String, String)],
         cx: CallContext,
     ) -> Result<Outcome<GetPromptResult>, CallError> {
-        let indices = self.indices.prompts.as_ref().ok_or_else(|| self.unsupported("prompts"))?;
+        let indices = self
+            .indices
+            .prompts
+            .as_ref()
+            .ok_or_else(|| self.unsupported("prompts"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
             .run(cx, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_get_prompt(&mut *store, name, arguments, &wit_cx).await
+                indices
+                    .load(&mut *store, instance)?
+                    .call_get_prompt(&mut *store, name, arguments, &wit_cx)
+                    .await
             })
             .await?
             .map_err(|e| convert::plugin_error(&self.name, e))?;
@@ -397,11 +526,16 @@ impl Plugin {
         };
         let reference = match reference {
             Ok(prompt) => exports::completions::CompletionReference::Prompt(prompt.to_owned()),
-            Err(template) => exports::completions::CompletionReference::ResourceTemplate(template.to_owned()),
+            Err(template) => {
+                exports::completions::CompletionReference::ResourceTemplate(template.to_owned())
+            }
         };
         let completion = self
             .run(CallContext::default(), async |store, instance| {
-                indices.load(&mut *store, instance)?.call_complete(&mut *store, &reference, argument, value, context).await
+                indices
+                    .load(&mut *store, instance)?
+                    .call_complete(&mut *store, &reference, argument, value, context)
+                    .await
             })
             .await?
             .map_err(|e| convert::plugin_error(&self.name, e))?;
@@ -411,7 +545,10 @@ impl Plugin {
 
 /// Load every `*.wasm` in `dir`, in file-name order. Each result stands alone: a plugin
 /// that fails to load does not keep the others from serving.
-pub async fn load_dir(runtime: &Arc<PluginRuntime>, dir: &Path) -> Vec<Result<Arc<Plugin>, LoadError>> {
+pub async fn load_dir(
+    runtime: &Arc<PluginRuntime>,
+    dir: &Path,
+) -> Vec<Result<Arc<Plugin>, LoadError>> {
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
@@ -419,7 +556,10 @@ pub async fn load_dir(runtime: &Arc<PluginRuntime>, dir: &Path) -> Vec<Result<Ar
             .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
             .collect(),
         Err(source) => {
-            return vec![Err(LoadError::Read { path: dir.display().to_string(), source })];
+            return vec![Err(LoadError::Read {
+                path: dir.display().to_string(),
+                source,
+            })];
         }
     };
     paths.sort();

@@ -32,7 +32,10 @@ pub struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -60,11 +63,19 @@ impl host::Host for CallState {
             types::LogLevel::Alert => L::Alert,
             types::LogLevel::Emergency => L::Emergency,
         };
-        self.emit(CallEvent::Log { level, logger, message });
+        self.emit(CallEvent::Log {
+            level,
+            logger,
+            message,
+        });
     }
 
     fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
-        self.emit(CallEvent::Progress { progress, total, message });
+        self.emit(CallEvent::Progress {
+            progress,
+            total,
+            message,
+        });
     }
 
     fn notify_list_changed(&mut self, kind: host::ListKind) {
@@ -90,12 +101,17 @@ pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 /// time limited.
 pub fn store(engine: &Engine, plugin: &str, limits: &Limits, cx: CallContext) -> Store<CallState> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
     let state = CallState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(memory)
+            .trap_on_grow_failure(true)
+            .build(),
         events: cx.events,
         timed_out: false,
     };
@@ -118,15 +134,31 @@ pub fn store(engine: &Engine, plugin: &str, limits: &Limits, cx: CallContext) ->
 }
 
 /// Turn a wasmtime error from a call into what the caller sees.
-pub fn call_error(plugin: &str, limits: &Limits, store: &Store<CallState>, error: wasmtime::Error) -> CallError {
+pub fn call_error(
+    plugin: &str,
+    limits: &Limits,
+    store: &Store<CallState>,
+    error: wasmtime::Error,
+) -> CallError {
     if store.data().timed_out {
-        return CallError::Timeout { plugin: plugin.to_owned(), limit_ms: limits.timeout.as_millis() as u64 };
+        return CallError::Timeout {
+            plugin: plugin.to_owned(),
+            limit_ms: limits.timeout.as_millis() as u64,
+        };
     }
     let reason = format!("{error:#}");
-    let reason = if reason.contains("forcing a memory growth failure") || reason.contains("memory minimum size") {
-        format!("memory limit of {} MiB exceeded ({reason})", limits.memory_bytes >> 20)
+    let reason = if reason.contains("forcing a memory growth failure")
+        || reason.contains("memory minimum size")
+    {
+        format!(
+            "memory limit of {} MiB exceeded ({reason})",
+            limits.memory_bytes >> 20
+        )
     } else {
         reason
     };
-    CallError::Trap { plugin: plugin.to_owned(), reason }
+    CallError::Trap {
+        plugin: plugin.to_owned(),
+        reason,
+    }
 }

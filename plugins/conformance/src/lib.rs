@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fedmcp_sdk::{
-    Completion, CompletionRef, Content, Error, InputRequest, InputRequired, ListKind, Plugin, PromptMessage,
-    PromptOutcome, PromptResult, Prompts, ToolOutcome, ResourceContents, Resources, ToolResult, Tools, Value, json, log, progress,
+    Completion, CompletionRef, Content, Error, InputRequest, InputRequired, ListKind, Plugin,
+    PromptMessage, PromptOutcome, PromptResult, Prompts, ResourceContents, Resources, ToolOutcome,
+    ToolResult, Tools, Value, json, log, progress,
 };
 
 const RED_PIXEL_PNG: &[u8] = include_bytes!("red-pixel.png");
@@ -30,7 +31,11 @@ fn pause() {
 /// The text of a sampling result (`content` is one block or, since 2025-11-25, a list).
 fn sampled_text(result: &Value) -> String {
     let content = &result["content"];
-    let block = if content.is_array() { &content[0] } else { content };
+    let block = if content.is_array() {
+        &content[0]
+    } else {
+        content
+    };
     block["text"].as_str().unwrap_or("(no text)").to_owned()
 }
 
@@ -51,13 +56,21 @@ fn ask_name(key: &str, message: &str) -> InputRequired {
 }
 
 fn accepted_field<'a>(response: &'a Value, field: &str) -> Option<&'a str> {
-    response.get("content").and_then(|c| c.get(field)).and_then(Value::as_str)
+    response
+        .get("content")
+        .and_then(|c| c.get(field))
+        .and_then(Value::as_str)
 }
 
 fn root_uris(response: &Value) -> Vec<String> {
     response["roots"]
         .as_array()
-        .map(|roots| roots.iter().filter_map(|r| r["uri"].as_str().map(str::to_owned)).collect())
+        .map(|roots| {
+            roots
+                .iter()
+                .filter_map(|r| r["uri"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -72,19 +85,31 @@ impl Plugin for Conformance {
     fn resources(resources: &mut Resources) {
         resources
             .add("test://static-text", "Static text", |uri, _cx| {
-                Ok(vec![ResourceContents::text(uri, "text/plain", "This is the content of the static text resource.")])
+                Ok(vec![ResourceContents::text(
+                    uri,
+                    "text/plain",
+                    "This is the content of the static text resource.",
+                )])
             })
             .description("A static text resource for testing")
             .mime_type("text/plain");
         resources
             .add("test://static-binary", "Static binary", |uri, _cx| {
-                Ok(vec![ResourceContents::blob(uri, "image/png", RED_PIXEL_PNG)])
+                Ok(vec![ResourceContents::blob(
+                    uri,
+                    "image/png",
+                    RED_PIXEL_PNG,
+                )])
             })
             .description("A static binary resource (a 1x1 PNG) for testing")
             .mime_type("image/png");
         resources
             .add("test://watched-resource", "Watched resource", |uri, _cx| {
-                Ok(vec![ResourceContents::text(uri, "text/plain", "Watched resource content")])
+                Ok(vec![ResourceContents::text(
+                    uri,
+                    "text/plain",
+                    "Watched resource content",
+                )])
             })
             .description("A resource clients may subscribe to")
             .mime_type("text/plain");
@@ -99,35 +124,56 @@ impl Plugin for Conformance {
     }
 
     fn prompts(prompts: &mut Prompts) {
-        prompts.add("test_simple_prompt", "A simple prompt without arguments", |_args, _cx| {
-            Ok(PromptResult::new(vec![PromptMessage::user("This is a simple prompt for testing.")]))
-        });
+        prompts.add(
+            "test_simple_prompt",
+            "A simple prompt without arguments",
+            |_args, _cx| {
+                Ok(PromptResult::new(vec![PromptMessage::user(
+                    "This is a simple prompt for testing.",
+                )]))
+            },
+        );
         prompts
-            .add("test_prompt_with_arguments", "A prompt with arguments", |args, _cx| {
-                let text = format!("Prompt with arguments: arg1='{}', arg2='{}'", args["arg1"], args["arg2"]);
-                Ok(PromptResult::new(vec![PromptMessage::user(text)]))
-            })
+            .add(
+                "test_prompt_with_arguments",
+                "A prompt with arguments",
+                |args, _cx| {
+                    let text = format!(
+                        "Prompt with arguments: arg1='{}', arg2='{}'",
+                        args["arg1"], args["arg2"]
+                    );
+                    Ok(PromptResult::new(vec![PromptMessage::user(text)]))
+                },
+            )
             .argument("arg1", "First test argument", true)
             .argument("arg2", "Second test argument", true);
         prompts
-            .add("test_prompt_with_embedded_resource", "A prompt with an embedded resource", |args, _cx| {
-                let uri = args["resourceUri"].clone();
-                Ok(PromptResult::new(vec![
-                    PromptMessage::user(Content::resource(ResourceContents::text(
-                        uri,
-                        "text/plain",
-                        "Embedded resource content for testing.",
-                    ))),
-                    PromptMessage::user("Please process the embedded resource above."),
-                ]))
-            })
+            .add(
+                "test_prompt_with_embedded_resource",
+                "A prompt with an embedded resource",
+                |args, _cx| {
+                    let uri = args["resourceUri"].clone();
+                    Ok(PromptResult::new(vec![
+                        PromptMessage::user(Content::resource(ResourceContents::text(
+                            uri,
+                            "text/plain",
+                            "Embedded resource content for testing.",
+                        ))),
+                        PromptMessage::user("Please process the embedded resource above."),
+                    ]))
+                },
+            )
             .argument("resourceUri", "URI of the resource to embed", true);
-        prompts.add("test_prompt_with_image", "A prompt with image content", |_args, _cx| {
-            Ok(PromptResult::new(vec![
-                PromptMessage::user(Content::image(RED_PIXEL_PNG, "image/png")),
-                PromptMessage::user("Please analyze the image above."),
-            ]))
-        });
+        prompts.add(
+            "test_prompt_with_image",
+            "A prompt with image content",
+            |_args, _cx| {
+                Ok(PromptResult::new(vec![
+                    PromptMessage::user(Content::image(RED_PIXEL_PNG, "image/png")),
+                    PromptMessage::user("Please analyze the image above."),
+                ]))
+            },
+        );
         prompts.add("test_input_required_result_prompt", "A prompt that asks the user for context first", |_args, cx| -> Result<PromptOutcome, Error> {
             let Some(context) = cx.response("user_context").and_then(|r| accepted_field(r, "context")) else {
                 return Ok(InputRequired::new()
@@ -154,63 +200,118 @@ impl Plugin for Conformance {
             (CompletionRef::Prompt(name), "arg1") if name == "test_prompt_with_arguments" => {
                 Completion::matching(["paris", "park", "party", "pasta"], value)
             }
-            (CompletionRef::ResourceTemplate(_), "id") => Completion::matching(["1", "123", "42"], value),
+            (CompletionRef::ResourceTemplate(_), "id") => {
+                Completion::matching(["1", "123", "42"], value)
+            }
             _ => Completion::default(),
         })
     }
 }
 
 fn register_content_tools(tools: &mut Tools) {
-    tools.add_raw("test_simple_text", "Returns simple text content", no_arguments(), |_args, _cx| {
-        Ok("This is a simple text response for testing.")
-    });
-    tools.add_raw("test_image_content", "Returns image content", no_arguments(), |_args, _cx| {
-        Ok(ToolResult::new(vec![Content::image(RED_PIXEL_PNG, "image/png")]))
-    });
-    tools.add_raw("test_audio_content", "Returns audio content", no_arguments(), |_args, _cx| {
-        Ok(ToolResult::new(vec![Content::audio(SILENT_WAV, "audio/wav")]))
-    });
-    tools.add_raw("test_embedded_resource", "Returns embedded resource content", no_arguments(), |_args, _cx| {
-        Ok(ToolResult::new(vec![Content::resource(ResourceContents::text(
-            "test://embedded-resource",
-            "text/plain",
-            "This is an embedded resource content.",
-        ))]))
-    });
-    tools.add_raw("test_multiple_content_types", "Returns multiple content types", no_arguments(), |_args, _cx| {
-        Ok(ToolResult::new(vec![
-            Content::text("Multiple content types test:"),
-            Content::image(RED_PIXEL_PNG, "image/png"),
-            Content::resource(ResourceContents::text(
-                "test://mixed-content-resource",
-                "application/json",
-                r#"{"test":"data","value":123}"#,
-            )),
-        ]))
-    });
-    tools.add_raw("test_tool_with_logging", "Sends log messages while it runs", no_arguments(), |_args, _cx| {
-        log::info_from("conformance", "Tool execution started");
-        pause();
-        log::info_from("conformance", "Tool processing data");
-        pause();
-        log::info_from("conformance", "Tool execution completed");
-        Ok("Logging test completed")
-    });
-    tools.add_raw("test_logging_tool", "Sends a log message (diagnostic)", no_arguments(), |_args, _cx| {
-        log::info_from("conformance", "test_logging_tool ran");
-        Ok("Logged one message")
-    });
-    tools.add_raw("test_error_handling", "Always fails", no_arguments(), |_args, _cx| {
-        Ok(ToolResult::error("This tool intentionally returns an error for testing"))
-    });
-    tools.add_raw("test_tool_with_progress", "Reports progress while it runs", no_arguments(), |_args, _cx| {
-        progress(0.0, Some(100.0), Some("Starting"));
-        pause();
-        progress(50.0, Some(100.0), Some("Halfway"));
-        pause();
-        progress(100.0, Some(100.0), Some("Complete"));
-        Ok("Progress test completed")
-    });
+    tools.add_raw(
+        "test_simple_text",
+        "Returns simple text content",
+        no_arguments(),
+        |_args, _cx| Ok("This is a simple text response for testing."),
+    );
+    tools.add_raw(
+        "test_image_content",
+        "Returns image content",
+        no_arguments(),
+        |_args, _cx| {
+            Ok(ToolResult::new(vec![Content::image(
+                RED_PIXEL_PNG,
+                "image/png",
+            )]))
+        },
+    );
+    tools.add_raw(
+        "test_audio_content",
+        "Returns audio content",
+        no_arguments(),
+        |_args, _cx| {
+            Ok(ToolResult::new(vec![Content::audio(
+                SILENT_WAV,
+                "audio/wav",
+            )]))
+        },
+    );
+    tools.add_raw(
+        "test_embedded_resource",
+        "Returns embedded resource content",
+        no_arguments(),
+        |_args, _cx| {
+            Ok(ToolResult::new(vec![Content::resource(
+                ResourceContents::text(
+                    "test://embedded-resource",
+                    "text/plain",
+                    "This is an embedded resource content.",
+                ),
+            )]))
+        },
+    );
+    tools.add_raw(
+        "test_multiple_content_types",
+        "Returns multiple content types",
+        no_arguments(),
+        |_args, _cx| {
+            Ok(ToolResult::new(vec![
+                Content::text("Multiple content types test:"),
+                Content::image(RED_PIXEL_PNG, "image/png"),
+                Content::resource(ResourceContents::text(
+                    "test://mixed-content-resource",
+                    "application/json",
+                    r#"{"test":"data","value":123}"#,
+                )),
+            ]))
+        },
+    );
+    tools.add_raw(
+        "test_tool_with_logging",
+        "Sends log messages while it runs",
+        no_arguments(),
+        |_args, _cx| {
+            log::info_from("conformance", "Tool execution started");
+            pause();
+            log::info_from("conformance", "Tool processing data");
+            pause();
+            log::info_from("conformance", "Tool execution completed");
+            Ok("Logging test completed")
+        },
+    );
+    tools.add_raw(
+        "test_logging_tool",
+        "Sends a log message (diagnostic)",
+        no_arguments(),
+        |_args, _cx| {
+            log::info_from("conformance", "test_logging_tool ran");
+            Ok("Logged one message")
+        },
+    );
+    tools.add_raw(
+        "test_error_handling",
+        "Always fails",
+        no_arguments(),
+        |_args, _cx| {
+            Ok(ToolResult::error(
+                "This tool intentionally returns an error for testing",
+            ))
+        },
+    );
+    tools.add_raw(
+        "test_tool_with_progress",
+        "Reports progress while it runs",
+        no_arguments(),
+        |_args, _cx| {
+            progress(0.0, Some(100.0), Some("Starting"));
+            pause();
+            progress(50.0, Some(100.0), Some("Halfway"));
+            pause();
+            progress(100.0, Some(100.0), Some("Complete"));
+            Ok("Progress test completed")
+        },
+    );
     tools.add_raw(
         "json_schema_2020_12_tool",
         "Tool with JSON Schema 2020-12 features",
@@ -246,14 +347,24 @@ fn register_content_tools(tools: &mut Tools) {
         }),
         |args, _cx| Ok(format!("Received: {args}")),
     );
-    tools.add_raw("test_trigger_tool_change", "Announces that the tool list changed", no_arguments(), |_args, _cx| {
-        fedmcp_sdk::notify_list_changed(ListKind::Tools);
-        Ok("Tool list change announced")
-    });
-    tools.add_raw("test_trigger_prompt_change", "Announces that the prompt list changed", no_arguments(), |_args, _cx| {
-        fedmcp_sdk::notify_list_changed(ListKind::Prompts);
-        Ok("Prompt list change announced")
-    });
+    tools.add_raw(
+        "test_trigger_tool_change",
+        "Announces that the tool list changed",
+        no_arguments(),
+        |_args, _cx| {
+            fedmcp_sdk::notify_list_changed(ListKind::Tools);
+            Ok("Tool list change announced")
+        },
+    );
+    tools.add_raw(
+        "test_trigger_prompt_change",
+        "Announces that the prompt list changed",
+        no_arguments(),
+        |_args, _cx| {
+            fedmcp_sdk::notify_list_changed(ListKind::Prompts);
+            Ok("Prompt list change announced")
+        },
+    );
 }
 
 /// Fixtures of the handshake era that ask the client for something mid-call.
@@ -271,7 +382,9 @@ fn register_round_trip_tools(tools: &mut Tools) {
                 return Ok(format!("LLM response: {}", sampled_text(result)).into());
             }
             let prompt = args["prompt"].as_str().unwrap_or("Hello");
-            Ok(InputRequired::new().request("sample", InputRequest::sample(prompt, 100)).into())
+            Ok(InputRequired::new()
+                .request("sample", InputRequest::sample(prompt, 100))
+                .into())
         },
     );
     tools.add_raw(
@@ -286,7 +399,9 @@ fn register_round_trip_tools(tools: &mut Tools) {
             if let Some(result) = cx.response("form") {
                 return Ok(format!("User response: {}", elicitation_summary(result)).into());
             }
-            let message = args["message"].as_str().unwrap_or("Please provide your information");
+            let message = args["message"]
+                .as_str()
+                .unwrap_or("Please provide your information");
             let schema = json!({
                 "type": "object",
                 "properties": {
@@ -295,7 +410,9 @@ fn register_round_trip_tools(tools: &mut Tools) {
                 },
                 "required": ["username", "email"]
             });
-            Ok(InputRequired::new().request("form", InputRequest::elicit(message, schema)).into())
+            Ok(InputRequired::new()
+                .request("form", InputRequest::elicit(message, schema))
+                .into())
         },
     );
     tools.add_raw(
@@ -372,32 +489,65 @@ fn register_round_trip_tools(tools: &mut Tools) {
 
 /// Fixtures of the multi-round-trip (MRTR) scenarios.
 fn register_input_required_tools(tools: &mut Tools) {
-    tools.add_raw("test_input_required_result_elicitation", "Asks the user for their name", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
-        match cx.response("user_name").and_then(|r| accepted_field(r, "name")) {
-            Some(name) => Ok(format!("Hello, {name}!").into()),
-            None => Ok(ask_name("user_name", "What is your name?").into()),
-        }
-    });
-    tools.add_raw("test_streaming_elicitation", "Asks the user for their name (diagnostic)", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
-        match cx.response("user_name").and_then(|r| accepted_field(r, "name")) {
-            Some(name) => Ok(format!("Hello, {name}!").into()),
-            None => Ok(ask_name("user_name", "What is your name?").into()),
-        }
-    });
-    tools.add_raw("test_input_required_result_sampling", "Asks the client's model a question", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
-        match cx.response("capital_question") {
-            Some(result) => Ok(format!("The model answered: {}", sampled_text(result)).into()),
-            None => Ok(InputRequired::new()
-                .request("capital_question", InputRequest::sample("What is the capital of France?", 100))
-                .into()),
-        }
-    });
-    tools.add_raw("test_input_required_result_list_roots", "Asks the client for its roots", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
-        match cx.response("client_roots") {
-            Some(result) => Ok(format!("Client roots: {}", root_uris(result).join(", ")).into()),
-            None => Ok(InputRequired::new().request("client_roots", InputRequest::Roots).into()),
-        }
-    });
+    tools.add_raw(
+        "test_input_required_result_elicitation",
+        "Asks the user for their name",
+        no_arguments(),
+        |_a, cx| -> Result<ToolOutcome, Error> {
+            match cx
+                .response("user_name")
+                .and_then(|r| accepted_field(r, "name"))
+            {
+                Some(name) => Ok(format!("Hello, {name}!").into()),
+                None => Ok(ask_name("user_name", "What is your name?").into()),
+            }
+        },
+    );
+    tools.add_raw(
+        "test_streaming_elicitation",
+        "Asks the user for their name (diagnostic)",
+        no_arguments(),
+        |_a, cx| -> Result<ToolOutcome, Error> {
+            match cx
+                .response("user_name")
+                .and_then(|r| accepted_field(r, "name"))
+            {
+                Some(name) => Ok(format!("Hello, {name}!").into()),
+                None => Ok(ask_name("user_name", "What is your name?").into()),
+            }
+        },
+    );
+    tools.add_raw(
+        "test_input_required_result_sampling",
+        "Asks the client's model a question",
+        no_arguments(),
+        |_a, cx| -> Result<ToolOutcome, Error> {
+            match cx.response("capital_question") {
+                Some(result) => Ok(format!("The model answered: {}", sampled_text(result)).into()),
+                None => Ok(InputRequired::new()
+                    .request(
+                        "capital_question",
+                        InputRequest::sample("What is the capital of France?", 100),
+                    )
+                    .into()),
+            }
+        },
+    );
+    tools.add_raw(
+        "test_input_required_result_list_roots",
+        "Asks the client for its roots",
+        no_arguments(),
+        |_a, cx| -> Result<ToolOutcome, Error> {
+            match cx.response("client_roots") {
+                Some(result) => {
+                    Ok(format!("Client roots: {}", root_uris(result).join(", ")).into())
+                }
+                None => Ok(InputRequired::new()
+                    .request("client_roots", InputRequest::Roots)
+                    .into()),
+            }
+        },
+    );
     tools.add_raw("test_input_required_result_request_state", "Round-trips a request state", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
         match (cx.response("confirm"), cx.state()) {
             (Some(result), Some("awaiting-confirmation")) => {
@@ -416,20 +566,38 @@ fn register_input_required_tools(tools: &mut Tools) {
                 .into()),
         }
     });
-    tools.add_raw("test_input_required_result_multiple_inputs", "Asks for three inputs at once", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
-        let keys = ["user_name", "greeting", "client_roots"];
-        if cx.state() == Some("multiple") && keys.iter().all(|k| cx.response(k).is_some()) {
-            let name = cx.response("user_name").and_then(|r| accepted_field(r, "name")).unwrap_or("someone");
-            let greeting = cx.response("greeting").map(sampled_text).unwrap_or_default();
-            let roots = cx.response("client_roots").map(root_uris).unwrap_or_default();
-            return Ok(format!("name={name}; greeting={greeting}; roots={}", roots.join(",")).into());
-        }
-        Ok(ask_name("user_name", "What is your name?")
-            .request("greeting", InputRequest::sample("Generate a greeting", 50))
-            .request("client_roots", InputRequest::Roots)
-            .state("multiple")
-            .into())
-    });
+    tools.add_raw(
+        "test_input_required_result_multiple_inputs",
+        "Asks for three inputs at once",
+        no_arguments(),
+        |_a, cx| -> Result<ToolOutcome, Error> {
+            let keys = ["user_name", "greeting", "client_roots"];
+            if cx.state() == Some("multiple") && keys.iter().all(|k| cx.response(k).is_some()) {
+                let name = cx
+                    .response("user_name")
+                    .and_then(|r| accepted_field(r, "name"))
+                    .unwrap_or("someone");
+                let greeting = cx
+                    .response("greeting")
+                    .map(sampled_text)
+                    .unwrap_or_default();
+                let roots = cx
+                    .response("client_roots")
+                    .map(root_uris)
+                    .unwrap_or_default();
+                return Ok(format!(
+                    "name={name}; greeting={greeting}; roots={}",
+                    roots.join(",")
+                )
+                .into());
+            }
+            Ok(ask_name("user_name", "What is your name?")
+                .request("greeting", InputRequest::sample("Generate a greeting", 50))
+                .request("client_roots", InputRequest::Roots)
+                .state("multiple")
+                .into())
+        },
+    );
     tools.add_raw("test_input_required_result_multi_round", "Asks two questions, one after the other", no_arguments(), |_a, cx| -> Result<ToolOutcome, Error> {
         if let Some(state) = cx.state().and_then(|s| s.strip_prefix("step2:"))
             && let Some(color) = cx.response("step2").and_then(|r| accepted_field(r, "color"))
@@ -498,10 +666,12 @@ fn register_diagnostic_tools(tools: &mut Tools) {
         "Needs sampling; a client that did not declare it is refused",
         no_arguments(),
         |_a, cx| -> Result<ToolOutcome, Error> {
-        match cx.response("sample") {
-            Some(result) => Ok(format!("LLM response: {}", sampled_text(result)).into()),
-            None => Ok(InputRequired::new().request("sample", InputRequest::sample("Say hello", 20)).into()),
-        }
+            match cx.response("sample") {
+                Some(result) => Ok(format!("LLM response: {}", sampled_text(result)).into()),
+                None => Ok(InputRequired::new()
+                    .request("sample", InputRequest::sample("Say hello", 20))
+                    .into()),
+            }
         },
     );
 }

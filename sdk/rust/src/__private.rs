@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::bindings::exports::fedmcp::plugin::{completions as wc, prompts as wp, resources as wr, tools as wt};
+use crate::bindings::exports::fedmcp::plugin::{
+    completions as wc, prompts as wp, resources as wr, tools as wt,
+};
 use crate::bindings::fedmcp::plugin::types as w;
 use crate::{
-    Completion, CompletionRef, Content, Context, Error, InputRequest, InputRequired, Outcome, Plugin, PromptMessage,
-    Prompts, ResourceContents, Resources, Role, Tools, Value,
+    Completion, CompletionRef, Content, Context, Error, InputRequest, InputRequired, Outcome,
+    Plugin, PromptMessage, Prompts, ResourceContents, Resources, Role, Tools, Value,
 };
 
 fn context(raw: w::RequestContext) -> Context {
@@ -41,24 +43,41 @@ fn input_required(input: InputRequired) -> w::InputRequired {
         .into_iter()
         .map(|(key, request)| {
             let request = match request {
-                InputRequest::Elicitation(params) => w::InputRequest::Elicitation(params.to_string()),
+                InputRequest::Elicitation(params) => {
+                    w::InputRequest::Elicitation(params.to_string())
+                }
                 InputRequest::Sampling(params) => w::InputRequest::Sampling(params.to_string()),
                 InputRequest::Roots => w::InputRequest::Roots,
             };
             (key, request)
         })
         .collect();
-    w::InputRequired { requests, state: input.state }
+    w::InputRequired {
+        requests,
+        state: input.state,
+    }
 }
 
 fn resource_contents(contents: ResourceContents) -> w::ResourceContents {
     match contents {
-        ResourceContents::Text { uri, mime_type, text } => {
-            w::ResourceContents::Text(w::TextResourceContents { uri, mime_type, text })
-        }
-        ResourceContents::Blob { uri, mime_type, blob } => {
-            w::ResourceContents::Blob(w::BlobResourceContents { uri, mime_type, blob })
-        }
+        ResourceContents::Text {
+            uri,
+            mime_type,
+            text,
+        } => w::ResourceContents::Text(w::TextResourceContents {
+            uri,
+            mime_type,
+            text,
+        }),
+        ResourceContents::Blob {
+            uri,
+            mime_type,
+            blob,
+        } => w::ResourceContents::Blob(w::BlobResourceContents {
+            uri,
+            mime_type,
+            blob,
+        }),
     }
 }
 
@@ -67,9 +86,18 @@ fn content(content: Content) -> w::Content {
         Content::Text(text) => w::Content::Text(text),
         Content::Image { data, mime_type } => w::Content::Image(w::Media { data, mime_type }),
         Content::Audio { data, mime_type } => w::Content::Audio(w::Media { data, mime_type }),
-        Content::ResourceLink { uri, name, description, mime_type } => {
-            w::Content::ResourceLink(w::ResourceLink { uri, name, title: None, description, mime_type })
-        }
+        Content::ResourceLink {
+            uri,
+            name,
+            description,
+            mime_type,
+        } => w::Content::ResourceLink(w::ResourceLink {
+            uri,
+            name,
+            title: None,
+            description,
+            mime_type,
+        }),
         Content::Resource(contents) => w::Content::Resource(resource_contents(contents)),
     }
 }
@@ -168,15 +196,18 @@ pub fn list_resource_templates<P: Plugin>() -> Vec<wr::ResourceTemplate> {
         .collect()
 }
 
-pub fn read_resource<P: Plugin>(uri: String, raw_context: w::RequestContext) -> Result<wr::ReadOutcome, w::PluginError> {
+pub fn read_resource<P: Plugin>(
+    uri: String,
+    raw_context: w::RequestContext,
+) -> Result<wr::ReadOutcome, w::PluginError> {
     let resources = resources::<P>();
     let (entry, vars) = resources
         .find(&uri)
         .ok_or_else(|| w::PluginError::NotFound(format!("no resource at {uri}")))?;
     match (entry.handler)(&uri, &vars, &context(raw_context)).map_err(error)? {
-        Outcome::Complete(contents) => {
-            Ok(wr::ReadOutcome::Complete(contents.into_iter().map(resource_contents).collect()))
-        }
+        Outcome::Complete(contents) => Ok(wr::ReadOutcome::Complete(
+            contents.into_iter().map(resource_contents).collect(),
+        )),
         Outcome::InputRequired(input) => Ok(wr::ReadOutcome::InputRequired(input_required(input))),
     }
 }
@@ -194,7 +225,12 @@ pub fn list_prompts<P: Plugin>() -> Vec<wp::Prompt> {
             arguments: p
                 .arguments
                 .into_iter()
-                .map(|(name, description, required)| wp::PromptArgument { name, title: None, description, required })
+                .map(|(name, description, required)| wp::PromptArgument {
+                    name,
+                    title: None,
+                    description,
+                    required,
+                })
                 .collect(),
         })
         .collect()
@@ -213,8 +249,14 @@ pub fn get_prompt<P: Plugin>(
         .find(|p| p.name == name)
         .ok_or_else(|| w::PluginError::NotFound(format!("no prompt named {name:?}")))?;
     let arguments: BTreeMap<String, String> = arguments.into_iter().collect();
-    if let Some((missing, _, _)) = prompt.arguments.iter().find(|(n, _, required)| *required && !arguments.contains_key(n)) {
-        return Err(w::PluginError::InvalidParams(format!("prompt {name:?} needs the argument {missing:?}")));
+    if let Some((missing, _, _)) = prompt
+        .arguments
+        .iter()
+        .find(|(n, _, required)| *required && !arguments.contains_key(n))
+    {
+        return Err(w::PluginError::InvalidParams(format!(
+            "prompt {name:?} needs the argument {missing:?}"
+        )));
     }
     match (prompt.handler)(&arguments, &context(raw_context)).map_err(error)? {
         Outcome::Complete(result) => Ok(wp::PromptOutcome::Complete(wp::PromptResult {
@@ -231,7 +273,9 @@ pub fn get_prompt<P: Plugin>(
                 })
                 .collect(),
         })),
-        Outcome::InputRequired(input) => Ok(wp::PromptOutcome::InputRequired(input_required(input))),
+        Outcome::InputRequired(input) => {
+            Ok(wp::PromptOutcome::InputRequired(input_required(input)))
+        }
     }
 }
 
@@ -246,6 +290,14 @@ pub fn complete<P: Plugin>(
         wc::CompletionReference::ResourceTemplate(uri) => CompletionRef::ResourceTemplate(uri),
     };
     let context: BTreeMap<String, String> = context.into_iter().collect();
-    let Completion { values, total, has_more } = P::complete(&reference, &argument, &value, &context).map_err(error)?;
-    Ok(wc::Completion { values, total, has_more })
+    let Completion {
+        values,
+        total,
+        has_more,
+    } = P::complete(&reference, &argument, &value, &context).map_err(error)?;
+    Ok(wc::Completion {
+        values,
+        total,
+        has_more,
+    })
 }

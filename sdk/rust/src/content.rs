@@ -6,8 +6,14 @@ use crate::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     Text(String),
-    Image { data: Vec<u8>, mime_type: String },
-    Audio { data: Vec<u8>, mime_type: String },
+    Image {
+        data: Vec<u8>,
+        mime_type: String,
+    },
+    Audio {
+        data: Vec<u8>,
+        mime_type: String,
+    },
     ResourceLink {
         uri: String,
         name: String,
@@ -24,14 +30,25 @@ impl Content {
     }
     /// An image from its raw bytes (not base64).
     pub fn image(data: impl Into<Vec<u8>>, mime_type: impl Into<String>) -> Self {
-        Self::Image { data: data.into(), mime_type: mime_type.into() }
+        Self::Image {
+            data: data.into(),
+            mime_type: mime_type.into(),
+        }
     }
     /// Audio from its raw bytes (not base64).
     pub fn audio(data: impl Into<Vec<u8>>, mime_type: impl Into<String>) -> Self {
-        Self::Audio { data: data.into(), mime_type: mime_type.into() }
+        Self::Audio {
+            data: data.into(),
+            mime_type: mime_type.into(),
+        }
     }
     pub fn resource_link(uri: impl Into<String>, name: impl Into<String>) -> Self {
-        Self::ResourceLink { uri: uri.into(), name: name.into(), description: None, mime_type: None }
+        Self::ResourceLink {
+            uri: uri.into(),
+            name: name.into(),
+            description: None,
+            mime_type: None,
+        }
     }
     pub fn resource(contents: ResourceContents) -> Self {
         Self::Resource(contents)
@@ -53,16 +70,32 @@ impl From<String> for Content {
 /// The contents of a resource: text or bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceContents {
-    Text { uri: String, mime_type: Option<String>, text: String },
-    Blob { uri: String, mime_type: Option<String>, blob: Vec<u8> },
+    Text {
+        uri: String,
+        mime_type: Option<String>,
+        text: String,
+    },
+    Blob {
+        uri: String,
+        mime_type: Option<String>,
+        blob: Vec<u8>,
+    },
 }
 
 impl ResourceContents {
     pub fn text(uri: impl Into<String>, mime_type: &str, text: impl Into<String>) -> Self {
-        Self::Text { uri: uri.into(), mime_type: Some(mime_type.to_owned()), text: text.into() }
+        Self::Text {
+            uri: uri.into(),
+            mime_type: Some(mime_type.to_owned()),
+            text: text.into(),
+        }
     }
     pub fn blob(uri: impl Into<String>, mime_type: &str, blob: impl Into<Vec<u8>>) -> Self {
-        Self::Blob { uri: uri.into(), mime_type: Some(mime_type.to_owned()), blob: blob.into() }
+        Self::Blob {
+            uri: uri.into(),
+            mime_type: Some(mime_type.to_owned()),
+            blob: blob.into(),
+        }
     }
 }
 
@@ -77,18 +110,30 @@ pub struct ToolResult {
 
 impl ToolResult {
     pub fn new(content: Vec<Content>) -> Self {
-        Self { content, structured: None, is_error: false }
+        Self {
+            content,
+            structured: None,
+            is_error: false,
+        }
     }
     pub fn text(text: impl Into<String>) -> Self {
         Self::new(vec![Content::text(text)])
     }
     /// A failed tool call, reported to the model as content with `isError: true`.
     pub fn error(text: impl Into<String>) -> Self {
-        Self { content: vec![Content::text(text)], structured: None, is_error: true }
+        Self {
+            content: vec![Content::text(text)],
+            structured: None,
+            is_error: true,
+        }
     }
     /// Structured content (matching the tool's output schema), with its JSON text as content.
     pub fn structured(value: Value) -> Self {
-        Self { content: vec![Content::text(value.to_string())], structured: Some(value), is_error: false }
+        Self {
+            content: vec![Content::text(value.to_string())],
+            structured: Some(value),
+            is_error: false,
+        }
     }
 }
 
@@ -108,9 +153,15 @@ pub struct PromptMessage {
 
 impl PromptMessage {
     pub fn user(content: impl Into<Content>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
     pub fn assistant(content: impl Into<Content>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }

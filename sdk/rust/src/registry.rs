@@ -8,8 +8,15 @@ use serde::de::DeserializeOwned;
 use crate::{Context, Error, Outcome, PromptMessage, ResourceContents, ToolResult, Value};
 
 type ToolHandler = Box<dyn Fn(Value, &Context) -> Result<Outcome<ToolResult>, Error>>;
-type ReadHandler = Box<dyn Fn(&str, &BTreeMap<String, String>, &Context) -> Result<Outcome<Vec<ResourceContents>>, Error>>;
-type PromptHandler = Box<dyn Fn(&BTreeMap<String, String>, &Context) -> Result<Outcome<PromptResult>, Error>>;
+type ReadHandler = Box<
+    dyn Fn(
+        &str,
+        &BTreeMap<String, String>,
+        &Context,
+    ) -> Result<Outcome<Vec<ResourceContents>>, Error>,
+>;
+type PromptHandler =
+    Box<dyn Fn(&BTreeMap<String, String>, &Context) -> Result<Outcome<PromptResult>, Error>>;
 
 pub(crate) struct ToolEntry {
     pub name: String,
@@ -40,14 +47,21 @@ impl Tools {
     {
         let schema = schema_of::<A>();
         self.add_raw(name, description, schema, move |arguments, cx| {
-            let arguments: A = serde_json::from_value(arguments)
-                .map_err(|e| Error::invalid_params(format!("arguments do not match the input schema: {e}")))?;
+            let arguments: A = serde_json::from_value(arguments).map_err(|e| {
+                Error::invalid_params(format!("arguments do not match the input schema: {e}"))
+            })?;
             handler(arguments, cx).map(Into::into)
         })
     }
 
     /// Add a tool with a hand-written JSON Schema; the handler gets the arguments as JSON.
-    pub fn add_raw<R, F>(&mut self, name: &str, description: &str, input_schema: Value, handler: F) -> ToolBuilder<'_>
+    pub fn add_raw<R, F>(
+        &mut self,
+        name: &str,
+        description: &str,
+        input_schema: Value,
+        handler: F,
+    ) -> ToolBuilder<'_>
     where
         R: Into<Outcome<ToolResult>>,
         F: Fn(Value, &Context) -> Result<R, Error> + 'static,
@@ -65,7 +79,9 @@ impl Tools {
             handler: Box::new(move |arguments, cx| handler(arguments, cx).map(Into::into)),
         });
         let last = self.entries.len() - 1;
-        ToolBuilder { entry: &mut self.entries[last] }
+        ToolBuilder {
+            entry: &mut self.entries[last],
+        }
     }
 }
 
@@ -111,10 +127,13 @@ impl ToolBuilder<'_> {
 }
 
 fn schema_of<T: JsonSchema>() -> Value {
-    let mut schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| serde_json::json!({"type": "object"}));
+    let mut schema = serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|_| serde_json::json!({"type": "object"}));
     // A tool without arguments (`()` or an empty struct) still needs an object schema.
     if let Some(object) = schema.as_object_mut() {
-        object.entry("type").or_insert_with(|| Value::from("object"));
+        object
+            .entry("type")
+            .or_insert_with(|| Value::from("object"));
         if object.get("type") == Some(&Value::from("null")) {
             object.insert("type".into(), Value::from("object"));
         }
@@ -145,20 +164,41 @@ impl Resources {
         R: Into<Outcome<Vec<ResourceContents>>>,
         F: Fn(&str, &Context) -> Result<R, Error> + 'static,
     {
-        self.push(uri, name, false, Box::new(move |uri, _vars, cx| handler(uri, cx).map(Into::into)))
+        self.push(
+            uri,
+            name,
+            false,
+            Box::new(move |uri, _vars, cx| handler(uri, cx).map(Into::into)),
+        )
     }
 
     /// A resource template (RFC 6570 level 1: `{name}` variables), e.g. `notes://{topic}`.
     /// The handler receives the variables matched from the requested URI.
-    pub fn add_template<R, F>(&mut self, uri_template: &str, name: &str, handler: F) -> ResourceBuilder<'_>
+    pub fn add_template<R, F>(
+        &mut self,
+        uri_template: &str,
+        name: &str,
+        handler: F,
+    ) -> ResourceBuilder<'_>
     where
         R: Into<Outcome<Vec<ResourceContents>>>,
         F: Fn(&str, &BTreeMap<String, String>, &Context) -> Result<R, Error> + 'static,
     {
-        self.push(uri_template, name, true, Box::new(move |uri, vars, cx| handler(uri, vars, cx).map(Into::into)))
+        self.push(
+            uri_template,
+            name,
+            true,
+            Box::new(move |uri, vars, cx| handler(uri, vars, cx).map(Into::into)),
+        )
     }
 
-    fn push(&mut self, uri: &str, name: &str, template: bool, handler: ReadHandler) -> ResourceBuilder<'_> {
+    fn push(
+        &mut self,
+        uri: &str,
+        name: &str,
+        template: bool,
+        handler: ReadHandler,
+    ) -> ResourceBuilder<'_> {
         self.entries.push(ResourceEntry {
             uri: uri.to_owned(),
             name: name.to_owned(),
@@ -169,7 +209,9 @@ impl Resources {
             handler,
         });
         let last = self.entries.len() - 1;
-        ResourceBuilder { entry: &mut self.entries[last] }
+        ResourceBuilder {
+            entry: &mut self.entries[last],
+        }
     }
 
     pub(crate) fn find(&self, uri: &str) -> Option<(&ResourceEntry, BTreeMap<String, String>)> {
@@ -258,7 +300,9 @@ impl Prompts {
             handler: Box::new(move |arguments, cx| handler(arguments, cx).map(Into::into)),
         });
         let last = self.entries.len() - 1;
-        PromptBuilder { entry: &mut self.entries[last] }
+        PromptBuilder {
+            entry: &mut self.entries[last],
+        }
     }
 }
 
@@ -274,7 +318,9 @@ impl PromptBuilder<'_> {
     }
     /// An argument; the host refuses a `prompts/get` that lacks a required one.
     pub fn argument(self, name: &str, description: &str, required: bool) -> Self {
-        self.entry.arguments.push((name.to_owned(), Some(description.to_owned()), required));
+        self.entry
+            .arguments
+            .push((name.to_owned(), Some(description.to_owned()), required));
         self
     }
 }
@@ -288,7 +334,10 @@ pub struct PromptResult {
 
 impl PromptResult {
     pub fn new(messages: Vec<PromptMessage>) -> Self {
-        Self { description: None, messages }
+        Self {
+            description: None,
+            messages,
+        }
     }
 }
 
@@ -310,9 +359,16 @@ pub struct Completion {
 impl Completion {
     /// The candidates that start with `prefix`, in order.
     pub fn matching<'a>(candidates: impl IntoIterator<Item = &'a str>, prefix: &str) -> Self {
-        let values: Vec<String> =
-            candidates.into_iter().filter(|c| c.starts_with(prefix)).map(str::to_owned).collect();
-        Self { total: u32::try_from(values.len()).ok(), values, has_more: false }
+        let values: Vec<String> = candidates
+            .into_iter()
+            .filter(|c| c.starts_with(prefix))
+            .map(str::to_owned)
+            .collect();
+        Self {
+            total: u32::try_from(values.len()).ok(),
+            values,
+            has_more: false,
+        }
     }
 }
 

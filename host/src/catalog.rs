@@ -63,11 +63,7 @@ impl Default for Catalog {
 impl Catalog {
     pub fn new() -> Self {
         let (changes, _) = broadcast::channel(64);
-        Self {
-            snapshot: RwLock::new(Arc::default()),
-            failures: RwLock::default(),
-            changes,
-        }
+        Self { snapshot: RwLock::new(Arc::default()), failures: RwLock::default(), changes }
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -77,20 +73,31 @@ impl Catalog {
         }
     }
 
-    /// Replace the served plugins (and the record of failed loads).
+    /// Replace the served plugins (and the record of failed loads). Listeners are told about
+    /// each list that changed, and only those.
     pub fn set_plugins(&self, mut plugins: Vec<Arc<Plugin>>, failures: Vec<LoadFailure>) {
         plugins.sort_by(|a, b| a.name.cmp(&b.name));
         let snapshot = Arc::new(build(plugins));
-        match self.snapshot.write() {
-            Ok(mut guard) => *guard = snapshot,
-            Err(poisoned) => *poisoned.into_inner() = snapshot,
-        }
+        let previous = {
+            let mut guard = match self.snapshot.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *guard, snapshot.clone())
+        };
         match self.failures.write() {
             Ok(mut guard) => *guard = failures,
             Err(poisoned) => *poisoned.into_inner() = failures,
         }
-        for kind in [ListKind::Tools, ListKind::Resources, ListKind::Prompts] {
-            self.notify(kind);
+        let differs = |a: &dyn erased::Listed, b: &dyn erased::Listed| a.as_json() != b.as_json();
+        if differs(&previous.tools, &snapshot.tools) {
+            self.notify(ListKind::Tools);
+        }
+        if differs(&previous.resources, &snapshot.resources) || differs(&previous.templates, &snapshot.templates) {
+            self.notify(ListKind::Resources);
+        }
+        if differs(&previous.prompts, &snapshot.prompts) {
+            self.notify(ListKind::Prompts);
         }
     }
 
@@ -155,11 +162,7 @@ impl Catalog {
 
     /// The owner of a resource template, by its URI template.
     pub fn template_owner(&self, uri_template: &str) -> Option<Arc<Plugin>> {
-        self.current()
-            .template_routes
-            .iter()
-            .find(|(t, _)| t == uri_template)
-            .map(|(_, p)| p.clone())
+        self.current().template_routes.iter().find(|(t, _)| t == uri_template).map(|(_, p)| p.clone())
     }
 }
 
@@ -184,13 +187,7 @@ fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
             let local_name = tool.name.to_string();
             tool.name = exposed.clone().into();
             snapshot.tools.push(tool);
-            snapshot.tool_routes.insert(
-                exposed,
-                Route {
-                    plugin: plugin.clone(),
-                    local_name,
-                },
-            );
+            snapshot.tool_routes.insert(exposed, Route { plugin: plugin.clone(), local_name });
         }
         for prompt in &plugin.prompts {
             let exposed = exposed_name(plugin, &prompt.name);
@@ -201,13 +198,7 @@ fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
             let mut prompt = prompt.clone();
             let local_name = std::mem::replace(&mut prompt.name, exposed.clone());
             snapshot.prompts.push(prompt);
-            snapshot.prompt_routes.insert(
-                exposed,
-                Route {
-                    plugin: plugin.clone(),
-                    local_name,
-                },
-            );
+            snapshot.prompt_routes.insert(exposed, Route { plugin: plugin.clone(), local_name });
         }
         for resource in &plugin.resources {
             if let Some(owner) = snapshot.resource_routes.get(&resource.uri) {
@@ -215,27 +206,32 @@ fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
                 continue;
             }
             snapshot.resources.push(resource.clone());
-            snapshot
-                .resource_routes
-                .insert(resource.uri.clone(), plugin.clone());
+            snapshot.resource_routes.insert(resource.uri.clone(), plugin.clone());
         }
         for template in &plugin.resource_templates {
-            if let Some((_, owner)) = snapshot
-                .template_routes
-                .iter()
-                .find(|(t, _)| *t == template.uri_template)
-            {
+            if let Some((_, owner)) = snapshot.template_routes.iter().find(|(t, _)| *t == template.uri_template) {
                 tracing::warn!(template = %template.uri_template, kept = %owner.name, skipped = %plugin.name, "resource template collision");
                 continue;
             }
             snapshot.templates.push(template.clone());
-            snapshot
-                .template_routes
-                .push((template.uri_template.clone(), plugin.clone()));
+            snapshot.template_routes.push((template.uri_template.clone(), plugin.clone()));
         }
     }
     snapshot.plugins = plugins;
     snapshot
+}
+
+mod erased {
+    /// A list compared by its wire form, so any change a client could see counts.
+    pub trait Listed {
+        fn as_json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Listed for Vec<T> {
+        fn as_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
 }
 
 /// Whether `uri` matches an RFC 6570 level-1 template (`{var}` matches one or more
@@ -278,22 +274,10 @@ mod tests {
     #[test]
     fn templates_match_their_uris_only() {
         let cases = [
-            (
-                "test://template/{id}/data",
-                "test://template/123/data",
-                true,
-            ),
-            (
-                "test://template/{id}/data",
-                "test://template/123/other",
-                false,
-            ),
+            ("test://template/{id}/data", "test://template/123/data", true),
+            ("test://template/{id}/data", "test://template/123/other", false),
             ("test://template/{id}/data", "test://template//data", false),
-            (
-                "test://template/{id}/data",
-                "test://template/a/b/data",
-                false,
-            ),
+            ("test://template/{id}/data", "test://template/a/b/data", false),
             ("notes://{topic}", "notes://rust/async", true),
             ("notes://{topic}", "notes://", false),
             ("file:///{a}-{b}", "file:///x-y", true),
@@ -301,11 +285,7 @@ mod tests {
             ("plain://fixed", "plain://fixed/more", false),
         ];
         for (template, uri, expected) in cases {
-            assert_eq!(
-                template_matches(template, uri),
-                expected,
-                "{template} vs {uri}"
-            );
+            assert_eq!(template_matches(template, uri), expected, "{template} vs {uri}");
         }
     }
 }

@@ -51,6 +51,8 @@ struct RawPluginDefaults {
     max_memory_mb: Option<u64>,
     default_timeout_ms: Option<u64>,
     max_timeout_ms: Option<u64>,
+    default_max_response_kb: Option<u64>,
+    cache_dir: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used: the file, the field, the reason.
@@ -66,9 +68,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8931";
 impl Default for HostConfig {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN
-                .parse()
-                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8931))),
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8931))),
             plugins_dir: PathBuf::from("plugins"),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
@@ -83,28 +83,27 @@ impl HostConfig {
     /// Read `path`; relative paths in it are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let error = |message: String| ConfigError {
-            path: shown.clone(),
-            message,
-        };
+        let error = |message: String| ConfigError { path: shown.clone(), message };
         let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
         let mut config = Self::parse(&text).map_err(error)?;
-        if config.plugins_dir.is_relative()
-            && let Some(base) = path.parent()
-        {
-            config.plugins_dir = base.join(&config.plugins_dir);
+        if let Some(base) = path.parent() {
+            if config.plugins_dir.is_relative() {
+                config.plugins_dir = base.join(&config.plugins_dir);
+            }
+            if let Some(cache) = config.runtime.cache_dir.as_mut().filter(|dir| dir.is_relative()) {
+                *cache = base.join(&*cache);
+            }
         }
         Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let mut config = Self::default();
         if let Some(listen) = raw.listen {
-            config.listen = listen.parse().map_err(|e| {
-                format!("listen: {listen:?} is not an address like 127.0.0.1:8931 ({e})")
-            })?;
+            config.listen = listen
+                .parse()
+                .map_err(|e| format!("listen: {listen:?} is not an address like 127.0.0.1:8931 ({e})"))?;
         }
         if let Some(dir) = raw.plugins_dir {
             config.plugins_dir = dir;
@@ -117,9 +116,7 @@ impl HostConfig {
         }
         if let Some(limit) = raw.http.max_request_body_bytes {
             if limit < 1024 {
-                return Err(format!(
-                    "http.max_request_body_bytes: {limit} is too small (at least 1024)"
-                ));
+                return Err(format!("http.max_request_body_bytes: {limit} is too small (at least 1024)"));
             }
             config.max_request_body_bytes = limit;
         }
@@ -136,6 +133,11 @@ impl HostConfig {
         runtime.max_memory_mb = p.max_memory_mb.unwrap_or(runtime.max_memory_mb);
         runtime.default_timeout_ms = p.default_timeout_ms.unwrap_or(runtime.default_timeout_ms);
         runtime.max_timeout_ms = p.max_timeout_ms.unwrap_or(runtime.max_timeout_ms);
+        runtime.default_max_response_kb = p.default_max_response_kb.unwrap_or(runtime.default_max_response_kb);
+        if let Some(dir) = p.cache_dir {
+            // An empty path turns the cache off.
+            runtime.cache_dir = if dir.as_os_str().is_empty() { None } else { Some(dir) };
+        }
         if runtime.default_memory_mb > runtime.max_memory_mb {
             return Err("plugins.default_memory_mb: larger than plugins.max_memory_mb".into());
         }
@@ -148,9 +150,8 @@ impl HostConfig {
     /// The key that signs request states, from the config or fresh random bytes.
     pub fn state_key(&self) -> Vec<u8> {
         if let Some(hex) = &self.request_state_key {
-            let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
-                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                .collect();
+            let bytes: Option<Vec<u8>> =
+                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
             if let Some(bytes) = bytes {
                 return bytes;
             }
@@ -181,18 +182,9 @@ mod tests {
     fn bad_fields_are_named() {
         let cases = [
             ("listen = \"nowhere\"", "listen"),
-            (
-                "[http]\nmax_request_body_bytes = 10",
-                "http.max_request_body_bytes",
-            ),
-            (
-                "[http]\nrequest_state_key = \"abc\"",
-                "http.request_state_key",
-            ),
-            (
-                "[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64",
-                "plugins.default_memory_mb",
-            ),
+            ("[http]\nmax_request_body_bytes = 10", "http.max_request_body_bytes"),
+            ("[http]\nrequest_state_key = \"abc\"", "http.request_state_key"),
+            ("[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64", "plugins.default_memory_mb"),
             ("colour = \"blue\"", "colour"),
         ];
         for (text, field) in cases {

@@ -10,11 +10,7 @@ use fedmcp::config::HostConfig;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    name = "fedmcp",
-    version,
-    about = "An MCP server for WebAssembly plugins"
-)]
+#[command(name = "fedmcp", version, about = "An MCP server for WebAssembly plugins")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,17 +55,13 @@ fn load_config(config: Option<PathBuf>, plugins: Option<PathBuf>) -> anyhow::Res
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            config,
-            plugins,
-            listen,
-            stdio,
-        } => {
+        Command::Serve { config, plugins, listen, stdio } => {
             let mut config = load_config(config, plugins)?;
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let host = Host::start(&config).await?;
+            let mut host = Host::start(&config).await?;
+            host.watch()?;
             if stdio {
                 fedmcp::transport::serve_stdio(host.shared.clone()).await?;
                 return Ok(ExitCode::SUCCESS);
@@ -103,20 +95,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  prompt    {}", prompt.name);
                 }
                 println!(
-                    "  limits    memory {} MiB, {} ms per call; no files, environment or network granted",
+                    "  limits    memory {} MiB, {} ms per call",
                     plugin.memory_limit_mb(),
                     plugin.timeout().as_millis()
                 );
+                println!("  grants    {}", plugin.manifest.describe_grants());
             }
             let failures = catalog.failures();
             for failure in &failures {
                 eprintln!("error: {}", failure.reason);
             }
-            Ok(if failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }
@@ -125,14 +114,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -148,15 +136,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "fedmcp=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fedmcp=info,warn".into()),
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("fedmcp: cannot start the async runtime: {error}");

@@ -17,13 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ClientCapabilities, CompleteRequestParams,
-    CompleteResult, CreateMessageRequestParams, ElicitRequestParams, GetPromptRequestParams,
-    GetPromptResponse, Implementation, InputRequest as McpInputRequest, InputRequests,
-    InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
-    ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
-    RequestStateCodec, SealOptions, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    CallToolRequestParams, CallToolResponse, ClientCapabilities, CompleteRequestParams, CompleteResult,
+    CreateMessageRequestParams, ElicitRequestParams, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InputRequest as McpInputRequest, InputRequests, InputRequiredResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, RequestStateCodec, SealOptions, ServerCapabilities, ServerConfig, SetLevelRequestParams,
     SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
@@ -31,10 +30,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
-use crate::plugin::{
-    CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind,
-    Outcome,
-};
+use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome};
 
 /// How many rounds of input a legacy session drives before giving up on a plugin that keeps
 /// asking.
@@ -52,16 +48,8 @@ pub struct Shared {
 
 impl Shared {
     /// `state_key` signs MRTR request states; replicas behind one load balancer must share it.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        state_key: Vec<u8>,
-        instructions: Option<String>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            catalog,
-            codec: RequestStateCodec::new(state_key),
-            instructions,
-        })
+    pub fn new(catalog: Arc<Catalog>, state_key: Vec<u8>, instructions: Option<String>) -> Arc<Self> {
+        Arc::new(Self { catalog, codec: RequestStateCodec::new(state_key), instructions })
     }
 }
 
@@ -75,11 +63,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            log_level: Arc::default(),
-            subscriptions: Arc::default(),
-        }
+        Self { shared, log_level: Arc::default(), subscriptions: Arc::default() }
     }
 
     fn catalog(&self) -> &Catalog {
@@ -88,8 +72,7 @@ impl Session {
 }
 
 fn is_stateless(cx: &RequestContext<RoleServer>) -> bool {
-    cx.protocol_version()
-        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+    cx.protocol_version().is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
 fn client_support(cx: &RequestContext<RoleServer>) -> ClientSupport {
@@ -113,10 +96,7 @@ fn call_error(error: CallError) -> McpError {
 }
 
 /// The capabilities a plugin's requests need that the client did not declare.
-fn missing_capabilities(
-    input: &InputRequired,
-    client: ClientSupport,
-) -> Option<ClientCapabilities> {
+fn missing_capabilities(input: &InputRequired, client: ClientSupport) -> Option<ClientCapabilities> {
     let mut missing = serde_json::Map::new();
     for (_, request) in &input.requests {
         let (name, declared) = match request {
@@ -128,11 +108,7 @@ fn missing_capabilities(
             missing.insert(name.to_owned(), json!({}));
         }
     }
-    if missing.is_empty() {
-        None
-    } else {
-        serde_json::from_value(Value::Object(missing)).ok()
-    }
+    if missing.is_empty() { None } else { serde_json::from_value(Value::Object(missing)).ok() }
 }
 
 fn mcp_input_request(request: &InputRequest) -> Result<McpInputRequest, McpError> {
@@ -145,12 +121,8 @@ fn mcp_input_request(request: &InputRequest) -> Result<McpInputRequest, McpError
         }
         InputRequest::Roots => json!({ "method": "roots/list", "params": {} }),
     };
-    serde_json::from_value(wire).map_err(|e| {
-        McpError::internal_error(
-            format!("a plugin asked for input with invalid params: {e}"),
-            None,
-        )
-    })
+    serde_json::from_value(wire)
+        .map_err(|e| McpError::internal_error(format!("a plugin asked for input with invalid params: {e}"), None))
 }
 
 fn severity(level: LoggingLevel) -> u8 {
@@ -173,12 +145,7 @@ fn state_binding(method: &str, target: &str) -> Vec<u8> {
 
 impl Session {
     /// Verify and open the `requestState` of an MRTR retry.
-    fn open_state(
-        &self,
-        method: &str,
-        target: &str,
-        sealed: Option<&str>,
-    ) -> Result<Option<String>, McpError> {
+    fn open_state(&self, method: &str, target: &str, sealed: Option<&str>) -> Result<Option<String>, McpError> {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
@@ -186,24 +153,12 @@ impl Session {
         self.shared
             .codec
             .open_json_with::<Option<String>>(sealed, &binding)
-            .map_err(|e| {
-                McpError::invalid_params(
-                    format!("requestState failed its integrity check: {e}"),
-                    None,
-                )
-            })
+            .map_err(|e| McpError::invalid_params(format!("requestState failed its integrity check: {e}"), None))
     }
 
-    fn seal_state(
-        &self,
-        method: &str,
-        target: &str,
-        state: &Option<String>,
-    ) -> Result<String, McpError> {
+    fn seal_state(&self, method: &str, target: &str, state: &Option<String>) -> Result<String, McpError> {
         let binding = state_binding(method, target);
-        let options = SealOptions::new()
-            .associated_data(&binding)
-            .ttl(REQUEST_STATE_TTL);
+        let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
         self.shared
             .codec
             .seal_json_with(state, &options)
@@ -242,20 +197,12 @@ impl Session {
 
     async fn forward_event(&self, cx: &RequestContext<RoleServer>, event: CallEvent) {
         match event {
-            CallEvent::Log {
-                level,
-                logger,
-                message,
-            } => {
+            CallEvent::Log { level, logger, message } => {
                 tracing::debug!(?level, logger = logger.as_deref().unwrap_or("plugin"), %message, "plugin log");
                 let threshold = if is_stateless(cx) {
                     cx.meta.log_level()
                 } else {
-                    self.log_level
-                        .lock()
-                        .map(|l| *l)
-                        .unwrap_or(None)
-                        .or(Some(LoggingLevel::Debug))
+                    self.log_level.lock().map(|l| *l).unwrap_or(None).or(Some(LoggingLevel::Debug))
                 };
                 let Some(threshold) = threshold else { return };
                 if severity(level) < severity(threshold) {
@@ -265,11 +212,7 @@ impl Session {
                 param.logger = logger;
                 let _ = cx.peer.notify_logging_message(param).await;
             }
-            CallEvent::Progress {
-                progress,
-                total,
-                message,
-            } => {
+            CallEvent::Progress { progress, total, message } => {
                 if let Some(token) = cx.meta.get_progress_token() {
                     let mut param = ProgressNotificationParam::new(token, progress);
                     param.total = total;
@@ -292,43 +235,26 @@ impl Session {
         for (key, request) in &input.requests {
             let answer = match request {
                 InputRequest::Sampling(params) => {
-                    let params: CreateMessageRequestParams = serde_json::from_value(params.clone())
-                        .map_err(|e| {
-                            McpError::internal_error(
-                                format!("plugin sampling request is invalid: {e}"),
-                                None,
-                            )
-                        })?;
+                    let params: CreateMessageRequestParams = serde_json::from_value(params.clone()).map_err(|e| {
+                        McpError::internal_error(format!("plugin sampling request is invalid: {e}"), None)
+                    })?;
                     let result = cx.peer.create_message(params).await.map_err(|e| {
-                        McpError::internal_error(
-                            format!("the client failed the sampling request: {e}"),
-                            None,
-                        )
+                        McpError::internal_error(format!("the client failed the sampling request: {e}"), None)
                     })?;
                     serde_json::to_value(result)
                 }
                 InputRequest::Elicitation(params) => {
-                    let params: ElicitRequestParams = serde_json::from_value(params.clone())
-                        .map_err(|e| {
-                            McpError::internal_error(
-                                format!("plugin elicitation request is invalid: {e}"),
-                                None,
-                            )
-                        })?;
+                    let params: ElicitRequestParams = serde_json::from_value(params.clone()).map_err(|e| {
+                        McpError::internal_error(format!("plugin elicitation request is invalid: {e}"), None)
+                    })?;
                     let result = cx.peer.create_elicitation(params).await.map_err(|e| {
-                        McpError::internal_error(
-                            format!("the client failed the elicitation request: {e}"),
-                            None,
-                        )
+                        McpError::internal_error(format!("the client failed the elicitation request: {e}"), None)
                     })?;
                     serde_json::to_value(result)
                 }
                 InputRequest::Roots => {
                     let result = cx.peer.list_roots().await.map_err(|e| {
-                        McpError::internal_error(
-                            format!("the client failed the roots request: {e}"),
-                            None,
-                        )
+                        McpError::internal_error(format!("the client failed the roots request: {e}"), None)
                     })?;
                     serde_json::to_value(result)
                 }
@@ -377,17 +303,9 @@ impl Session {
                 return Ok(Err(InputRequiredResult::new(Some(requests), Some(state))));
             }
             let answers = self.fulfil(cx, &input).await?;
-            call_cx = CallContext {
-                client,
-                input_responses: answers,
-                state: input.state,
-                events: None,
-            };
+            call_cx = CallContext { client, input_responses: answers, state: input.state, events: None };
         }
-        Err(McpError::internal_error(
-            format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"),
-            None,
-        ))
+        Err(McpError::internal_error(format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"), None))
     }
 
     fn forward_changes(&self, peer: rmcp::Peer<RoleServer>) {
@@ -425,8 +343,8 @@ impl ServerHandler for Session {
             .enable_tools()
             .enable_tool_list_changed()
             .build();
-        let mut info = ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("fedmcp", env!("CARGO_PKG_VERSION")));
+        let mut info =
+            ServerConfig::new(capabilities).with_server_info(Implementation::new("fedmcp", env!("CARGO_PKG_VERSION")));
         if let Some(instructions) = &self.shared.instructions {
             info = info.with_instructions(instructions.clone());
         }
@@ -437,11 +355,7 @@ impl ServerHandler for Session {
         self.forward_changes(context.peer);
     }
 
-    async fn set_level(
-        &self,
-        request: SetLevelRequestParams,
-        _cx: RequestContext<RoleServer>,
-    ) -> Result<(), McpError> {
+    async fn set_level(&self, request: SetLevelRequestParams, _cx: RequestContext<RoleServer>) -> Result<(), McpError> {
         if let Ok(mut level) = self.log_level.lock() {
             *level = Some(request.level);
         }
@@ -462,30 +376,16 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        let route = self.catalog().tool(&name).ok_or_else(|| {
-            McpError::invalid_params(
-                format!("unknown tool: {name}"),
-                Some(json!({ "name": name })),
-            )
-        })?;
+        let route = self
+            .catalog()
+            .tool(&name)
+            .ok_or_else(|| McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name }))))?;
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let outcome = self
-            .with_input(
-                &cx,
-                "tools/call",
-                &name,
-                request.input_responses,
-                request.request_state.as_deref(),
-                |c| {
-                    let (route, arguments) = (route.clone(), arguments.clone());
-                    async move {
-                        route
-                            .plugin
-                            .call_tool(&route.local_name, &arguments, c)
-                            .await
-                    }
-                },
-            )
+            .with_input(&cx, "tools/call", &name, request.input_responses, request.request_state.as_deref(), |c| {
+                let (route, arguments) = (route.clone(), arguments.clone());
+                async move { route.plugin.call_tool(&route.local_name, &arguments, c).await }
+            })
             .await?;
         Ok(match outcome {
             Ok(result) => CallToolResponse::Complete(result),
@@ -508,10 +408,7 @@ impl ServerHandler for Session {
     ) -> Result<GetPromptResponse, McpError> {
         let name = request.name.clone();
         let route = self.catalog().prompt(&name).ok_or_else(|| {
-            McpError::invalid_params(
-                format!("unknown prompt: {name}"),
-                Some(json!({ "name": name })),
-            )
+            McpError::invalid_params(format!("unknown prompt: {name}"), Some(json!({ "name": name })))
         })?;
         let mut arguments: Vec<(String, String)> = Vec::new();
         for (key, value) in request.arguments.unwrap_or_default() {
@@ -522,22 +419,10 @@ impl ServerHandler for Session {
             arguments.push((key, value));
         }
         let outcome = self
-            .with_input(
-                &cx,
-                "prompts/get",
-                &name,
-                request.input_responses,
-                request.request_state.as_deref(),
-                |c| {
-                    let (route, arguments) = (route.clone(), arguments.clone());
-                    async move {
-                        route
-                            .plugin
-                            .get_prompt(&route.local_name, &arguments, c)
-                            .await
-                    }
-                },
-            )
+            .with_input(&cx, "prompts/get", &name, request.input_responses, request.request_state.as_deref(), |c| {
+                let (route, arguments) = (route.clone(), arguments.clone());
+                async move { route.plugin.get_prompt(&route.local_name, &arguments, c).await }
+            })
             .await?;
         Ok(match outcome {
             Ok(result) => GetPromptResponse::Complete(result),
@@ -550,9 +435,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(ListResourcesResult::with_all_items(
-            self.catalog().resources(),
-        ))
+        Ok(ListResourcesResult::with_all_items(self.catalog().resources()))
     }
 
     async fn list_resource_templates(
@@ -560,9 +443,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            self.catalog().resource_templates(),
-        ))
+        Ok(ListResourceTemplatesResult::with_all_items(self.catalog().resource_templates()))
     }
 
     async fn read_resource(
@@ -571,29 +452,15 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
-        let not_found =
-            || McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
+        let not_found = || McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
         let plugin = self.catalog().resource_owner(&uri).ok_or_else(not_found)?;
         let outcome = self
-            .with_input(
-                &cx,
-                "resources/read",
-                &uri,
-                request.input_responses,
-                request.request_state.as_deref(),
-                |c| {
-                    let (plugin, uri) = (plugin.clone(), uri.clone());
-                    async move { plugin.read_resource(&uri, c).await }
-                },
-            )
+            .with_input(&cx, "resources/read", &uri, request.input_responses, request.request_state.as_deref(), |c| {
+                let (plugin, uri) = (plugin.clone(), uri.clone());
+                async move { plugin.read_resource(&uri, c).await }
+            })
             .await
-            .map_err(|e| {
-                if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND {
-                    not_found()
-                } else {
-                    e
-                }
-            })?;
+            .map_err(|e| if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND { not_found() } else { e })?;
         Ok(match outcome {
             Ok(result) => ReadResourceResponse::Complete(result),
             Err(input) => ReadResourceResponse::InputRequired(input),
@@ -635,52 +502,26 @@ impl ServerHandler for Session {
         let argument = &request.argument;
         let result = match &request.r#ref {
             rmcp::model::Reference::Prompt(prompt) => {
-                let route = self.catalog().prompt(&prompt.name).ok_or_else(|| {
-                    McpError::invalid_params(format!("unknown prompt: {}", prompt.name), None)
-                })?;
-                route
-                    .plugin
-                    .complete(
-                        Ok(&route.local_name),
-                        &argument.name,
-                        &argument.value,
-                        &context,
-                    )
-                    .await
+                let route = self
+                    .catalog()
+                    .prompt(&prompt.name)
+                    .ok_or_else(|| McpError::invalid_params(format!("unknown prompt: {}", prompt.name), None))?;
+                route.plugin.complete(Ok(&route.local_name), &argument.name, &argument.value, &context).await
             }
             rmcp::model::Reference::Resource(resource) => {
-                let plugin = self
-                    .catalog()
-                    .template_owner(&resource.uri)
-                    .ok_or_else(|| {
-                        McpError::invalid_params(
-                            format!("unknown resource template: {}", resource.uri),
-                            None,
-                        )
-                    })?;
-                plugin
-                    .complete(
-                        Err(&resource.uri),
-                        &argument.name,
-                        &argument.value,
-                        &context,
-                    )
-                    .await
+                let plugin = self.catalog().template_owner(&resource.uri).ok_or_else(|| {
+                    McpError::invalid_params(format!("unknown resource template: {}", resource.uri), None)
+                })?;
+                plugin.complete(Err(&resource.uri), &argument.name, &argument.value, &context).await
             }
             _ => {
-                return Err(McpError::invalid_params(
-                    "unsupported completion reference",
-                    None,
-                ));
+                return Err(McpError::invalid_params("unsupported completion reference", None));
             }
         };
         result.map_err(call_error)
     }
 
-    fn accepted_subscription_filter(
-        &self,
-        requested: &SubscriptionFilter,
-    ) -> Option<SubscriptionFilter> {
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
         Some(requested.clone())
     }
 

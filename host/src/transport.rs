@@ -37,9 +37,7 @@ pub struct HttpOptions {
 
 /// The axum router: `/mcp` and `/health`.
 pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationToken) -> Router {
-    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
-        .map(String::from)
-        .to_vec();
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from).to_vec();
     hosts.extend(options.allowed_hosts);
     let mut origins: Vec<String> = LOOPBACK_ORIGINS.map(String::from).to_vec();
     origins.extend(options.allowed_origins);
@@ -57,16 +55,13 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationT
     let limit = options.max_request_body_bytes;
     Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn(move |request, next| {
-            reject_malformed(request, next, limit)
-        }))
+        .layer(axum::middleware::from_fn(move |request, next| reject_malformed(request, next, limit)))
         .route("/health", get(health))
         .with_state(shared)
 }
 
 fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
-    let body =
-        json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
+    let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
     (status, axum::Json(body)).into_response()
 }
 
@@ -86,21 +81,15 @@ async fn reject_malformed(request: Request, next: Next, limit: usize) -> Respons
     };
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Err(error) => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                -32700,
-                format!("Parse error: {error}"),
-            );
+            return jsonrpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {error}"));
         }
         Ok(serde_json::Value::Array(_)) => {
-            let message =
-                "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18)";
+            let message = "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18)";
             return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, message.to_owned());
         }
         Ok(_) => {}
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {
@@ -136,9 +125,7 @@ pub async fn serve_http(
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 /// Serve one client over stdin/stdout until it disconnects.

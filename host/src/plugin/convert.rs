@@ -6,8 +6,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rmcp::model::{
-    CallToolResult, CompleteResult, CompletionInfo, GetPromptResult, Prompt, ReadResourceResult,
-    Resource, ResourceTemplate, Tool,
+    CallToolResult, CompleteResult, CompletionInfo, GetPromptResult, Prompt, ReadResourceResult, Resource,
+    ResourceTemplate, Tool,
 };
 use serde_json::{Map, Value, json};
 
@@ -22,10 +22,7 @@ fn insert_some(object: &mut Map<String, Value>, key: &str, value: Option<impl In
 }
 
 fn from_wire<T: serde::de::DeserializeOwned>(plugin: &str, value: Value) -> Result<T, CallError> {
-    serde_json::from_value(value).map_err(|e| CallError::BadOutput {
-        plugin: plugin.to_owned(),
-        reason: e.to_string(),
-    })
+    serde_json::from_value(value).map_err(|e| CallError::BadOutput { plugin: plugin.to_owned(), reason: e.to_string() })
 }
 
 fn json_object(what: &str, text: &str) -> Result<Map<String, Value>, String> {
@@ -42,15 +39,9 @@ pub fn tool(raw: tools::Tool) -> Result<Tool, String> {
     object.insert("name".into(), raw.name.clone().into());
     insert_some(&mut object, "title", raw.title);
     insert_some(&mut object, "description", raw.description);
-    object.insert(
-        "inputSchema".into(),
-        json_object(&format!("{what}: input schema"), &raw.input_schema)?.into(),
-    );
+    object.insert("inputSchema".into(), json_object(&format!("{what}: input schema"), &raw.input_schema)?.into());
     if let Some(schema) = raw.output_schema {
-        object.insert(
-            "outputSchema".into(),
-            json_object(&format!("{what}: output schema"), &schema)?.into(),
-        );
+        object.insert("outputSchema".into(), json_object(&format!("{what}: output schema"), &schema)?.into());
     }
     if let Some(a) = raw.annotations {
         let mut annotations = Map::new();
@@ -167,12 +158,8 @@ fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequir
             })
         };
         let request = match request {
-            types::InputRequest::Elicitation(params) => {
-                InputRequest::Elicitation(parse("elicitation", &params)?)
-            }
-            types::InputRequest::Sampling(params) => {
-                InputRequest::Sampling(parse("sampling", &params)?)
-            }
+            types::InputRequest::Elicitation(params) => InputRequest::Elicitation(parse("elicitation", &params)?),
+            types::InputRequest::Sampling(params) => InputRequest::Sampling(parse("sampling", &params)?),
             types::InputRequest::Roots => InputRequest::Roots,
         };
         requests.push((key, request));
@@ -183,34 +170,19 @@ fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequir
             reason: "returned input-required without any input request".into(),
         });
     }
-    Ok(InputRequired {
-        requests,
-        state: raw.state,
-    })
+    Ok(InputRequired { requests, state: raw.state })
 }
 
-pub fn call_outcome(
-    plugin: &str,
-    raw: tools::CallOutcome,
-) -> Result<Outcome<CallToolResult>, CallError> {
+pub fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<CallToolResult>, CallError> {
     match raw {
         tools::CallOutcome::Complete(result) => {
             let mut object = complete_result();
-            object.insert(
-                "content".into(),
-                result
-                    .content
-                    .into_iter()
-                    .map(content)
-                    .collect::<Vec<_>>()
-                    .into(),
-            );
+            object.insert("content".into(), result.content.into_iter().map(content).collect::<Vec<_>>().into());
             if let Some(structured) = result.structured_content {
-                let value: Value =
-                    serde_json::from_str(&structured).map_err(|e| CallError::BadOutput {
-                        plugin: plugin.to_owned(),
-                        reason: format!("structured content is not JSON: {e}"),
-                    })?;
+                let value: Value = serde_json::from_str(&structured).map_err(|e| CallError::BadOutput {
+                    plugin: plugin.to_owned(),
+                    reason: format!("structured content is not JSON: {e}"),
+                })?;
                 object.insert("structuredContent".into(), value);
             }
             if result.is_error {
@@ -218,16 +190,11 @@ pub fn call_outcome(
             }
             Ok(Outcome::Complete(from_wire(plugin, object.into())?))
         }
-        tools::CallOutcome::InputRequired(input) => {
-            Ok(Outcome::InputRequired(input_required(plugin, input)?))
-        }
+        tools::CallOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
     }
 }
 
-pub fn read_outcome(
-    plugin: &str,
-    raw: resources::ReadOutcome,
-) -> Result<Outcome<ReadResourceResult>, CallError> {
+pub fn read_outcome(plugin: &str, raw: resources::ReadOutcome) -> Result<Outcome<ReadResourceResult>, CallError> {
     match raw {
         resources::ReadOutcome::Complete(contents) => {
             if contents.is_empty() {
@@ -241,16 +208,11 @@ pub fn read_outcome(
             object.insert("contents".into(), contents.into());
             Ok(Outcome::Complete(from_wire(plugin, object.into())?))
         }
-        resources::ReadOutcome::InputRequired(input) => {
-            Ok(Outcome::InputRequired(input_required(plugin, input)?))
-        }
+        resources::ReadOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
     }
 }
 
-pub fn prompt_outcome(
-    plugin: &str,
-    raw: prompts::PromptOutcome,
-) -> Result<Outcome<GetPromptResult>, CallError> {
+pub fn prompt_outcome(plugin: &str, raw: prompts::PromptOutcome) -> Result<Outcome<GetPromptResult>, CallError> {
     match raw {
         prompts::PromptOutcome::Complete(result) => {
             let messages: Vec<Value> = result
@@ -269,9 +231,7 @@ pub fn prompt_outcome(
             object.insert("messages".into(), messages.into());
             Ok(Outcome::Complete(from_wire(plugin, object.into())?))
         }
-        prompts::PromptOutcome::InputRequired(input) => {
-            Ok(Outcome::InputRequired(input_required(plugin, input)?))
-        }
+        prompts::PromptOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
     }
 }
 
@@ -287,10 +247,7 @@ pub fn plugin_error(plugin: &str, raw: types::PluginError) -> CallError {
     match raw {
         types::PluginError::InvalidParams(message) => CallError::InvalidParams(message),
         types::PluginError::NotFound(message) => CallError::NotFound(message),
-        types::PluginError::Internal(message) => CallError::Plugin {
-            plugin: plugin.to_owned(),
-            message,
-        },
+        types::PluginError::Internal(message) => CallError::Plugin { plugin: plugin.to_owned(), message },
     }
 }
 
@@ -301,11 +258,7 @@ pub fn request_context(cx: &CallContext) -> types::RequestContext {
             sampling: cx.client.sampling,
             roots: cx.client.roots,
         },
-        input_responses: cx
-            .input_responses
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
+        input_responses: cx.input_responses.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
         state: cx.state.clone(),
     }
 }

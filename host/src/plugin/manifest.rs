@@ -1,20 +1,49 @@
 //! `plugins/<name>.toml`: what a plugin is called in the catalog and what it is granted.
 //!
 //! Deny by default: without a manifest (or with an empty one) a plugin gets no files, no
-//! environment, no network, and the host's default memory and time limits.
+//! environment, no network, no client round-trips, and the host's default limits.
 
-use std::path::Path;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// A parsed, validated manifest.
+/// A folder of the host made visible to the plugin.
 #[derive(Debug, Clone, PartialEq)]
+pub struct FileGrant {
+    /// The host folder, absolute.
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/data`.
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// An outbound TCP destination the plugin may connect to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkGrant {
+    /// As written in the manifest (`host:port`).
+    pub entry: String,
+    /// What it resolved to when the plugin was loaded.
+    pub addresses: Vec<SocketAddr>,
+}
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Manifest {
     /// The prefix of this plugin's entries: `Some("")` means unprefixed, `None` means the
     /// plugin's file name.
     pub namespace: Option<String>,
+    pub files: Vec<FileGrant>,
+    /// Names of host environment variables the plugin may read.
+    pub env: Vec<String>,
+    pub network: Vec<NetworkGrant>,
     pub memory_mb: Option<u64>,
     pub timeout_ms: Option<u64>,
+    pub max_response_kb: Option<u64>,
+    /// Client round-trips the plugin may ask for.
+    pub sampling: bool,
+    pub elicitation: bool,
+    pub roots: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,18 +58,37 @@ struct RawManifest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCapabilities {
+    #[serde(default)]
+    files: Vec<RawFileGrant>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    network: Vec<String>,
+    http: Option<Vec<String>>,
     memory_mb: Option<u64>,
     timeout_ms: Option<u64>,
+    max_response_kb: Option<u64>,
+    #[serde(default)]
+    sampling: bool,
+    #[serde(default)]
+    elicitation: bool,
+    #[serde(default)]
+    roots: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileGrant {
+    host: PathBuf,
+    guest: String,
+    mode: String,
 }
 
 /// A manifest that cannot be used, with the file and the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -48,87 +96,156 @@ pub enum ManifestError {
 impl Manifest {
     /// The manifest of a plugin with none: nothing granted, default limits.
     pub fn deny_all() -> Self {
-        Self {
-            namespace: None,
-            memory_mb: None,
-            timeout_ms: None,
-        }
+        Self::default()
     }
 
-    /// Read `path` if it exists; a missing file is [`Manifest::deny_all`].
+    /// Read `path` if it exists; a missing file is [`Manifest::deny_all`]. Relative host
+    /// folders are relative to the manifest's folder.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let shown = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::deny_all());
-            }
-            Err(source) => {
-                return Err(ManifestError::Read {
-                    path: shown,
-                    source,
-                });
-            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Self::deny_all()),
+            Err(source) => return Err(ManifestError::Read { path: shown, source }),
         };
-        Self::parse(&text).map_err(|message| ManifestError::Invalid {
-            path: shown,
-            message,
-        })
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|message| ManifestError::Invalid { path: shown, message })
     }
 
     /// Parse and validate manifest text; the error names the field and the reason.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let raw: RawManifest =
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let _ = raw.description;
-        if let Some(namespace) = &raw.namespace
-            && !namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        if let Some(namespace) = &raw.namespace {
+            if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!(
+                    "namespace: {namespace:?} may hold only ASCII letters, digits, '-' and '_' (tool names must \
+                     stay within ^[A-Za-z0-9_-]{{1,64}}$)"
+                ));
+            }
+            if namespace.len() > 32 {
+                return Err(format!("namespace: {namespace:?} is longer than 32 characters"));
+            }
+        }
+        let caps = raw.capabilities;
+        if caps.http.is_some() {
+            return Err("capabilities.http: outgoing wasi:http is not supported yet; grant raw TCP destinations \
+                        with capabilities.network = [\"host:port\"]"
+                .into());
+        }
+        for (field, value) in
+            [("memory_mb", caps.memory_mb), ("timeout_ms", caps.timeout_ms), ("max_response_kb", caps.max_response_kb)]
         {
-            return Err(format!(
-                "namespace: {namespace:?} may hold only ASCII letters, digits, '-' and '_' (tool names must stay \
-                 within ^[A-Za-z0-9_-]{{1,64}}$)"
-            ));
+            if value == Some(0) {
+                return Err(format!("capabilities.{field}: must be at least 1"));
+            }
         }
-        if let Some(namespace) = &raw.namespace
-            && namespace.len() > 32
-        {
-            return Err(format!(
-                "namespace: {namespace:?} is longer than 32 characters"
-            ));
+        let mut files = Vec::with_capacity(caps.files.len());
+        for (i, grant) in caps.files.into_iter().enumerate() {
+            let field = format!("capabilities.files[{i}]");
+            let writable = match grant.mode.as_str() {
+                "read" => false,
+                "read-write" => true,
+                other => return Err(format!("{field}.mode: {other:?} is neither \"read\" nor \"read-write\"")),
+            };
+            if !grant.guest.starts_with('/') {
+                return Err(format!("{field}.guest: {:?} must be an absolute guest path like \"/data\"", grant.guest));
+            }
+            let host = base.join(&grant.host);
+            let host =
+                host.canonicalize().map_err(|e| format!("{field}.host: {} cannot be used: {e}", host.display()))?;
+            if !host.is_dir() {
+                return Err(format!("{field}.host: {} is not a folder", host.display()));
+            }
+            files.push(FileGrant { host, guest: grant.guest, writable });
         }
-        if raw.capabilities.memory_mb == Some(0) {
-            return Err("capabilities.memory_mb: must be at least 1".into());
+        for (i, name) in caps.env.iter().enumerate() {
+            if name.is_empty() || name.contains('=') {
+                return Err(format!("capabilities.env[{i}]: {name:?} is not a variable name"));
+            }
         }
-        if raw.capabilities.timeout_ms == Some(0) {
-            return Err("capabilities.timeout_ms: must be at least 1".into());
+        let mut network = Vec::with_capacity(caps.network.len());
+        for (i, entry) in caps.network.into_iter().enumerate() {
+            let field = format!("capabilities.network[{i}]");
+            let Some((host, port)) = entry.rsplit_once(':') else {
+                return Err(format!("{field}: {entry:?} lacks a port (write \"{entry}:443\")"));
+            };
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(format!("{field}: {entry:?} is not host:port"));
+            }
+            let addresses: Vec<SocketAddr> =
+                entry.to_socket_addrs().map_err(|e| format!("{field}: {entry:?} does not resolve: {e}"))?.collect();
+            network.push(NetworkGrant { entry, addresses });
         }
         Ok(Self {
             namespace: raw.namespace,
-            memory_mb: raw.capabilities.memory_mb,
-            timeout_ms: raw.capabilities.timeout_ms,
+            files,
+            env: caps.env,
+            network,
+            memory_mb: caps.memory_mb,
+            timeout_ms: caps.timeout_ms,
+            max_response_kb: caps.max_response_kb,
+            sampling: caps.sampling,
+            elicitation: caps.elicitation,
+            roots: caps.roots,
         })
+    }
+
+    /// One line a person can read: what this manifest grants.
+    pub fn describe_grants(&self) -> String {
+        let mut grants = Vec::new();
+        for f in &self.files {
+            let mode = if f.writable { "read-write" } else { "read" };
+            grants.push(format!("files {} as {} ({mode})", f.host.display(), f.guest));
+        }
+        if !self.env.is_empty() {
+            grants.push(format!("env {}", self.env.join(", ")));
+        }
+        if !self.network.is_empty() {
+            let entries: Vec<&str> = self.network.iter().map(|n| n.entry.as_str()).collect();
+            grants.push(format!("network {}", entries.join(", ")));
+        }
+        for (granted, name) in [(self.sampling, "sampling"), (self.elicitation, "elicitation"), (self.roots, "roots")] {
+            if granted {
+                grants.push(name.to_owned());
+            }
+        }
+        if grants.is_empty() { "nothing granted".to_owned() } else { grants.join("; ") }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::Manifest;
 
-    #[test]
-    fn an_empty_manifest_grants_nothing() {
-        assert_eq!(Manifest::parse("").unwrap(), Manifest::deny_all());
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")))
     }
 
     #[test]
-    fn limits_and_namespace_are_read() {
-        let m =
-            Manifest::parse("namespace = \"\"\n[capabilities]\nmemory_mb = 32\ntimeout_ms = 500\n")
-                .unwrap();
+    fn an_empty_manifest_grants_nothing() {
+        let manifest = parse("").unwrap();
+        assert_eq!(manifest, Manifest::deny_all());
+        assert_eq!(manifest.describe_grants(), "nothing granted");
+    }
+
+    #[test]
+    fn grants_and_limits_are_read() {
+        let m = parse(
+            "namespace = \"\"\n[capabilities]\nfiles = [{ host = \"src\", guest = \"/src\", mode = \"read\" }]\n\
+             env = [\"HOME\"]\nnetwork = [\"127.0.0.1:9\"]\nmemory_mb = 32\ntimeout_ms = 500\nmax_response_kb = 8\n\
+             sampling = true\n",
+        )
+        .unwrap();
         assert_eq!(m.namespace.as_deref(), Some(""));
-        assert_eq!(m.memory_mb, Some(32));
-        assert_eq!(m.timeout_ms, Some(500));
+        assert_eq!(m.files[0].guest, "/src");
+        assert!(!m.files[0].writable);
+        assert_eq!(m.env, ["HOME"]);
+        assert_eq!(m.network[0].addresses[0].to_string(), "127.0.0.1:9");
+        assert_eq!((m.memory_mb, m.timeout_ms, m.max_response_kb), (Some(32), Some(500), Some(8)));
+        assert!(m.sampling && !m.elicitation && !m.roots);
     }
 
     #[test]
@@ -139,9 +256,24 @@ mod tests {
             ("[capabilities]\ntimeout_ms = 0", "capabilities.timeout_ms"),
             ("[capabilities]\nteleport = true", "teleport"),
             ("unknown = 1", "unknown"),
+            ("[capabilities]\nnetwork = [\"example.com\"]", "capabilities.network[0]"),
+            (
+                "[capabilities]\nfiles = [{ host = \"src\", guest = \"data\", mode = \"read\" }]",
+                "capabilities.files[0].guest",
+            ),
+            (
+                "[capabilities]\nfiles = [{ host = \"src\", guest = \"/d\", mode = \"all\" }]",
+                "capabilities.files[0].mode",
+            ),
+            (
+                "[capabilities]\nfiles = [{ host = \"no-such-dir\", guest = \"/d\", mode = \"read\" }]",
+                "capabilities.files[0].host",
+            ),
+            ("[capabilities]\nenv = [\"A=B\"]", "capabilities.env[0]"),
+            ("[capabilities]\nhttp = [\"example.com:443\"]", "capabilities.http"),
         ];
         for (text, field) in cases {
-            let error = Manifest::parse(text).unwrap_err();
+            let error = parse(text).unwrap_err();
             assert!(error.contains(field), "{text:?} gave {error:?}");
         }
     }

@@ -9,18 +9,19 @@
 #![allow(deprecated)]
 
 mod bindings;
+pub mod cache;
 mod convert;
 mod engine;
 pub mod manifest;
 mod sandbox;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolResult, CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource,
-    ResourceTemplate, Tool,
+    CallToolResult, CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Engine;
@@ -38,6 +39,17 @@ pub struct RuntimeOptions {
     pub max_memory_mb: u64,
     pub default_timeout_ms: u64,
     pub max_timeout_ms: u64,
+    pub default_max_response_kb: u64,
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/fedmcp` or `~/.cache/fedmcp`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|base| base.join("fedmcp"))
 }
 
 impl Default for RuntimeOptions {
@@ -48,6 +60,8 @@ impl Default for RuntimeOptions {
             max_memory_mb: 512,
             default_timeout_ms: 10_000,
             max_timeout_ms: 120_000,
+            default_max_response_kb: 4096,
+            cache_dir: default_cache_dir(),
         }
     }
 }
@@ -57,6 +71,7 @@ pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<CallState>,
     options: RuntimeOptions,
+    cache: Option<cache::CompileCache>,
     pooling: bool,
     _ticker: engine::EpochTicker,
 }
@@ -65,10 +80,7 @@ pub struct PluginRuntime {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
     #[error("{path}: not a valid WebAssembly component: {reason}")]
@@ -80,11 +92,7 @@ pub enum LoadError {
     )]
     NoExports { path: String },
     #[error("{path}: {what} failed while validating the plugin: {reason}")]
-    Validate {
-        path: String,
-        what: &'static str,
-        reason: String,
-    },
+    Validate { path: String, what: &'static str, reason: String },
 }
 
 /// Why a call into a plugin failed.
@@ -101,27 +109,27 @@ pub enum CallError {
     #[error("plugin {plugin} trapped: {reason}")]
     Trap { plugin: String, reason: String },
     #[error("plugin {plugin} does not export {interface}")]
-    Unsupported {
-        plugin: String,
-        interface: &'static str,
-    },
+    Unsupported { plugin: String, interface: &'static str },
     #[error("plugin {plugin} returned invalid data: {reason}")]
     BadOutput { plugin: String, reason: String },
+    #[error(
+        "plugin {plugin} returned {size} bytes, more than its limit of {limit} bytes (capabilities.max_response_kb)"
+    )]
+    ResponseTooLarge { plugin: String, size: usize, limit: usize },
+    #[error(
+        "plugin {plugin} asked the client for {capability}, which its manifest does not grant (set `{capability} = \
+         true` under [capabilities] in {manifest})"
+    )]
+    NotGranted { plugin: String, capability: &'static str, manifest: String },
+    #[error("{message} (the sandbox denied: {denied})")]
+    Denied { message: String, denied: String },
 }
 
 /// Something a plugin reports while a call runs.
 #[derive(Debug, Clone)]
 pub enum CallEvent {
-    Log {
-        level: rmcp::model::LoggingLevel,
-        logger: Option<String>,
-        message: String,
-    },
-    Progress {
-        progress: f64,
-        total: Option<f64>,
-        message: Option<String>,
-    },
+    Log { level: rmcp::model::LoggingLevel, logger: Option<String>, message: String },
+    Progress { progress: f64, total: Option<f64>, message: Option<String> },
     ListChanged(ListKind),
 }
 
@@ -179,6 +187,8 @@ pub enum Outcome<T> {
 pub struct Plugin {
     pub name: String,
     pub path: PathBuf,
+    /// The files this version was loaded from, to tell when they change.
+    pub stamp: SourceStamp,
     pub manifest: Manifest,
     pub tools: Vec<Tool>,
     pub resources: Vec<Resource>,
@@ -189,6 +199,20 @@ pub struct Plugin {
     pre: InstancePre<CallState>,
     indices: Indices,
     runtime: Arc<PluginRuntime>,
+}
+
+/// Size and modification time of a plugin's component and manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStamp {
+    wasm: Option<(u64, std::time::SystemTime)>,
+    manifest: Option<(u64, std::time::SystemTime)>,
+}
+
+impl SourceStamp {
+    pub fn of(wasm_path: &Path) -> Self {
+        let stat = |path: &Path| std::fs::metadata(path).ok().and_then(|m| Some((m.len(), m.modified().ok()?)));
+        Self { wasm: stat(wasm_path), manifest: stat(&wasm_path.with_extension("toml")) }
+    }
 }
 
 /// Which plugin interfaces a component exports.
@@ -209,21 +233,14 @@ struct Indices {
 
 impl PluginRuntime {
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Arc<Self>> {
-        let max_memory_bytes =
-            usize::try_from(options.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let max_memory_bytes = usize::try_from(options.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let (engine, pooling) = engine::build_engine(options.pooling, max_memory_bytes)
             .map_err(|e| anyhow::anyhow!("cannot create the WebAssembly engine: {e:#}"))?;
         let mut linker = Linker::new(&engine);
-        sandbox::link(&mut linker)
-            .map_err(|e| anyhow::anyhow!("cannot link the plugin interfaces: {e:#}"))?;
+        sandbox::link(&mut linker).map_err(|e| anyhow::anyhow!("cannot link the plugin interfaces: {e:#}"))?;
         let ticker = engine::EpochTicker::start(engine.clone());
-        Ok(Arc::new(Self {
-            engine,
-            linker,
-            options,
-            pooling,
-            _ticker: ticker,
-        }))
+        let cache = options.cache_dir.clone().map(cache::CompileCache::new);
+        Ok(Arc::new(Self { engine, linker, options, cache, pooling, _ticker: ticker }))
     }
 
     /// Whether instances come from the pooling allocator.
@@ -234,37 +251,27 @@ impl PluginRuntime {
     /// Compile, link and validate `wasm_path` (with its manifest beside it, if any).
     pub async fn load(self: &Arc<Self>, wasm_path: &Path) -> Result<Arc<Plugin>, LoadError> {
         let shown = wasm_path.display().to_string();
-        let name = wasm_path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin")
-            .to_owned();
+        let name = wasm_path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned();
         let manifest = Manifest::load(&wasm_path.with_extension("toml"))?;
-        let bytes = tokio::fs::read(wasm_path)
-            .await
-            .map_err(|source| LoadError::Read {
-                path: shown.clone(),
-                source,
-            })?;
+        let stamp = SourceStamp::of(wasm_path);
+        let bytes =
+            tokio::fs::read(wasm_path).await.map_err(|source| LoadError::Read { path: shown.clone(), source })?;
         let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let started = std::time::Instant::now();
         // Compiling is CPU-bound and can take seconds for large components.
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .map_err(|e| LoadError::Compile {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?
-            .map_err(|e| LoadError::Compile {
-                path: shown.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let (component, cached) = tokio::task::spawn_blocking(move || match cache {
+            Some(cache) => cache.load_or_compile(&engine, &bytes),
+            None => Component::new(&engine, &bytes).map(|c| (c, cache::CacheOutcome::Uncached)),
+        })
+        .await
+        .map_err(|e| LoadError::Compile { path: shown.clone(), reason: e.to_string() })?
+        .map_err(|e| LoadError::Compile { path: shown.clone(), reason: format!("{e:#}") })?;
+        tracing::debug!(plugin = %name, ?cached, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                path: shown.clone(),
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(|e| LoadError::Link { path: shown.clone(), reason: format!("{e:#}") })?;
         let indices = Indices {
             tools: exports::tools::GuestIndices::new(&pre).ok(),
             resources: exports::resources::GuestIndices::new(&pre).ok(),
@@ -287,15 +294,17 @@ impl PluginRuntime {
                 .min(self.options.max_memory_mb)
                 .saturating_mul(1 << 20),
             timeout: Duration::from_millis(
-                manifest
-                    .timeout_ms
-                    .unwrap_or(self.options.default_timeout_ms)
-                    .min(self.options.max_timeout_ms),
+                manifest.timeout_ms.unwrap_or(self.options.default_timeout_ms).min(self.options.max_timeout_ms),
             ),
+            max_response_bytes: usize::try_from(
+                manifest.max_response_kb.unwrap_or(self.options.default_max_response_kb).saturating_mul(1024),
+            )
+            .unwrap_or(usize::MAX),
         };
         let mut plugin = Plugin {
             name,
             path: wasm_path.to_owned(),
+            stamp,
             manifest,
             tools: Vec::new(),
             resources: Vec::new(),
@@ -307,14 +316,11 @@ impl PluginRuntime {
             indices,
             runtime: self.clone(),
         };
-        plugin
-            .refresh_lists()
-            .await
-            .map_err(|(what, error)| LoadError::Validate {
-                path: wasm_path.display().to_string(),
-                what,
-                reason: error.to_string(),
-            })?;
+        plugin.refresh_lists().await.map_err(|(what, error)| LoadError::Validate {
+            path: wasm_path.display().to_string(),
+            what,
+            reason: error.to_string(),
+        })?;
         Ok(Arc::new(plugin))
     }
 }
@@ -335,26 +341,16 @@ impl Plugin {
         if let Some(indices) = &self.indices.tools {
             let raw = self
                 .run(CallContext::default(), async |store, instance| {
-                    indices
-                        .load(&mut *store, instance)?
-                        .call_list_tools(&mut *store)
-                        .await
+                    indices.load(&mut *store, instance)?.call_list_tools(&mut *store).await
                 })
                 .await
-                .map_err(|e| ("list-tools", e))?;
+                .map_err(|e| ("list-tools", e))?
+                .0;
             self.tools = raw
                 .into_iter()
                 .map(convert::tool)
                 .collect::<Result<_, _>>()
-                .map_err(|reason| {
-                    (
-                        "list-tools",
-                        CallError::BadOutput {
-                            plugin: self.name.clone(),
-                            reason,
-                        },
-                    )
-                })?;
+                .map_err(|reason| ("list-tools", CallError::BadOutput { plugin: self.name.clone(), reason }))?;
         }
         if let Some(indices) = &self.indices.resources {
             let (resources, templates) = self
@@ -365,50 +361,26 @@ impl Plugin {
                     Ok((resources, templates))
                 })
                 .await
-                .map_err(|e| ("list-resources", e))?;
-            let bad = |reason| {
-                (
-                    "list-resources",
-                    CallError::BadOutput {
-                        plugin: self.name.clone(),
-                        reason,
-                    },
-                )
-            };
-            self.resources = resources
-                .into_iter()
-                .map(convert::resource)
-                .collect::<Result<_, _>>()
-                .map_err(bad)?;
-            self.resource_templates = templates
-                .into_iter()
-                .map(convert::resource_template)
-                .collect::<Result<_, _>>()
-                .map_err(bad)?;
+                .map_err(|e| ("list-resources", e))?
+                .0;
+            let bad = |reason| ("list-resources", CallError::BadOutput { plugin: self.name.clone(), reason });
+            self.resources = resources.into_iter().map(convert::resource).collect::<Result<_, _>>().map_err(bad)?;
+            self.resource_templates =
+                templates.into_iter().map(convert::resource_template).collect::<Result<_, _>>().map_err(bad)?;
         }
         if let Some(indices) = &self.indices.prompts {
             let prompts = self
                 .run(CallContext::default(), async |store, instance| {
-                    indices
-                        .load(&mut *store, instance)?
-                        .call_list_prompts(&mut *store)
-                        .await
+                    indices.load(&mut *store, instance)?.call_list_prompts(&mut *store).await
                 })
                 .await
-                .map_err(|e| ("list-prompts", e))?;
+                .map_err(|e| ("list-prompts", e))?
+                .0;
             self.prompts = prompts
                 .into_iter()
                 .map(convert::prompt)
                 .collect::<Result<_, _>>()
-                .map_err(|reason| {
-                    (
-                        "list-prompts",
-                        CallError::BadOutput {
-                            plugin: self.name.clone(),
-                            reason,
-                        },
-                    )
-                })?;
+                .map_err(|reason| ("list-prompts", CallError::BadOutput { plugin: self.name.clone(), reason }))?;
         }
         Ok(())
     }
@@ -417,24 +389,71 @@ impl Plugin {
     async fn run<R>(
         &self,
         cx: CallContext,
-        f: impl AsyncFnOnce(
-            &mut wasmtime::Store<CallState>,
-            &wasmtime::component::Instance,
-        ) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        let mut store = sandbox::store(&self.runtime.engine, &self.name, &self.limits, cx);
+        f: impl AsyncFnOnce(&mut wasmtime::Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
+    ) -> Result<(R, String), CallError> {
+        let denials = sandbox::Denials::default();
+        let mut store = sandbox::store(&self.runtime.engine, &self.name, &self.manifest, &self.limits, cx, &denials)
+            .map_err(|e| CallError::Plugin {
+                plugin: self.name.clone(),
+                message: format!("cannot set up its sandbox: {e:#}"),
+            })?;
         let result = match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => f(&mut store, &instance).await,
             Err(error) => Err(error),
         };
-        result.map_err(|error| sandbox::call_error(&self.name, &self.limits, &store, error))
+        let result = result.map_err(|error| sandbox::call_error(&self.name, &self.limits, &store, error));
+        drop(store);
+        let denied = denials.lock().map(|d| d.join("; ")).unwrap_or_default();
+        match result {
+            Ok(value) => Ok((value, denied)),
+            Err(error) => Err(self.with_denials(error, &denied)),
+        }
+    }
+
+    /// Name what the sandbox denied in a plugin's own error.
+    fn with_denials(&self, error: CallError, denied: &str) -> CallError {
+        if denied.is_empty() {
+            error
+        } else {
+            CallError::Denied { message: error.to_string(), denied: denied.to_owned() }
+        }
+    }
+
+    /// Refuse input requests the manifest does not grant, and results over the size cap.
+    fn check_outcome<T: serde::Serialize>(&self, outcome: Outcome<T>) -> Result<Outcome<T>, CallError> {
+        match &outcome {
+            Outcome::InputRequired(input) => {
+                for (_, request) in &input.requests {
+                    let (granted, capability) = match request {
+                        InputRequest::Sampling(_) => (self.manifest.sampling, "sampling"),
+                        InputRequest::Elicitation(_) => (self.manifest.elicitation, "elicitation"),
+                        InputRequest::Roots => (self.manifest.roots, "roots"),
+                    };
+                    if !granted {
+                        return Err(CallError::NotGranted {
+                            plugin: self.name.clone(),
+                            capability,
+                            manifest: self.path.with_extension("toml").display().to_string(),
+                        });
+                    }
+                }
+            }
+            Outcome::Complete(result) => {
+                let size = serde_json::to_vec(result).map(|v| v.len()).unwrap_or(0);
+                if size > self.limits.max_response_bytes {
+                    return Err(CallError::ResponseTooLarge {
+                        plugin: self.name.clone(),
+                        size,
+                        limit: self.limits.max_response_bytes,
+                    });
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     fn unsupported(&self, interface: &'static str) -> CallError {
-        CallError::Unsupported {
-            plugin: self.name.clone(),
-            interface,
-        }
+        CallError::Unsupported { plugin: self.name.clone(), interface }
     }
 
     /// Call tool `name` (the plugin's own name for it) with JSON object `arguments`.
@@ -444,47 +463,29 @@ impl Plugin {
         arguments: &serde_json::Value,
         cx: CallContext,
     ) -> Result<Outcome<CallToolResult>, CallError> {
-        let indices = self
-            .indices
-            .tools
-            .as_ref()
-            .ok_or_else(|| self.unsupported("tools"))?;
+        let indices = self.indices.tools.as_ref().ok_or_else(|| self.unsupported("tools"))?;
         let wit_cx = convert::request_context(&cx);
         let arguments = arguments.to_string();
         let outcome = self
             .run(cx, async |store, instance| {
-                indices
-                    .load(&mut *store, instance)?
-                    .call_call_tool(&mut *store, name, &arguments, &wit_cx)
-                    .await
+                indices.load(&mut *store, instance)?.call_call_tool(&mut *store, name, &arguments, &wit_cx).await
             })
-            .await?
-            .map_err(|e| convert::plugin_error(&self.name, e))?;
-        convert::call_outcome(&self.name, outcome)
+            .await?;
+        let outcome = outcome.0.map_err(|e| self.with_denials(convert::plugin_error(&self.name, e), &outcome.1))?;
+        self.check_outcome(convert::call_outcome(&self.name, outcome)?)
     }
 
     /// Read resource `uri`.
-    pub async fn read_resource(
-        &self,
-        uri: &str,
-        cx: CallContext,
-    ) -> Result<Outcome<ReadResourceResult>, CallError> {
-        let indices = self
-            .indices
-            .resources
-            .as_ref()
-            .ok_or_else(|| self.unsupported("resources"))?;
+    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
+        let indices = self.indices.resources.as_ref().ok_or_else(|| self.unsupported("resources"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
             .run(cx, async |store, instance| {
-                indices
-                    .load(&mut *store, instance)?
-                    .call_read_resource(&mut *store, uri, &wit_cx)
-                    .await
+                indices.load(&mut *store, instance)?.call_read_resource(&mut *store, uri, &wit_cx).await
             })
-            .await?
-            .map_err(|e| convert::plugin_error(&self.name, e))?;
-        convert::read_outcome(&self.name, outcome)
+            .await?;
+        let outcome = outcome.0.map_err(|e| self.with_denials(convert::plugin_error(&self.name, e), &outcome.1))?;
+        self.check_outcome(convert::read_outcome(&self.name, outcome)?)
     }
 
     /// Get prompt `name` (the plugin's own name for it).
@@ -494,22 +495,15 @@ impl Plugin {
         arguments: &[(String, String)],
         cx: CallContext,
     ) -> Result<Outcome<GetPromptResult>, CallError> {
-        let indices = self
-            .indices
-            .prompts
-            .as_ref()
-            .ok_or_else(|| self.unsupported("prompts"))?;
+        let indices = self.indices.prompts.as_ref().ok_or_else(|| self.unsupported("prompts"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
             .run(cx, async |store, instance| {
-                indices
-                    .load(&mut *store, instance)?
-                    .call_get_prompt(&mut *store, name, arguments, &wit_cx)
-                    .await
+                indices.load(&mut *store, instance)?.call_get_prompt(&mut *store, name, arguments, &wit_cx).await
             })
-            .await?
-            .map_err(|e| convert::plugin_error(&self.name, e))?;
-        convert::prompt_outcome(&self.name, outcome)
+            .await?;
+        let outcome = outcome.0.map_err(|e| self.with_denials(convert::plugin_error(&self.name, e), &outcome.1))?;
+        self.check_outcome(convert::prompt_outcome(&self.name, outcome)?)
     }
 
     /// Complete an argument of a prompt (`Ok(prompt name)`) or resource template
@@ -526,9 +520,7 @@ impl Plugin {
         };
         let reference = match reference {
             Ok(prompt) => exports::completions::CompletionReference::Prompt(prompt.to_owned()),
-            Err(template) => {
-                exports::completions::CompletionReference::ResourceTemplate(template.to_owned())
-            }
+            Err(template) => exports::completions::CompletionReference::ResourceTemplate(template.to_owned()),
         };
         let completion = self
             .run(CallContext::default(), async |store, instance| {
@@ -538,31 +530,34 @@ impl Plugin {
                     .await
             })
             .await?
+            .0
             .map_err(|e| convert::plugin_error(&self.name, e))?;
         Ok(convert::completion(completion))
     }
 }
 
+/// The `*.wasm` files of `dir`, sorted.
+pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension().is_some_and(|ext| ext == "wasm")
+                && path.is_file()
+                && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Load every `*.wasm` in `dir`, in file-name order. Each result stands alone: a plugin
 /// that fails to load does not keep the others from serving.
-pub async fn load_dir(
-    runtime: &Arc<PluginRuntime>,
-    dir: &Path,
-) -> Vec<Result<Arc<Plugin>, LoadError>> {
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
-            .collect(),
-        Err(source) => {
-            return vec![Err(LoadError::Read {
-                path: dir.display().to_string(),
-                source,
-            })];
-        }
+pub async fn load_dir(runtime: &Arc<PluginRuntime>, dir: &Path) -> Vec<Result<Arc<Plugin>, LoadError>> {
+    let paths = match plugin_files(dir) {
+        Ok(paths) => paths,
+        Err(source) => return vec![Err(LoadError::Read { path: dir.display().to_string(), source })],
     };
-    paths.sort();
     let mut loaded = Vec::with_capacity(paths.len());
     for path in paths {
         loaded.push(runtime.load(&path).await);

@@ -5,13 +5,16 @@
 // which fedmcp serves too.
 #![allow(deprecated)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::fedmcp::plugin::{host, types};
+use super::manifest::Manifest;
 use super::{CallContext, CallError, CallEvent, ListKind};
 
 /// The resource limits of one call.
@@ -19,7 +22,11 @@ use super::{CallContext, CallError, CallEvent, ListKind};
 pub struct Limits {
     pub memory_bytes: u64,
     pub timeout: Duration,
+    pub max_response_bytes: usize,
 }
+
+/// What the sandbox refused during one call, for the error the caller sees.
+pub type Denials = Arc<Mutex<Vec<String>>>;
 
 /// A call's store data.
 pub struct CallState {
@@ -32,10 +39,7 @@ pub struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -63,19 +67,11 @@ impl host::Host for CallState {
             types::LogLevel::Alert => L::Alert,
             types::LogLevel::Emergency => L::Emergency,
         };
-        self.emit(CallEvent::Log {
-            level,
-            logger,
-            message,
-        });
+        self.emit(CallEvent::Log { level, logger, message });
     }
 
     fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
-        self.emit(CallEvent::Progress {
-            progress,
-            total,
-            message,
-        });
+        self.emit(CallEvent::Progress { progress, total, message });
     }
 
     fn notify_list_changed(&mut self, kind: host::ListKind) {
@@ -97,21 +93,61 @@ pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// A fresh store for one call: no files, no environment, no network, no stdio; memory and
-/// time limited.
-pub fn store(engine: &Engine, plugin: &str, limits: &Limits, cx: CallContext) -> Store<CallState> {
+/// The WASI context of one call: exactly what `manifest` grants, nothing else. No stdio,
+/// no arguments, no UDP, no listening sockets; files, environment variables and outbound
+/// TCP destinations only as listed.
+fn wasi_context(plugin: &str, manifest: &Manifest, denials: &Denials) -> wasmtime::Result<WasiCtx> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+    for grant in &manifest.files {
+        let perms = if grant.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        wasi.preopened_dir(&grant.host, &grant.guest, perms)?;
+    }
+    for name in &manifest.env {
+        if let Ok(value) = std::env::var(name) {
+            wasi.env(name, value);
+        }
+    }
+    // TCP goes through an address check even with nothing granted, so a refused connect is
+    // recorded and the caller's error can name the missing grant.
+    let allowed: Arc<Vec<std::net::SocketAddr>> =
+        Arc::new(manifest.network.iter().flat_map(|grant| grant.addresses.iter().copied()).collect());
+    let denials = denials.clone();
+    let plugin = plugin.to_owned();
+    wasi.allow_udp(false).allow_tcp(true).allow_ip_name_lookup(!manifest.network.is_empty());
+    wasi.socket_addr_check(move |address, usage| {
+        // Connecting needs an implicit bind to the wildcard address; everything else
+        // (listening, accepting, explicit binds) is refused.
+        let permitted = match usage {
+            SocketAddrUse::TcpConnect => allowed.contains(&address),
+            SocketAddrUse::TcpBind => address.ip().is_unspecified() && address.port() == 0,
+            _ => false,
+        };
+        if !permitted {
+            tracing::warn!(plugin = %plugin, %address, ?usage, "network access denied");
+            if let Ok(mut denials) = denials.lock() {
+                denials.push(format!("network {usage:?} {address} (not in capabilities.network)"));
+            }
+        }
+        Box::pin(async move { permitted })
+    });
+    Ok(wasi.build())
+}
+
+/// A fresh store for one call, with the grants of `manifest`, memory and time limited.
+pub fn store(
+    engine: &Engine,
+    plugin: &str,
+    manifest: &Manifest,
+    limits: &Limits,
+    cx: CallContext,
+    denials: &Denials,
+) -> wasmtime::Result<Store<CallState>> {
+    let wasi = wasi_context(plugin, manifest, denials)?;
     let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
     let state = CallState {
-        wasi: wasi.build(),
+        wasi,
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(memory)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
         events: cx.events,
         timed_out: false,
     };
@@ -130,35 +166,19 @@ pub fn store(engine: &Engine, plugin: &str, limits: &Limits, cx: CallContext) ->
         // Yield so a busy guest shares the runtime thread with the host's other tasks.
         Ok(UpdateDeadline::Yield(1))
     });
-    store
+    Ok(store)
 }
 
 /// Turn a wasmtime error from a call into what the caller sees.
-pub fn call_error(
-    plugin: &str,
-    limits: &Limits,
-    store: &Store<CallState>,
-    error: wasmtime::Error,
-) -> CallError {
+pub fn call_error(plugin: &str, limits: &Limits, store: &Store<CallState>, error: wasmtime::Error) -> CallError {
     if store.data().timed_out {
-        return CallError::Timeout {
-            plugin: plugin.to_owned(),
-            limit_ms: limits.timeout.as_millis() as u64,
-        };
+        return CallError::Timeout { plugin: plugin.to_owned(), limit_ms: limits.timeout.as_millis() as u64 };
     }
     let reason = format!("{error:#}");
-    let reason = if reason.contains("forcing a memory growth failure")
-        || reason.contains("memory minimum size")
-    {
-        format!(
-            "memory limit of {} MiB exceeded ({reason})",
-            limits.memory_bytes >> 20
-        )
+    let reason = if reason.contains("forcing a memory growth failure") || reason.contains("memory minimum size") {
+        format!("memory limit of {} MiB exceeded ({reason})", limits.memory_bytes >> 20)
     } else {
         reason
     };
-    CallError::Trap {
-        plugin: plugin.to_owned(),
-        reason,
-    }
+    CallError::Trap { plugin: plugin.to_owned(), reason }
 }

@@ -1,0 +1,241 @@
+//! tools/call throughput and latency over Streamable HTTP, both protocol revisions:
+//! a trivial Rust WASM tool served by fedmcp against a native tool on the same transport
+//! (rmcp's Streamable HTTP service under axum, TCP_NODELAY), in the same run.
+//!
+//! `cargo bench --bench http_calls` (after `cargo xtask plugins`). Loopback only; every
+//! load loop is bounded by a call count and a time limit.
+//! Environment: BENCH_CONNECTIONS (default 8), BENCH_CALLS (per connection, default 500).
+
+// Sampling and logging types are deprecated by SEP-2577 but used by rmcp's handler API.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fedmcp::catalog::Catalog;
+use fedmcp::plugin::{PluginRuntime, RuntimeOptions};
+use fedmcp::session::Shared;
+use fedmcp::transport;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams, Tool};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// The native baseline: one tool that does what the WASM tool does.
+#[derive(Clone)]
+struct NativeSlugify;
+
+fn slugify(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+impl ServerHandler for NativeSlugify {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(rmcp::model::ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let schema = json!({ "type": "object", "properties": { "text": { "type": "string" } } });
+        let schema = schema.as_object().cloned().unwrap_or_default();
+        Ok(ListToolsResult::with_all_items(vec![Tool::new("slugify", "slugify", schema)]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        let text =
+            request.arguments.and_then(|a| a.get("text").and_then(Value::as_str).map(slugify)).unwrap_or_default();
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+    }
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let address = listener.local_addr().expect("local address").to_string();
+    tokio::spawn(transport::serve_http(listener, router, CancellationToken::new()));
+    format!("http://{address}/mcp")
+}
+
+fn message(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|_| {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("id").is_some())
+            .unwrap_or(Value::Null)
+    })
+}
+
+/// One connection's client: a legacy session, or stateless requests.
+struct Caller {
+    http: reqwest::Client,
+    url: String,
+    session: Option<String>,
+    stateless: bool,
+}
+
+impl Caller {
+    async fn new(url: &str, stateless: bool) -> Self {
+        let http = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
+        let mut caller = Self { http, url: url.to_owned(), session: None, stateless };
+        if !stateless {
+            let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "bench", "version": "1" } } });
+            let response = caller.request(init).send().await.expect("initialize");
+            caller.session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let _ = response.text().await;
+            let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+            let _ = caller.request(initialized).send().await.expect("initialized").text().await;
+        }
+        caller
+    }
+
+    fn request(&self, body: Value) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = &self.session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.body(body.to_string())
+    }
+
+    async fn call(&self, id: u64, tool: &str) -> Result<(), String> {
+        let mut params = json!({ "name": tool, "arguments": { "text": "Hello, WebAssembly World" } });
+        let mut request = if self.stateless {
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+            self.request(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params }))
+        } else {
+            self.request(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params }))
+        };
+        if self.stateless {
+            request = request
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", tool);
+        }
+        let body = request.send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        let reply = message(&body);
+        match reply["result"]["content"][0]["text"].as_str() {
+            Some("hello-webassembly-world") => Ok(()),
+            _ => Err(format!("unexpected reply: {body}")),
+        }
+    }
+}
+
+struct Figures {
+    calls: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn load(url: &str, tool: &str, stateless: bool, connections: usize, calls: usize) -> Figures {
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..connections {
+        let url = url.to_owned();
+        let tool = tool.to_owned();
+        workers.push(tokio::spawn(async move {
+            let caller = Caller::new(&url, stateless).await;
+            let mut latencies = Vec::with_capacity(calls);
+            for i in 0..calls {
+                if started.elapsed() > TIME_LIMIT {
+                    break;
+                }
+                let t = Instant::now();
+                if let Err(error) = caller.call((worker * calls + i + 1) as u64, &tool).await {
+                    panic!("{error}");
+                }
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker finished"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+    Figures {
+        calls: latencies.len(),
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let connections = env_number("BENCH_CONNECTIONS", 8);
+    let calls = env_number("BENCH_CALLS", 500);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let wasm = root.join("text-tools.wasm");
+    assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
+
+    let runtime = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let plugin = runtime.load(&wasm).await.expect("text-tools loads");
+    let catalog = Arc::new(Catalog::new());
+    catalog.set_plugins(vec![plugin], Vec::new());
+    let shared = Shared::new(catalog, vec![7; 32], None);
+    let options =
+        transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20 };
+    let wasm_url = serve(transport::router(shared, options, CancellationToken::new())).await;
+
+    let native = StreamableHttpService::new(
+        || Ok(NativeSlugify),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let native_url = serve(axum::Router::new().nest_service("/mcp", native)).await;
+
+    println!(
+        "tools/call over Streamable HTTP, {connections} connections x {calls} calls, pooling allocator: {}",
+        runtime.pooling()
+    );
+    println!("{:<12} {:<8} {:>8} {:>10} {:>9} {:>9}", "revision", "tool", "calls", "calls/s", "p50 ms", "p99 ms");
+    for (revision, stateless) in [("2025-11-25", false), ("2026-07-28", true)] {
+        // Warm both servers (connection setup, first compile of code paths) before measuring.
+        load(&native_url, "slugify", stateless, connections, 20).await;
+        load(&wasm_url, "text-tools__slugify", stateless, connections, 20).await;
+        let native = load(&native_url, "slugify", stateless, connections, calls).await;
+        let wasm = load(&wasm_url, "text-tools__slugify", stateless, connections, calls).await;
+        for (label, f) in [("native", &native), ("wasm", &wasm)] {
+            println!(
+                "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
+                f.calls, f.per_second, f.p50_ms, f.p99_ms
+            );
+        }
+        println!(
+            "{revision:<12} wasm/native throughput {:.0}%, added p50 {:.2} ms",
+            100.0 * wasm.per_second / native.per_second,
+            wasm.p50_ms - native.p50_ms
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! A hostile plugin for the security tests: each tool attempts one thing the sandbox must
+//! stop unless the manifest grants it, and reports what happened.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use fedmcp_sdk::{Error, InputRequest, InputRequired, JsonSchema, Plugin, ToolOutcome, ToolResult, Tools};
+use serde::Deserialize;
+
+#[derive(Deserialize, JsonSchema)]
+struct PathArg {
+    path: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct WriteArg {
+    path: String,
+    text: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct NameArg {
+    name: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct AddressArg {
+    /// host:port
+    address: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct SizeArg {
+    /// Mebibytes (allocate) or kibibytes (big_response).
+    size: u32,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct SecretArg {
+    secret: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Nothing {}
+
+thread_local! {
+    static REMEMBERED: RefCell<Option<String>> = const { RefCell::new(None) };
+    static CALLS: RefCell<u32> = const { RefCell::new(0) };
+}
+
+fn denied(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::internal(format!("{what} failed: {error}"))
+}
+
+struct Hostile;
+
+impl Plugin for Hostile {
+    fn tools(tools: &mut Tools) {
+        tools.add("read_file", "Read a file", |a: PathArg, _cx| {
+            std::fs::read_to_string(&a.path).map_err(|e| denied(&format!("reading {}", a.path), e))
+        });
+        tools.add("write_file", "Write a file", |a: WriteArg, _cx| {
+            std::fs::write(&a.path, a.text).map_err(|e| denied(&format!("writing {}", a.path), e))?;
+            Ok("written")
+        });
+        tools.add("read_env", "Read an environment variable", |a: NameArg, _cx| {
+            std::env::var(&a.name).map_err(|e| denied(&format!("reading ${}", a.name), e))
+        });
+        tools.add("connect", "Open a TCP connection, send a line, return the first reply", |a: AddressArg, _cx| {
+            let mut stream =
+                std::net::TcpStream::connect(&a.address).map_err(|e| denied(&format!("connecting to {}", a.address), e))?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| denied("sending", e))?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).map_err(|e| denied("receiving", e))?;
+            Ok(reply)
+        });
+        tools.add("spin", "Loop forever", |_: Nothing, _cx| -> Result<ToolResult, Error> {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        });
+        tools.add("allocate", "Allocate and touch `size` MiB", |a: SizeArg, _cx| {
+            let mut block = vec![0u8; (a.size as usize) << 20];
+            for i in (0..block.len()).step_by(4096) {
+                block[i] = 1;
+            }
+            Ok(format!("allocated {} MiB", std::hint::black_box(block).len() >> 20))
+        });
+        tools.add("big_response", "Return `size` KiB of text", |a: SizeArg, _cx| Ok("x".repeat((a.size as usize) << 10)));
+        tools.add("trap", "Panic (a trap)", |_: Nothing, _cx| -> Result<ToolResult, Error> {
+            panic!("hostile plugin trapped on purpose")
+        });
+        tools.add("ask_sampling", "Ask the client's model", |_: Nothing, cx| -> Result<ToolOutcome, Error> {
+            match cx.response("answer") {
+                Some(answer) => Ok(format!("model said {answer}").into()),
+                None => Ok(InputRequired::new().request("answer", InputRequest::sample("Say hi", 10)).into()),
+            }
+        });
+        tools.add("ask_elicitation", "Ask the user", |_: Nothing, cx| -> Result<ToolOutcome, Error> {
+            match cx.response("answer") {
+                Some(answer) => Ok(format!("user said {answer}").into()),
+                None => Ok(InputRequired::new()
+                    .request("answer", InputRequest::elicit("Name?", serde_json::json!({"type": "object", "properties": {}})))
+                    .into()),
+            }
+        });
+        tools.add("remember", "Store a secret in a global, wait, and read the global back", |a: SecretArg, _cx| {
+            let before = REMEMBERED.with(|r| r.borrow().clone());
+            REMEMBERED.with(|r| *r.borrow_mut() = Some(a.secret));
+            std::thread::sleep(Duration::from_millis(200));
+            let after = REMEMBERED.with(|r| r.borrow().clone());
+            Ok(serde_json::json!({ "before": before, "after": after }).to_string())
+        });
+        tools.add("count_calls", "Count the calls this instance has served", |_: Nothing, _cx| {
+            let n = CALLS.with(|c| {
+                *c.borrow_mut() += 1;
+                *c.borrow()
+            });
+            Ok(n.to_string())
+        });
+    }
+}
+
+fedmcp_sdk::export!(Hostile);

@@ -1,0 +1,2 @@
+const VERSION: &str = "one";
+include!("../../version.rs");

@@ -1,0 +1,2 @@
+const VERSION: &str = "two";
+include!("../../version.rs");

@@ -70,17 +70,16 @@ fn text(result: &Value) -> &str {
 }
 
 fn start(plugins: &Path) -> Server {
-    // SAFETY-free: the variable is set for the child process only.
     Server::start_with_env(plugins, &[(SECRET_VAR, "s3cret")])
 }
 
 #[tokio::test]
 async fn a_plugin_without_grants_is_refused_everything_and_the_host_keeps_serving() {
     let closed_port = allowed_host(); // listening, but not granted
-    let fixture = Fixture::new(&format!(
-        "[capabilities]\nfiles = [{{ host = \"../granted\", guest = \"/data\", mode = \"read\" }}]\n\
-         timeout_ms = 500\nmemory_mb = 16\nmax_response_kb = 64\n"
-    ));
+    let fixture = Fixture::new(
+        "[capabilities]\nfiles = [{ host = \"../granted\", guest = \"/data\", mode = \"read\" }]\n\
+         timeout_ms = 500\nmemory_mb = 16\nmax_response_kb = 64\n",
+    );
     let server = start(&fixture.plugins());
     let client = StatelessClient::new(&server);
 
@@ -191,4 +190,44 @@ async fn concurrent_calls_never_see_each_others_memory() {
         let counted = client.call("hostile__count_calls", json!({})).await;
         assert_eq!(counted.as_ref().map(text), Ok("1"), "a fresh instance serves every call: {counted:?}");
     }
+}
+
+#[tokio::test]
+async fn a_cancelled_call_stops_the_plugin() {
+    let fixture = Fixture::new("[capabilities]\ntimeout_ms = 2000\n");
+    let server = start(&fixture.plugins());
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = http
+            .post(server.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.body(body.to_string())
+    };
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "cancel-test", "version": "1" } } });
+    let response = post(init, None).send().await.expect("initialize");
+    let session = response.headers()["mcp-session-id"].to_str().expect("session id").to_owned();
+    let _ = response.text().await;
+    let _ = post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }), Some(&session)).send().await;
+
+    let spin = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "hostile__spin", "arguments": {} } });
+    let call = post(spin, Some(&session)).send();
+    let started = Instant::now();
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cancelled = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 2 } });
+        post(cancelled, Some(&session)).send().await.expect("cancel sent");
+    };
+    let (response, ()) = tokio::join!(async { call.await.expect("call").text().await }, cancel);
+    // A call still running would be stopped at its 2 s time limit, and the host would log it.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+    let stopped_by_limit = server.log_lines().into_iter().find(|line| line.contains("stopped at its time limit"));
+    assert!(stopped_by_limit.is_none(), "the cancelled call kept running: {stopped_by_limit:?} ({response:?})");
+    let mut client = StatelessClient::new(&server);
+    client.capabilities = json!({});
+    client.still_serving().await;
 }

@@ -81,7 +81,7 @@ async fn settled(path: &Path) -> SourceStamp {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut stamp = SourceStamp::of(path);
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(plugin::watch::SETTLE).await;
         let now = SourceStamp::of(path);
         if now == stamp || Instant::now() > deadline {
             return now;

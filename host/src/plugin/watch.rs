@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 /// How long the folder must stay quiet before a change is reported, so a copy in progress
 /// or an editor's write-then-rename is seen once, complete.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub const SETTLE: Duration = Duration::from_millis(30);
 
 /// Watches a folder until dropped.
 pub struct FolderWatcher {

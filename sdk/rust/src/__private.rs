@@ -125,8 +125,8 @@ pub fn list_tools<P: Plugin>() -> Vec<wt::Tool> {
                 name: t.name,
                 title: t.title,
                 description: Some(t.description),
-                input_schema: t.input_schema.to_string(),
-                output_schema: t.output_schema.map(|s| s.to_string()),
+                input_schema: t.input_schema.to_json().to_string(),
+                output_schema: t.output_schema.map(|s| s.to_json().to_string()),
             }
         })
         .collect()

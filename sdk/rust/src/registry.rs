@@ -22,8 +22,8 @@ pub(crate) struct ToolEntry {
     pub name: String,
     pub title: Option<String>,
     pub description: String,
-    pub input_schema: Value,
-    pub output_schema: Option<Value>,
+    pub input_schema: Schema,
+    pub output_schema: Option<Schema>,
     pub read_only: Option<bool>,
     pub destructive: Option<bool>,
     pub idempotent: Option<bool>,
@@ -45,8 +45,7 @@ impl Tools {
         R: Into<Outcome<ToolResult>>,
         F: Fn(A, &Context) -> Result<R, Error> + 'static,
     {
-        let schema = schema_of::<A>();
-        self.add_raw(name, description, schema, move |arguments, cx| {
+        self.push(name, description, Schema::Derived(schema_of::<A>), move |arguments, cx| {
             let arguments: A = serde_json::from_value(arguments).map_err(|e| {
                 Error::invalid_params(format!("arguments do not match the input schema: {e}"))
             })?;
@@ -62,6 +61,14 @@ impl Tools {
         input_schema: Value,
         handler: F,
     ) -> ToolBuilder<'_>
+    where
+        R: Into<Outcome<ToolResult>>,
+        F: Fn(Value, &Context) -> Result<R, Error> + 'static,
+    {
+        self.push(name, description, Schema::Json(input_schema), handler)
+    }
+
+    fn push<R, F>(&mut self, name: &str, description: &str, input_schema: Schema, handler: F) -> ToolBuilder<'_>
     where
         R: Into<Outcome<ToolResult>>,
         F: Fn(Value, &Context) -> Result<R, Error> + 'static,
@@ -97,11 +104,11 @@ impl ToolBuilder<'_> {
     }
     /// The schema of the tool's structured content, derived from `O`.
     pub fn output<O: JsonSchema>(self) -> Self {
-        self.entry.output_schema = Some(schema_of::<O>());
+        self.entry.output_schema = Some(Schema::Derived(schema_of::<O>));
         self
     }
     pub fn output_schema(self, schema: Value) -> Self {
-        self.entry.output_schema = Some(schema);
+        self.entry.output_schema = Some(Schema::Json(schema));
         self
     }
     /// The tool does not change anything.
@@ -123,6 +130,22 @@ impl ToolBuilder<'_> {
     pub fn open_world(self, open: bool) -> Self {
         self.entry.open_world = Some(open);
         self
+    }
+}
+
+/// A tool's schema: written out, or derived from a type when the tools are listed. Derived
+/// schemas are not built for calls, which run in a fresh instance each time.
+pub(crate) enum Schema {
+    Json(Value),
+    Derived(fn() -> Value),
+}
+
+impl Schema {
+    pub(crate) fn to_json(&self) -> Value {
+        match self {
+            Self::Json(value) => value.clone(),
+            Self::Derived(derive) => derive(),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ async fn malformed_requests_get_http_and_jsonrpc_errors() {
     let server = Server::start(&example_plugins());
     let client = Client::new(&server);
     let oversized =
-        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(5 << 20));
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat((4 << 20) + 1024));
     let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, Option<i64>)> = vec![
         ("malformed JSON", client.post().body("{not json"), StatusCode::BAD_REQUEST, Some(-32700)),
         (
@@ -24,6 +24,7 @@ async fn malformed_requests_get_http_and_jsonrpc_errors() {
             StatusCode::BAD_REQUEST,
             Some(-32600),
         ),
+        // Just past the default 4 MiB limit.
         ("an oversized body", client.post().body(oversized), StatusCode::PAYLOAD_TOO_LARGE, None),
         (
             "a legacy request before initialize",

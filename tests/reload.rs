@@ -190,3 +190,19 @@ async fn plugins_dropped_replaced_broken_and_removed_while_serving() {
     client.expect_notification("notifications/tools/list_changed").await;
     assert!(!client.tool_names().await.iter().any(|name| name.starts_with("greeter__")));
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_call_in_flight_finish_then_exits() {
+    let dir = tempfile::tempdir().expect("plugins folder");
+    install(&fixture("version-one"), &dir.path().join("greeter.wasm"));
+    let mut server = Server::start(dir.path());
+    let client = support::StatelessClient::new(&server);
+    let call = client.call("greeter__slow_version", json!({ "millis": 1500 }));
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.terminate();
+    };
+    let (result, ()) = tokio::join!(call, terminate);
+    assert_eq!(result.map(|r| r["content"][0]["text"].clone()), Ok(json!("one")), "the call in flight was cut off");
+    assert!(server.exits_within(Duration::from_secs(15)), "fedmcp did not exit after SIGTERM");
+}

@@ -206,7 +206,8 @@ async fn main() {
     let shared = Shared::new(catalog, vec![7; 32], None);
     let options =
         transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20 };
-    let wasm_url = serve(transport::router(shared, options, CancellationToken::new())).await;
+    let wasm_url =
+        serve(transport::router(shared, options, CancellationToken::new(), tokio_util::task::TaskTracker::new())).await;
 
     let native = StreamableHttpService::new(
         || Ok(NativeSlugify),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, LoadFailure};
 use crate::config::HostConfig;
@@ -55,12 +56,22 @@ impl Host {
         Ok(())
     }
 
-    /// Serve Streamable HTTP on the configured address until `shutdown`.
-    pub async fn serve_http(&self, config: &HostConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serve Streamable HTTP on the configured address until `shutdown`, then stop accepting,
+    /// let calls in flight finish for up to `grace`, and close the remaining streams.
+    pub async fn serve_http(
+        &self,
+        config: &HostConfig,
+        shutdown: CancellationToken,
+        grace: std::time::Duration,
+    ) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr()?;
+        // Cancelling `streams` ends every open SSE stream and session; it waits until the calls
+        // in flight are done, or `grace` has passed.
+        let streams = CancellationToken::new();
+        let calls = TaskTracker::new();
         let router = transport::router(
             self.shared.clone(),
             transport::HttpOptions {
@@ -68,10 +79,32 @@ impl Host {
                 allowed_origins: config.allowed_origins.clone(),
                 max_request_body_bytes: config.max_request_body_bytes,
             },
-            shutdown.clone(),
+            streams.clone(),
+            calls.clone(),
         );
+        let drain = {
+            let (shutdown, streams) = (shutdown.clone(), streams.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                calls.close();
+                tracing::info!(
+                    requests = calls.len(),
+                    "shutting down: no new connections; letting requests in flight finish"
+                );
+                if tokio::time::timeout(grace, calls.wait()).await.is_err() {
+                    tracing::warn!(
+                        requests = calls.len(),
+                        grace_s = grace.as_secs(),
+                        "requests still in flight; closing them"
+                    );
+                }
+                streams.cancel();
+            })
+        };
         tracing::info!("fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)");
-        transport::serve_http(listener, router, shutdown).await?;
+        let served = transport::serve_http(listener, router, shutdown).await;
+        drain.abort();
+        served?;
         Ok(())
     }
 }

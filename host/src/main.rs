@@ -9,6 +9,9 @@ use fedmcp::app::Host;
 use fedmcp::config::HostConfig;
 use tokio_util::sync::CancellationToken;
 
+/// How long calls in flight may run after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Parser)]
 #[command(name = "fedmcp", version, about = "An MCP server for WebAssembly plugins")]
 struct Cli {
@@ -70,10 +73,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let signal = shutdown.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
-                tracing::info!("shutting down");
                 signal.cancel();
+                // A client that keeps its connection open must not keep the process alive.
+                tokio::time::sleep(SHUTDOWN_GRACE + SHUTDOWN_GRACE / 2).await;
+                tracing::warn!("connections still open after the grace period; exiting");
+                std::process::exit(0);
             });
-            host.serve_http(&config, shutdown).await?;
+            host.serve_http(&config, shutdown, SHUTDOWN_GRACE).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, plugins } => {

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::session::{Session, Shared};
 
@@ -36,7 +39,9 @@ pub struct HttpOptions {
 }
 
 /// The axum router: `/mcp` and `/health`.
-pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationToken) -> Router {
+/// Cancelling `streams` ends every SSE stream and session; `requests` tracks each POST until
+/// its response has been sent in full (an SSE reply included), so shutdown can wait for them.
+pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationToken, requests: TaskTracker) -> Router {
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from).to_vec();
     hosts.extend(options.allowed_hosts);
     let mut origins: Vec<String> = LOOPBACK_ORIGINS.map(String::from).to_vec();
@@ -45,7 +50,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationT
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(options.max_request_body_bytes)
-        .with_cancellation_token(shutdown.child_token());
+        .with_cancellation_token(streams.child_token());
     let factory_shared = shared.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(Session::new(factory_shared.clone())),
@@ -55,7 +60,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, shutdown: CancellationT
     let limit = options.max_request_body_bytes;
     Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn(move |request, next| reject_malformed(request, next, limit)))
+        .layer(axum::middleware::from_fn(move |request, next| track_until_sent(request, next, requests.clone(), limit)))
         .route("/health", get(health))
         .with_state(shared)
 }
@@ -65,19 +70,35 @@ fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Answer what is not a single JSON-RPC message with a JSON-RPC error before it reaches the
-/// protocol layer: malformed JSON (-32700) and batches (-32600, removed in 2025-06-18).
-async fn reject_malformed(request: Request, next: Next, limit: usize) -> Response {
+async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, limit: usize) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
+    let in_flight = requests.token();
+    let response = reject_malformed(request, next, limit).await;
+    // The token lives as long as the response body: hyper drops it once the last byte is out.
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _ = &in_flight;
+            frame
+        }))
+    })
+}
+
+/// Answer what is not a single JSON-RPC message with a JSON-RPC error before it reaches the
+/// protocol layer: malformed JSON (-32700) and batches (-32600, removed in 2025-06-18).
+async fn reject_malformed(request: Request, next: Next, limit: usize) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(BodyError::TooLarge) => {
             let message = format!("Payload Too Large: the request body exceeds {limit} bytes");
-            return jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, message);
+            let mut response = jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, message);
+            // Whatever of the body went unread leaves the connection unusable for another request.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
         }
+        Err(BodyError::Broken) => return StatusCode::BAD_REQUEST.into_response(),
     };
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Err(error) => {
@@ -90,6 +111,31 @@ async fn reject_malformed(request: Request, next: Next, limit: usize) -> Respons
         Ok(_) => {}
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Read a body of at most `limit` bytes. Past the limit, keep reading (and discarding) up to
+/// `limit` more so that a slightly oversized request still gets its 413: closing a socket with
+/// unread data makes the kernel reset it, and the client may lose the answer.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut bytes = BytesMut::new();
+    let mut discarded = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else { continue };
+        if discarded == 0 && bytes.len() + data.len() <= limit {
+            bytes.extend_from_slice(&data);
+            continue;
+        }
+        discarded += data.len();
+        if discarded > limit {
+            break;
+        }
+    }
+    if discarded > 0 { Err(BodyError::TooLarge) } else { Ok(bytes.freeze()) }
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {

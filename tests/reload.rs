@@ -4,20 +4,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, jsonrpc_message, repo_root};
+use support::{Server, fixture, jsonrpc_message};
 use tokio::sync::mpsc;
 
 const PATIENCE: Duration = Duration::from_secs(15);
-
-fn fixture(name: &str) -> PathBuf {
-    let wasm = repo_root().join("tests/plugins").join(format!("{name}.wasm"));
-    assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
-    wasm
-}
 
 /// Replace `to` the way editors and deploy tools do: write beside it, then rename over it.
 fn install(from: &Path, to: &Path) {
@@ -133,7 +127,7 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
 }
 
 async fn health(server: &Server) -> Value {
-    reqwest::get(format!("http://{}/health", server.address)).await.expect("health").json().await.expect("JSON")
+    server.health().await
 }
 
 #[tokio::test]

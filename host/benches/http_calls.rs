@@ -1,6 +1,7 @@
-//! tools/call throughput and latency over Streamable HTTP, both protocol revisions:
-//! a trivial Rust WASM tool served by fedmcp against a native tool on the same transport
-//! (rmcp's Streamable HTTP service under axum, TCP_NODELAY), in the same run.
+//! tools/call throughput and latency over Streamable HTTP, both protocol revisions, in the
+//! same run: a trivial Rust WASM tool served by fedmcp (B), the same tool through a second
+//! fedmcp host that imports B (client -> A -> B -> plugin, one federation hop), and a native
+//! tool on the same transport (rmcp's Streamable HTTP service under axum, TCP_NODELAY).
 //!
 //! `cargo bench --bench http_calls` (after `cargo xtask plugins`). Loopback only; every
 //! load loop is bounded by a call count and a time limit.
@@ -201,13 +202,35 @@ async fn main() {
 
     let runtime = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
     let plugin = runtime.load(&wasm).await.expect("text-tools loads");
-    let catalog = Arc::new(Catalog::new());
+    let catalog = Arc::new(Catalog::new("bench".to_owned()));
     catalog.set_plugins(vec![plugin], Vec::new());
-    let shared = Shared::new(catalog, vec![7; 32], None);
+    let federation = Arc::new(fedmcp::federation::Federation::start(&[], "bench", 8));
+    let shared = Shared::new(catalog, federation, vec![7; 32], None);
     let options =
         transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20 };
     let wasm_url =
         serve(transport::router(shared, options, CancellationToken::new(), tokio_util::task::TaskTracker::new())).await;
+
+    // A: no plugins, imports B unprefixed.
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config =
+        format!("plugins_dir = {:?}\n[[peers]]\nname = \"b\"\nnamespace = \"\"\nurl = \"{wasm_url}\"\n", empty.path());
+    let config = fedmcp::config::HostConfig::parse(&config).expect("the bench config parses");
+    let hop = fedmcp::app::Host::start(&config).await.expect("host A starts");
+    let deadline = Instant::now() + TIME_LIMIT;
+    while hop.shared.catalog.tool("text-tools__slugify").is_none() {
+        assert!(Instant::now() < deadline, "A did not import B's tools");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let options =
+        transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20 };
+    let hop_url = serve(transport::router(
+        hop.shared.clone(),
+        options,
+        CancellationToken::new(),
+        tokio_util::task::TaskTracker::new(),
+    ))
+    .await;
 
     let native = StreamableHttpService::new(
         || Ok(NativeSlugify),
@@ -225,9 +248,11 @@ async fn main() {
         // Warm both servers (connection setup, first compile of code paths) before measuring.
         load(&native_url, "slugify", stateless, connections, 20).await;
         load(&wasm_url, "text-tools__slugify", stateless, connections, 20).await;
+        load(&hop_url, "text-tools__slugify", stateless, connections, 20).await;
         let native = load(&native_url, "slugify", stateless, connections, calls).await;
         let wasm = load(&wasm_url, "text-tools__slugify", stateless, connections, calls).await;
-        for (label, f) in [("native", &native), ("wasm", &wasm)] {
+        let hop = load(&hop_url, "text-tools__slugify", stateless, connections, calls).await;
+        for (label, f) in [("native", &native), ("wasm", &wasm), ("via A", &hop)] {
             println!(
                 "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 f.calls, f.per_second, f.p50_ms, f.p99_ms
@@ -237,6 +262,11 @@ async fn main() {
             "{revision:<12} wasm/native throughput {:.0}%, added p50 {:.2} ms",
             100.0 * wasm.per_second / native.per_second,
             wasm.p50_ms - native.p50_ms
+        );
+        println!(
+            "{revision:<12} one hop/direct throughput {:.0}%, added p50 {:.2} ms",
+            100.0 * hop.per_second / wasm.per_second,
+            hop.p50_ms - wasm.p50_ms
         );
     }
 }

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, LoadFailure};
 use crate::config::HostConfig;
+use crate::federation::Federation;
 use crate::plugin::{self, PluginRuntime, SourceStamp};
 use crate::session::Shared;
 use crate::transport;
@@ -27,8 +28,20 @@ impl Host {
     /// recorded for `/health`; the others serve.
     pub async fn start(config: &HostConfig) -> anyhow::Result<Self> {
         let runtime = PluginRuntime::new(config.runtime.clone())?;
-        let catalog = Arc::new(Catalog::new());
-        let shared = Shared::new(catalog, config.state_key(), None);
+        let host_id = random_id();
+        let catalog = Arc::new(Catalog::new(host_id.clone()));
+        let federation = Arc::new(Federation::start(&config.peers, &host_id, config.max_hops));
+        for peer in &federation.peers {
+            let (catalog, peer) = (catalog.clone(), peer.clone());
+            let mut listing = peer.listing();
+            tokio::spawn(async move {
+                while listing.changed().await.is_ok() {
+                    let current = listing.borrow_and_update().clone();
+                    catalog.set_peer(peer.clone(), current);
+                }
+            });
+        }
+        let shared = Shared::new(catalog, federation, config.state_key(), None);
         let host = Self { shared, runtime, plugins_dir: config.plugins_dir.clone(), watcher: None };
         reconcile(&host.runtime, &host.shared.catalog, &host.plugins_dir, false).await;
         Ok(host)
@@ -107,6 +120,16 @@ impl Host {
         served?;
         Ok(())
     }
+}
+
+/// This host's id in the federation: random per start, so that two hosts never share one.
+fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        bytes = ((nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Wait until a file stops changing (a copy in progress), at most a few seconds.

@@ -1,27 +1,113 @@
-//! The merged, namespaced view of everything the host serves, and routing of a call to its
-//! owner.
+//! The merged, namespaced view of everything the host serves (plugins and peers), and
+//! routing of a call to its owner.
 //!
-//! Tools and prompts appear as `<namespace>__<name>` (the namespace is the plugin's file
-//! name unless its manifest sets another, or `""` for none). Resource URIs are served as the
-//! plugin publishes them. When two owners publish the same name or URI, the plugin whose
-//! file name sorts first keeps it and the collision is logged: never a silent overwrite.
+//! Tools and prompts appear as `<namespace>__<name>` (a plugin's namespace is its file name
+//! unless its manifest sets another; a peer's is its name unless its config sets another;
+//! `""` means none). Resource URIs are served as their owner publishes them. When two owners
+//! publish the same name or URI, plugins come before peers, each in name order, the first
+//! keeps it and the collision is logged: never a silent overwrite.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use rmcp::model::{
+    CallToolResult, CompleteRequestParams, CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource,
+    ResourceTemplate, Tool,
+};
 use tokio::sync::broadcast;
 
+use crate::call::{CallContext, CallError, Outcome};
+use crate::federation::loops;
+use crate::federation::{Peer, PeerListing};
 use crate::plugin::{ListKind, Plugin};
+
+/// Who serves an entry.
+#[derive(Clone)]
+pub enum Owner {
+    Plugin(Arc<Plugin>),
+    Peer(Arc<Peer>),
+}
+
+impl Owner {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Plugin(plugin) => &plugin.name,
+            Self::Peer(peer) => peer.name(),
+        }
+    }
+
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: &serde_json::Value,
+        cx: CallContext,
+    ) -> Result<Outcome<CallToolResult>, CallError> {
+        match self {
+            Self::Plugin(plugin) => plugin.call_tool(name, arguments, cx).await,
+            Self::Peer(peer) => peer.call_tool(name, arguments, cx).await,
+        }
+    }
+
+    pub async fn get_prompt(
+        &self,
+        name: &str,
+        arguments: &[(String, String)],
+        cx: CallContext,
+    ) -> Result<Outcome<GetPromptResult>, CallError> {
+        match self {
+            Self::Plugin(plugin) => plugin.get_prompt(name, arguments, cx).await,
+            Self::Peer(peer) => peer.get_prompt(name, arguments, cx).await,
+        }
+    }
+
+    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
+        match self {
+            Self::Plugin(plugin) => plugin.read_resource(uri, cx).await,
+            Self::Peer(peer) => peer.read_resource(uri, cx).await,
+        }
+    }
+
+    /// Complete an argument of the owner's prompt (`Ok(its name)`) or resource template
+    /// (`Err(uri template)`); `request` is the caller's.
+    pub async fn complete(
+        &self,
+        reference: Result<&str, &str>,
+        request: &CompleteRequestParams,
+        cx: CallContext,
+    ) -> Result<CompleteResult, CallError> {
+        match self {
+            Self::Plugin(plugin) => {
+                let context: Vec<(String, String)> = request
+                    .context
+                    .as_ref()
+                    .and_then(|c| c.arguments.clone())
+                    .map(|arguments| arguments.into_iter().collect())
+                    .unwrap_or_default();
+                let argument = &request.argument;
+                plugin.complete(reference, &argument.name, &argument.value, &context).await
+            }
+            Self::Peer(peer) => {
+                let mut request = request.clone();
+                if let (Ok(name), rmcp::model::Reference::Prompt(prompt)) = (reference, &mut request.r#ref) {
+                    prompt.name = name.to_owned();
+                }
+                peer.complete(request, cx).await
+            }
+        }
+    }
+}
 
 /// Between a namespace and an entry's own name. `__` keeps names within
 /// `^[A-Za-z0-9_-]{1,64}$`, the strictest tool-name rule among common clients.
 pub const SEPARATOR: &str = "__";
 
+/// A peer and what it lists.
+type PeerEntries = (Arc<Peer>, Arc<PeerListing>);
+
 /// Where an exposed entry lives.
 #[derive(Clone)]
 pub struct Route {
-    pub plugin: Arc<Plugin>,
+    pub owner: Owner,
     /// The entry's name (or URI template) inside its plugin.
     pub local_name: String,
 }
@@ -34,9 +120,9 @@ struct Snapshot {
     prompts: Vec<Prompt>,
     prompt_routes: HashMap<String, Route>,
     resources: Vec<Resource>,
-    resource_routes: HashMap<String, Arc<Plugin>>,
+    resource_routes: HashMap<String, Owner>,
     templates: Vec<ResourceTemplate>,
-    template_routes: Vec<(String, Arc<Plugin>)>,
+    template_routes: Vec<(String, Owner)>,
 }
 
 /// A plugin that failed to load, and why.
@@ -49,21 +135,28 @@ pub struct LoadFailure {
 /// The catalog: swapped as a whole when its plugins change, so a reader always sees one
 /// consistent version.
 pub struct Catalog {
+    /// This host's id in the federation, recorded in the path of every entry it serves.
+    host_id: String,
+    peers: RwLock<BTreeMap<String, PeerEntries>>,
     snapshot: RwLock<Arc<Snapshot>>,
     failures: RwLock<Vec<LoadFailure>>,
     changes: broadcast::Sender<ListKind>,
 }
 
-impl Default for Catalog {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Catalog {
-    pub fn new() -> Self {
+    pub fn new(host_id: String) -> Self {
         let (changes, _) = broadcast::channel(64);
-        Self { snapshot: RwLock::new(Arc::default()), failures: RwLock::default(), changes }
+        Self {
+            host_id,
+            peers: RwLock::default(),
+            snapshot: RwLock::new(Arc::default()),
+            failures: RwLock::default(),
+            changes,
+        }
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.host_id
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -77,26 +170,49 @@ impl Catalog {
     /// each list that changed, and only those.
     pub fn set_plugins(&self, mut plugins: Vec<Arc<Plugin>>, failures: Vec<LoadFailure>) {
         plugins.sort_by(|a, b| a.name.cmp(&b.name));
-        let snapshot = Arc::new(build(plugins));
-        let previous = {
-            let mut guard = match self.snapshot.write() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            std::mem::replace(&mut *guard, snapshot.clone())
-        };
         match self.failures.write() {
             Ok(mut guard) => *guard = failures,
             Err(poisoned) => *poisoned.into_inner() = failures,
         }
+        self.rebuild(Some(plugins), &[]);
+    }
+
+    /// Replace what a peer serves. Lists the peer announced as changed are passed on even if
+    /// they look the same.
+    pub fn set_peer(&self, peer: Arc<Peer>, listing: Arc<PeerListing>) {
+        let announced = listing.announced.clone();
+        match self.peers.write() {
+            Ok(mut guard) => guard.insert(peer.name().to_owned(), (peer, listing)),
+            Err(poisoned) => poisoned.into_inner().insert(peer.name().to_owned(), (peer, listing)),
+        };
+        self.rebuild(None, &announced);
+    }
+
+    fn rebuild(&self, plugins: Option<Vec<Arc<Plugin>>>, announced: &[ListKind]) {
+        let peers: Vec<PeerEntries> = match self.peers.read() {
+            Ok(guard) => guard.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        };
+        let (previous, snapshot) = {
+            let mut guard = match self.snapshot.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let plugins = plugins.unwrap_or_else(|| guard.plugins.clone());
+            let snapshot = Arc::new(build(&self.host_id, plugins, &peers));
+            (std::mem::replace(&mut *guard, snapshot.clone()), snapshot)
+        };
         let differs = |a: &dyn erased::Listed, b: &dyn erased::Listed| a.as_json() != b.as_json();
-        if differs(&previous.tools, &snapshot.tools) {
+        if differs(&previous.tools, &snapshot.tools) || announced.contains(&ListKind::Tools) {
             self.notify(ListKind::Tools);
         }
-        if differs(&previous.resources, &snapshot.resources) || differs(&previous.templates, &snapshot.templates) {
+        if differs(&previous.resources, &snapshot.resources)
+            || differs(&previous.templates, &snapshot.templates)
+            || announced.contains(&ListKind::Resources)
+        {
             self.notify(ListKind::Resources);
         }
-        if differs(&previous.prompts, &snapshot.prompts) {
+        if differs(&previous.prompts, &snapshot.prompts) || announced.contains(&ListKind::Prompts) {
             self.notify(ListKind::Prompts);
         }
     }
@@ -148,73 +264,102 @@ impl Catalog {
     }
 
     /// The owner of a resource URI: a listed resource first, then a matching template.
-    pub fn resource_owner(&self, uri: &str) -> Option<Arc<Plugin>> {
+    pub fn resource_owner(&self, uri: &str) -> Option<Owner> {
         let snapshot = self.current();
-        if let Some(plugin) = snapshot.resource_routes.get(uri) {
-            return Some(plugin.clone());
+        if let Some(owner) = snapshot.resource_routes.get(uri) {
+            return Some(owner.clone());
         }
         snapshot
             .template_routes
             .iter()
             .find(|(template, _)| template_matches(template, uri))
-            .map(|(_, plugin)| plugin.clone())
+            .map(|(_, owner)| owner.clone())
     }
 
     /// The owner of a resource template, by its URI template.
-    pub fn template_owner(&self, uri_template: &str) -> Option<Arc<Plugin>> {
-        self.current().template_routes.iter().find(|(t, _)| t == uri_template).map(|(_, p)| p.clone())
+    pub fn template_owner(&self, uri_template: &str) -> Option<Owner> {
+        self.current().template_routes.iter().find(|(t, _)| t == uri_template).map(|(_, o)| o.clone())
     }
 }
 
-fn exposed_name(plugin: &Plugin, name: &str) -> String {
-    match plugin.manifest.namespace.as_deref() {
-        Some("") => name.to_owned(),
-        Some(namespace) => format!("{namespace}{SEPARATOR}{name}"),
-        None => format!("{}{SEPARATOR}{name}", plugin.name),
-    }
+fn exposed_name(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() { name.to_owned() } else { format!("{namespace}{SEPARATOR}{name}") }
 }
 
-fn build(plugins: Vec<Arc<Plugin>>) -> Snapshot {
+/// What one owner serves, under its own names.
+struct Entries<'a> {
+    owner: Owner,
+    namespace: &'a str,
+    tools: &'a [Tool],
+    prompts: &'a [Prompt],
+    resources: &'a [Resource],
+    templates: &'a [ResourceTemplate],
+}
+
+fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Snapshot {
     let mut snapshot = Snapshot::default();
-    for plugin in &plugins {
-        for tool in &plugin.tools {
-            let exposed = exposed_name(plugin, &tool.name);
-            if let Some(owner) = snapshot.tool_routes.get(&exposed) {
-                tracing::warn!(tool = %exposed, kept = %owner.plugin.name, skipped = %plugin.name, "tool name collision");
+    let plugin_entries = plugins.iter().map(|plugin| Entries {
+        owner: Owner::Plugin(plugin.clone()),
+        namespace: plugin.manifest.namespace.as_deref().unwrap_or(&plugin.name),
+        tools: &plugin.tools,
+        prompts: &plugin.prompts,
+        resources: &plugin.resources,
+        templates: &plugin.resource_templates,
+    });
+    let peer_entries = peers.iter().map(|(peer, listing)| Entries {
+        owner: Owner::Peer(peer.clone()),
+        namespace: peer.namespace(),
+        tools: &listing.tools,
+        prompts: &listing.prompts,
+        resources: &listing.resources,
+        templates: &listing.templates,
+    });
+    for entries in plugin_entries.chain(peer_entries) {
+        let owner = &entries.owner;
+        for tool in entries.tools {
+            let exposed = exposed_name(entries.namespace, &tool.name);
+            if let Some(kept) = snapshot.tool_routes.get(&exposed) {
+                tracing::warn!(tool = %exposed, kept = %kept.owner.name(), skipped = %owner.name(), "tool name collision");
                 continue;
             }
             let mut tool = tool.clone();
             let local_name = tool.name.to_string();
             tool.name = exposed.clone().into();
+            loops::stamp(&mut tool.meta, host_id);
             snapshot.tools.push(tool);
-            snapshot.tool_routes.insert(exposed, Route { plugin: plugin.clone(), local_name });
+            snapshot.tool_routes.insert(exposed, Route { owner: owner.clone(), local_name });
         }
-        for prompt in &plugin.prompts {
-            let exposed = exposed_name(plugin, &prompt.name);
-            if let Some(owner) = snapshot.prompt_routes.get(&exposed) {
-                tracing::warn!(prompt = %exposed, kept = %owner.plugin.name, skipped = %plugin.name, "prompt name collision");
+        for prompt in entries.prompts {
+            let exposed = exposed_name(entries.namespace, &prompt.name);
+            if let Some(kept) = snapshot.prompt_routes.get(&exposed) {
+                tracing::warn!(prompt = %exposed, kept = %kept.owner.name(), skipped = %owner.name(), "prompt name collision");
                 continue;
             }
             let mut prompt = prompt.clone();
             let local_name = std::mem::replace(&mut prompt.name, exposed.clone());
+            loops::stamp(&mut prompt.meta, host_id);
             snapshot.prompts.push(prompt);
-            snapshot.prompt_routes.insert(exposed, Route { plugin: plugin.clone(), local_name });
+            snapshot.prompt_routes.insert(exposed, Route { owner: owner.clone(), local_name });
         }
-        for resource in &plugin.resources {
-            if let Some(owner) = snapshot.resource_routes.get(&resource.uri) {
-                tracing::warn!(uri = %resource.uri, kept = %owner.name, skipped = %plugin.name, "resource URI collision");
+        for resource in entries.resources {
+            if let Some(kept) = snapshot.resource_routes.get(&resource.uri) {
+                tracing::warn!(uri = %resource.uri, kept = %kept.name(), skipped = %owner.name(), "resource URI collision");
                 continue;
             }
-            snapshot.resources.push(resource.clone());
-            snapshot.resource_routes.insert(resource.uri.clone(), plugin.clone());
+            let mut resource = resource.clone();
+            loops::stamp(&mut resource.meta, host_id);
+            snapshot.resource_routes.insert(resource.uri.clone(), owner.clone());
+            snapshot.resources.push(resource);
         }
-        for template in &plugin.resource_templates {
-            if let Some((_, owner)) = snapshot.template_routes.iter().find(|(t, _)| *t == template.uri_template) {
-                tracing::warn!(template = %template.uri_template, kept = %owner.name, skipped = %plugin.name, "resource template collision");
+        for template in entries.templates {
+            if let Some((_, kept)) = snapshot.template_routes.iter().find(|(t, _)| *t == template.uri_template) {
+                tracing::warn!(template = %template.uri_template, kept = %kept.name(), skipped = %owner.name(), "resource template collision");
                 continue;
             }
-            snapshot.templates.push(template.clone());
-            snapshot.template_routes.push((template.uri_template.clone(), plugin.clone()));
+            let mut template = template.clone();
+            loops::stamp(&mut template.meta, host_id);
+            snapshot.template_routes.push((template.uri_template.clone(), owner.clone()));
+            snapshot.templates.push(template);
         }
     }
     snapshot.plugins = plugins;

@@ -21,6 +21,105 @@ pub struct HostConfig {
     /// Hex-encoded key that signs MRTR request states; random per start when unset.
     pub request_state_key: Option<String>,
     pub runtime: RuntimeOptions,
+    /// Other MCP servers whose entries this host serves too.
+    pub peers: Vec<PeerConfig>,
+    /// How many hosts a forwarded request may cross before it is refused.
+    pub max_hops: usize,
+}
+
+/// One `[[peers]]` entry.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub name: String,
+    /// Prefix of its entries' names (`<namespace>__<name>`); `""` for none.
+    pub namespace: String,
+    pub target: PeerTarget,
+    /// Sent with every HTTP request to the peer (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
+    /// Patterns (`*` matches any run of characters) over the peer's own entry names and
+    /// resource URIs: empty `include` imports everything not excluded.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub connect: PeerConnect,
+    /// Time limit of each request forwarded to the peer.
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerTarget {
+    /// A Streamable HTTP endpoint.
+    Url(String),
+    /// A stdio MCP server the host starts and supervises.
+    Command { program: String, args: Vec<String>, env: Vec<(String, String)> },
+}
+
+impl std::fmt::Display for PeerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Url(url) => f.write_str(url),
+            Self::Command { program, args, .. } => {
+                write!(f, "stdio: {program}")?;
+                args.iter().try_for_each(|arg| write!(f, " {arg}"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerConnect {
+    /// Connect when the host starts (in the background; the host does not wait).
+    Start,
+    /// Connect at the first request that needs the peer.
+    Lazy,
+}
+
+impl PeerConfig {
+    /// Whether the filters let the entry named `name` (or with this URI) in.
+    pub fn imports(&self, name: &str) -> bool {
+        let included = self.include.is_empty() || self.include.iter().any(|p| glob_matches(p, name));
+        included && !self.exclude.iter().any(|p| glob_matches(p, name))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: String,
+    namespace: Option<String>,
+    url: Option<String>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    connect: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    max_hops: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +131,10 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     plugins: RawPluginDefaults,
+    #[serde(default)]
+    federation: RawFederation,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +178,8 @@ impl Default for HostConfig {
             max_request_body_bytes: 4 << 20,
             request_state_key: None,
             runtime: RuntimeOptions::default(),
+            peers: Vec::new(),
+            max_hops: crate::federation::loops::DEFAULT_MAX_HOPS,
         }
     }
 }
@@ -93,6 +198,7 @@ impl HostConfig {
             if let Some(cache) = config.runtime.cache_dir.as_mut().filter(|dir| dir.is_relative()) {
                 *cache = base.join(&*cache);
             }
+            config.resolve_peer_paths(base);
         }
         Ok(config)
     }
@@ -144,7 +250,31 @@ impl HostConfig {
         if runtime.default_timeout_ms > runtime.max_timeout_ms {
             return Err("plugins.default_timeout_ms: larger than plugins.max_timeout_ms".into());
         }
+        if let Some(max_hops) = raw.federation.max_hops {
+            if max_hops == 0 {
+                return Err("federation.max_hops: must be at least 1".into());
+            }
+            config.max_hops = max_hops;
+        }
+        for (index, raw) in raw.peers.into_iter().enumerate() {
+            let peer = parse_peer(raw).map_err(|e| format!("peers[{index}].{e}"))?;
+            if config.peers.iter().any(|p| p.name == peer.name) {
+                return Err(format!("peers[{index}].name: {:?} is used by another peer", peer.name));
+            }
+            config.peers.push(peer);
+        }
         Ok(config)
+    }
+
+    /// Resolve a relative program path of a peer command against the config's folder.
+    fn resolve_peer_paths(&mut self, base: &Path) {
+        for peer in &mut self.peers {
+            if let PeerTarget::Command { program, .. } = &mut peer.target
+                && (program.starts_with("./") || program.starts_with("../"))
+            {
+                *program = base.join(&*program).display().to_string();
+            }
+        }
     }
 
     /// The key that signs request states, from the config or fresh random bytes.
@@ -167,6 +297,58 @@ impl HostConfig {
     }
 }
 
+fn parse_peer(raw: RawPeer) -> Result<PeerConfig, String> {
+    let name_ok = !raw.name.is_empty() && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(format!("name: {:?} must be letters, digits, '-' or '_'", raw.name));
+    }
+    let namespace = raw.namespace.unwrap_or_else(|| raw.name.clone());
+    if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || namespace.contains("__") {
+        return Err(format!("namespace: {namespace:?} must be letters, digits, '-' or single '_' (or \"\" for none)"));
+    }
+    let target = match (raw.url, raw.command) {
+        (Some(url), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("url: {url:?} is not an http:// or https:// URL"));
+            }
+            if !raw.env.is_empty() {
+                return Err("env: only for a peer started with `command`".into());
+            }
+            PeerTarget::Url(url)
+        }
+        (None, Some(command)) => {
+            let Some((program, args)) = command.split_first() else {
+                return Err("command: must name a program, e.g. [\"npx\", \"some-mcp-server\"]".into());
+            };
+            if !raw.headers.is_empty() {
+                return Err("headers: only for a peer reached by `url`".into());
+            }
+            PeerTarget::Command { program: program.clone(), args: args.to_vec(), env: raw.env.into_iter().collect() }
+        }
+        (Some(_), Some(_)) => return Err("url: give either `url` or `command`, not both".into()),
+        (None, None) => return Err("url: a peer needs `url` (Streamable HTTP) or `command` (stdio)".into()),
+    };
+    let connect = match raw.connect.as_deref() {
+        None | Some("start") => PeerConnect::Start,
+        Some("lazy") => PeerConnect::Lazy,
+        Some(other) => return Err(format!("connect: {other:?} is not \"start\" or \"lazy\"")),
+    };
+    let timeout_ms = raw.timeout_ms.unwrap_or(60_000);
+    if timeout_ms == 0 {
+        return Err("timeout_ms: must be at least 1".into());
+    }
+    Ok(PeerConfig {
+        name: raw.name,
+        namespace,
+        target,
+        headers: raw.headers.into_iter().collect(),
+        include: raw.include,
+        exclude: raw.exclude,
+        connect,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::HostConfig;
@@ -179,6 +361,17 @@ mod tests {
     }
 
     #[test]
+    fn peer_filters_take_patterns() {
+        let text = "[[peers]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/mcp\"\ninclude = [\"get_*\", \"echo\"]\nexclude = [\"*_secret\"]";
+        let config = HostConfig::parse(text).unwrap();
+        let peer = &config.peers[0];
+        assert_eq!(peer.namespace, "b");
+        for (name, imported) in [("echo", true), ("get_weather", true), ("get_secret", false), ("put_x", false)] {
+            assert_eq!(peer.imports(name), imported, "{name}");
+        }
+    }
+
+    #[test]
     fn bad_fields_are_named() {
         let cases = [
             ("listen = \"nowhere\"", "listen"),
@@ -186,6 +379,16 @@ mod tests {
             ("[http]\nrequest_state_key = \"abc\"", "http.request_state_key"),
             ("[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64", "plugins.default_memory_mb"),
             ("colour = \"blue\"", "colour"),
+            ("[[peers]]\nname = \"b\"", "peers[0].url"),
+            ("[[peers]]\nname = \"b\"\nurl = \"ftp://x\"", "peers[0].url"),
+            ("[[peers]]\nname = \"b\"\ncommand = []", "peers[0].command"),
+            ("[[peers]]\nname = \"b c\"\nurl = \"http://x\"", "peers[0].name"),
+            ("[[peers]]\nname = \"b\"\nurl = \"http://x\"\nconnect = \"later\"", "peers[0].connect"),
+            (
+                "[[peers]]\nname = \"b\"\nurl = \"http://x\"\n[[peers]]\nname = \"b\"\nurl = \"http://y\"",
+                "peers[1].name",
+            ),
+            ("[federation]\nmax_hops = 0", "federation.max_hops"),
         ];
         for (text, field) in cases {
             let error = HostConfig::parse(text).unwrap_err();

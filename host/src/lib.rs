@@ -4,8 +4,10 @@
 //! ARCHITECTURE.md at the repository root.
 
 pub mod app;
+pub mod call;
 pub mod catalog;
 pub mod config;
+pub mod federation;
 pub mod plugin;
 pub mod session;
 pub mod transport;

@@ -30,6 +30,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
+use crate::federation::Federation;
 use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome};
 
 /// How many rounds of input a legacy session drives before giving up on a plugin that keeps
@@ -42,14 +43,20 @@ const REQUEST_STATE_TTL: Duration = Duration::from_secs(15 * 60);
 /// State shared by every session of the host.
 pub struct Shared {
     pub catalog: Arc<Catalog>,
+    pub federation: Arc<Federation>,
     codec: RequestStateCodec,
     instructions: Option<String>,
 }
 
 impl Shared {
     /// `state_key` signs MRTR request states; replicas behind one load balancer must share it.
-    pub fn new(catalog: Arc<Catalog>, state_key: Vec<u8>, instructions: Option<String>) -> Arc<Self> {
-        Arc::new(Self { catalog, codec: RequestStateCodec::new(state_key), instructions })
+    pub fn new(
+        catalog: Arc<Catalog>,
+        federation: Arc<Federation>,
+        state_key: Vec<u8>,
+        instructions: Option<String>,
+    ) -> Arc<Self> {
+        Arc::new(Self { catalog, federation, codec: RequestStateCodec::new(state_key), instructions })
     }
 }
 
@@ -88,6 +95,7 @@ fn call_error(error: CallError) -> McpError {
     match &error {
         CallError::InvalidParams(message) => McpError::invalid_params(message.clone(), None),
         CallError::NotFound(message) => McpError::resource_not_found(message.clone(), None),
+        CallError::Upstream(error) => error.clone(),
         _ => {
             tracing::warn!(%error, "plugin call failed");
             McpError::internal_error(error.to_string(), None)
@@ -123,6 +131,37 @@ fn mcp_input_request(request: &InputRequest) -> Result<McpInputRequest, McpError
     };
     serde_json::from_value(wire)
         .map_err(|e| McpError::internal_error(format!("a plugin asked for input with invalid params: {e}"), None))
+}
+
+/// Send one request to the client of a legacy session; its answer.
+async fn ask_client(cx: &RequestContext<RoleServer>, request: &InputRequest) -> Result<Value, McpError> {
+    let answer =
+        match request {
+            InputRequest::Sampling(params) => {
+                let params: CreateMessageRequestParams = serde_json::from_value(params.clone())
+                    .map_err(|e| McpError::internal_error(format!("the sampling request is invalid: {e}"), None))?;
+                let result = cx.peer.create_message(params).await.map_err(|e| {
+                    McpError::internal_error(format!("the client failed the sampling request: {e}"), None)
+                })?;
+                serde_json::to_value(result)
+            }
+            InputRequest::Elicitation(params) => {
+                let params: ElicitRequestParams = serde_json::from_value(params.clone())
+                    .map_err(|e| McpError::internal_error(format!("the elicitation request is invalid: {e}"), None))?;
+                let result = cx.peer.create_elicitation(params).await.map_err(|e| {
+                    McpError::internal_error(format!("the client failed the elicitation request: {e}"), None)
+                })?;
+                serde_json::to_value(result)
+            }
+            InputRequest::Roots => {
+                let result =
+                    cx.peer.list_roots().await.map_err(|e| {
+                        McpError::internal_error(format!("the client failed the roots request: {e}"), None)
+                    })?;
+                serde_json::to_value(result)
+            }
+        };
+    answer.map_err(|e| McpError::internal_error(e.to_string(), None))
 }
 
 fn severity(level: LoggingLevel) -> u8 {
@@ -165,6 +204,19 @@ impl Session {
             .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
     }
 
+    /// The request's `_meta` as a peer should see it. A legacy session's log level is set once
+    /// per session, so it is written in for peers that take it per request.
+    fn forwardable_meta(&self, cx: &RequestContext<RoleServer>) -> serde_json::Map<String, Value> {
+        let mut meta = cx.meta.0.0.clone();
+        if !is_stateless(cx) {
+            let level = self.log_level.lock().map(|l| *l).unwrap_or(None).unwrap_or(LoggingLevel::Debug);
+            if let Ok(level) = serde_json::to_value(level) {
+                meta.insert("io.modelcontextprotocol/logLevel".to_owned(), level);
+            }
+        }
+        meta
+    }
+
     /// Run one plugin call with its events forwarded to the caller, stopping it if the
     /// caller cancels.
     async fn run_call<T, Fut>(
@@ -197,8 +249,8 @@ impl Session {
 
     async fn forward_event(&self, cx: &RequestContext<RoleServer>, event: CallEvent) {
         match event {
-            CallEvent::Log { level, logger, message } => {
-                tracing::debug!(?level, logger = logger.as_deref().unwrap_or("plugin"), %message, "plugin log");
+            CallEvent::Log { level, logger, data } => {
+                tracing::debug!(?level, logger = logger.as_deref().unwrap_or("plugin"), %data, "plugin log");
                 let threshold = if is_stateless(cx) {
                     cx.meta.log_level()
                 } else {
@@ -208,7 +260,7 @@ impl Session {
                 if severity(level) < severity(threshold) {
                     return;
                 }
-                let mut param = LoggingMessageNotificationParam::new(level, Value::String(message));
+                let mut param = LoggingMessageNotificationParam::new(level, data);
                 param.logger = logger;
                 let _ = cx.peer.notify_logging_message(param).await;
             }
@@ -221,6 +273,17 @@ impl Session {
                 }
             }
             CallEvent::ListChanged(kind) => self.catalog().notify(kind),
+            CallEvent::ClientRequest { request, reply } => {
+                let answer = if is_stateless(cx) {
+                    Err(McpError::internal_error(
+                        "a legacy peer asked for client input mid-call; that needs a 2025-11-25 session",
+                        None,
+                    ))
+                } else {
+                    ask_client(cx, &request).await
+                };
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -233,34 +296,7 @@ impl Session {
     ) -> Result<Vec<(String, Value)>, McpError> {
         let mut answers = Vec::with_capacity(input.requests.len());
         for (key, request) in &input.requests {
-            let answer = match request {
-                InputRequest::Sampling(params) => {
-                    let params: CreateMessageRequestParams = serde_json::from_value(params.clone()).map_err(|e| {
-                        McpError::internal_error(format!("plugin sampling request is invalid: {e}"), None)
-                    })?;
-                    let result = cx.peer.create_message(params).await.map_err(|e| {
-                        McpError::internal_error(format!("the client failed the sampling request: {e}"), None)
-                    })?;
-                    serde_json::to_value(result)
-                }
-                InputRequest::Elicitation(params) => {
-                    let params: ElicitRequestParams = serde_json::from_value(params.clone()).map_err(|e| {
-                        McpError::internal_error(format!("plugin elicitation request is invalid: {e}"), None)
-                    })?;
-                    let result = cx.peer.create_elicitation(params).await.map_err(|e| {
-                        McpError::internal_error(format!("the client failed the elicitation request: {e}"), None)
-                    })?;
-                    serde_json::to_value(result)
-                }
-                InputRequest::Roots => {
-                    let result = cx.peer.list_roots().await.map_err(|e| {
-                        McpError::internal_error(format!("the client failed the roots request: {e}"), None)
-                    })?;
-                    serde_json::to_value(result)
-                }
-            };
-            let answer = answer.map_err(|e| McpError::internal_error(e.to_string(), None))?;
-            answers.push((key.clone(), answer));
+            answers.push((key.clone(), ask_client(cx, request).await?));
         }
         Ok(answers)
     }
@@ -280,11 +316,13 @@ impl Session {
         Fut: Future<Output = Result<Outcome<T>, CallError>>,
     {
         let client = client_support(cx);
+        let meta = self.forwardable_meta(cx);
         let mut call_cx = CallContext {
             client,
             input_responses: input_responses.unwrap_or_default().into_iter().collect(),
             state: self.open_state(method, target, request_state)?,
             events: None,
+            meta: meta.clone(),
         };
         for _ in 0..MAX_INPUT_ROUNDS {
             let input = match self.run_call(cx, &call, call_cx).await? {
@@ -303,7 +341,8 @@ impl Session {
                 return Ok(Err(InputRequiredResult::new(Some(requests), Some(state))));
             }
             let answers = self.fulfil(cx, &input).await?;
-            call_cx = CallContext { client, input_responses: answers, state: input.state, events: None };
+            call_cx =
+                CallContext { client, input_responses: answers, state: input.state, events: None, meta: meta.clone() };
         }
         Err(McpError::internal_error(format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"), None))
     }
@@ -367,6 +406,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        self.shared.federation.wake().await;
         Ok(ListToolsResult::with_all_items(self.catalog().tools()))
     }
 
@@ -384,7 +424,7 @@ impl ServerHandler for Session {
         let outcome = self
             .with_input(&cx, "tools/call", &name, request.input_responses, request.request_state.as_deref(), |c| {
                 let (route, arguments) = (route.clone(), arguments.clone());
-                async move { route.plugin.call_tool(&route.local_name, &arguments, c).await }
+                async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
             })
             .await?;
         Ok(match outcome {
@@ -398,6 +438,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        self.shared.federation.wake().await;
         Ok(ListPromptsResult::with_all_items(self.catalog().prompts()))
     }
 
@@ -421,7 +462,7 @@ impl ServerHandler for Session {
         let outcome = self
             .with_input(&cx, "prompts/get", &name, request.input_responses, request.request_state.as_deref(), |c| {
                 let (route, arguments) = (route.clone(), arguments.clone());
-                async move { route.plugin.get_prompt(&route.local_name, &arguments, c).await }
+                async move { route.owner.get_prompt(&route.local_name, &arguments, c).await }
             })
             .await?;
         Ok(match outcome {
@@ -435,6 +476,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.shared.federation.wake().await;
         Ok(ListResourcesResult::with_all_items(self.catalog().resources()))
     }
 
@@ -443,6 +485,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.shared.federation.wake().await;
         Ok(ListResourceTemplatesResult::with_all_items(self.catalog().resource_templates()))
     }
 
@@ -453,11 +496,11 @@ impl ServerHandler for Session {
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
         let not_found = || McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
-        let plugin = self.catalog().resource_owner(&uri).ok_or_else(not_found)?;
+        let owner = self.catalog().resource_owner(&uri).ok_or_else(not_found)?;
         let outcome = self
             .with_input(&cx, "resources/read", &uri, request.input_responses, request.request_state.as_deref(), |c| {
-                let (plugin, uri) = (plugin.clone(), uri.clone());
-                async move { plugin.read_resource(&uri, c).await }
+                let (owner, uri) = (owner.clone(), uri.clone());
+                async move { owner.read_resource(&uri, c).await }
             })
             .await
             .map_err(|e| if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND { not_found() } else { e })?;
@@ -492,27 +535,22 @@ impl ServerHandler for Session {
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        let context: Vec<(String, String)> = request
-            .context
-            .and_then(|c| c.arguments)
-            .map(|arguments| arguments.into_iter().collect())
-            .unwrap_or_default();
-        let argument = &request.argument;
+        let call_cx = CallContext { meta: self.forwardable_meta(&cx), ..CallContext::default() };
         let result = match &request.r#ref {
             rmcp::model::Reference::Prompt(prompt) => {
                 let route = self
                     .catalog()
                     .prompt(&prompt.name)
                     .ok_or_else(|| McpError::invalid_params(format!("unknown prompt: {}", prompt.name), None))?;
-                route.plugin.complete(Ok(&route.local_name), &argument.name, &argument.value, &context).await
+                route.owner.complete(Ok(&route.local_name), &request, call_cx).await
             }
             rmcp::model::Reference::Resource(resource) => {
-                let plugin = self.catalog().template_owner(&resource.uri).ok_or_else(|| {
+                let owner = self.catalog().template_owner(&resource.uri).ok_or_else(|| {
                     McpError::invalid_params(format!("unknown resource template: {}", resource.uri), None)
                 })?;
-                plugin.complete(Err(&resource.uri), &argument.name, &argument.value, &context).await
+                owner.complete(Err(&resource.uri), &request, call_cx).await
             }
             _ => {
                 return Err(McpError::invalid_params("unsupported completion reference", None));

@@ -139,6 +139,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {
+    let (up, down) = shared.federation.health();
     let plugins: Vec<_> = shared
         .catalog
         .plugins()
@@ -155,7 +156,7 @@ async fn health(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Val
     axum::Json(json!({
         "ready": true,
         "plugins": { "loaded": plugins, "failed": shared.catalog.failures() },
-        "peers": { "up": [], "down": [] },
+        "peers": { "up": up, "down": down },
     }))
 }
 

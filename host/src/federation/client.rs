@@ -1,0 +1,179 @@
+//! fedmcp as a client of a peer: what it declares, and where the peer's notifications and
+//! requests go.
+
+#![allow(deprecated)] // sampling and logging: deprecated in 2026-07-28, live in 2025-11-25
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
+    ElicitResult, Implementation, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
+    ProgressToken,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ClientHandler, ErrorData as McpError, RoleClient};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::call::{CallEvent, InputRequest, ListKind};
+
+/// The calls in flight on one peer connection, so that what the peer sends during a call
+/// reaches the caller that made it.
+#[derive(Default)]
+pub struct ActiveCalls {
+    next_id: AtomicU64,
+    calls: Mutex<HashMap<u64, ActiveCall>>,
+}
+
+struct ActiveCall {
+    progress_token: Option<ProgressToken>,
+    events: Option<mpsc::UnboundedSender<CallEvent>>,
+}
+
+/// Removes its call from [`ActiveCalls`] when dropped.
+pub struct CallGuard {
+    calls: Arc<ActiveCalls>,
+    id: u64,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.calls.calls.lock() {
+            calls.remove(&self.id);
+        }
+    }
+}
+
+impl CallGuard {
+    /// The progress token rmcp gave the forwarded request.
+    pub fn set_progress_token(&self, token: ProgressToken) {
+        if let Ok(mut calls) = self.calls.calls.lock()
+            && let Some(call) = calls.get_mut(&self.id)
+        {
+            call.progress_token = Some(token);
+        }
+    }
+}
+
+impl ActiveCalls {
+    pub fn begin(self: &Arc<Self>, events: Option<mpsc::UnboundedSender<CallEvent>>) -> CallGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.insert(id, ActiveCall { progress_token: None, events });
+        }
+        CallGuard { calls: self.clone(), id }
+    }
+
+    fn by_progress_token(&self, token: &ProgressToken) -> Option<mpsc::UnboundedSender<CallEvent>> {
+        let calls = self.calls.lock().ok()?;
+        calls.values().find(|call| call.progress_token.as_ref() == Some(token)).and_then(|call| call.events.clone())
+    }
+
+    /// The events of the one call in flight. A notification or request that carries no
+    /// request id can be attributed only when a single call is running; with several, it
+    /// is not guessed.
+    fn only(&self) -> Option<mpsc::UnboundedSender<CallEvent>> {
+        let calls = self.calls.lock().ok()?;
+        let mut running = calls.values();
+        match (running.next(), running.next()) {
+            (Some(call), None) => call.events.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// The rmcp client handler of one peer connection.
+#[derive(Clone)]
+pub struct PeerClient {
+    pub peer_name: String,
+    pub calls: Arc<ActiveCalls>,
+    /// Lists the peer said changed.
+    pub changed: mpsc::UnboundedSender<ListKind>,
+}
+
+impl PeerClient {
+    /// Pass a request the peer makes mid-call (a legacy peer's sampling, elicitation or
+    /// roots) to the client that made the call.
+    async fn ask_caller<T: DeserializeOwned>(&self, request: InputRequest) -> Result<T, McpError> {
+        let Some(events) = self.calls.only() else {
+            return Err(McpError::internal_error(
+                format!(
+                    "peer {} sent a request fedmcp cannot attribute to one caller (none or several calls in flight)",
+                    self.peer_name
+                ),
+                None,
+            ));
+        };
+        let (reply, answer) = oneshot::channel();
+        events
+            .send(CallEvent::ClientRequest { request, reply })
+            .map_err(|_| McpError::internal_error("the call this request belongs to has ended", None))?;
+        let value = answer.await.map_err(|_| McpError::internal_error("the caller did not answer", None))??;
+        serde_json::from_value(value)
+            .map_err(|e| McpError::internal_error(format!("the caller's answer is malformed: {e}"), None))
+    }
+}
+
+impl ClientHandler for PeerClient {
+    fn get_info(&self) -> ClientConfig {
+        // Declared so that a peer asks for input (and fedmcp checks what the caller itself
+        // declared) instead of refusing outright.
+        let capabilities = ClientCapabilities::builder().enable_elicitation().enable_sampling().enable_roots().build();
+        ClientConfig::new(capabilities, Implementation::new("fedmcp", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _cx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, McpError> {
+        let params = serde_json::to_value(params).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        self.ask_caller(InputRequest::Sampling(params)).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _cx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let params = serde_json::to_value(params).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        self.ask_caller(InputRequest::Elicitation(params)).await
+    }
+
+    async fn list_roots(&self, _cx: RequestContext<RoleClient>) -> Result<ListRootsResult, McpError> {
+        self.ask_caller(InputRequest::Roots).await
+    }
+
+    async fn on_progress(&self, params: ProgressNotificationParam, _cx: NotificationContext<RoleClient>) {
+        if let Some(events) = self.calls.by_progress_token(&params.progress_token) {
+            let _ = events.send(CallEvent::Progress {
+                progress: params.progress,
+                total: params.total,
+                message: params.message,
+            });
+        }
+    }
+
+    async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _cx: NotificationContext<RoleClient>) {
+        match self.calls.only() {
+            Some(events) => {
+                let _ = events.send(CallEvent::Log { level: params.level, logger: params.logger, data: params.data });
+            }
+            None => tracing::debug!(peer = %self.peer_name, data = %params.data, "peer log message outside a call"),
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _cx: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(ListKind::Tools);
+    }
+
+    async fn on_prompt_list_changed(&self, _cx: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(ListKind::Prompts);
+    }
+
+    async fn on_resource_list_changed(&self, _cx: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(ListKind::Resources);
+    }
+}

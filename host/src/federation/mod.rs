@@ -1,0 +1,60 @@
+//! The federation proxy: other MCP servers (other fedmcp hosts, or any MCP server over
+//! Streamable HTTP or stdio) imported as peers.
+//!
+//! Each peer is one connection made with rmcp's client, supervised: it connects at start (or
+//! at first use), reconnects with backoff, and publishes what the peer lists (after the
+//! configured filters and the loop guard) for the catalog to merge. Calls go to the peer with
+//! their `_meta`; its progress reaches the caller, cancellation reaches the peer, and an
+//! input-required result (MRTR) comes back to the session like a plugin's.
+//!
+//! Loops: every entry a fedmcp host serves carries the path of hosts it passed through
+//! (`_meta["dev.fedmcp/path"]`), like a BGP AS path. A host drops an imported entry whose path
+//! holds its own id, so a cycle of imports converges instead of growing, and the drop is
+//! reported. Forwarded requests carry the hosts they crossed (`_meta["dev.fedmcp/via"]`); a
+//! host refuses a request that already passed through it, or that crossed too many hosts.
+
+mod client;
+pub mod loops;
+mod peer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use peer::{Peer, PeerListing};
+
+use crate::config::PeerConfig;
+
+/// How long the first request waits for peers that connect at first use.
+const FIRST_USE_WAIT: Duration = Duration::from_secs(5);
+
+/// Every configured peer of this host.
+pub struct Federation {
+    pub peers: Vec<Arc<Peer>>,
+}
+
+impl Federation {
+    /// Start supervising each peer; connections are made in the background.
+    pub fn start(configs: &[PeerConfig], host_id: &str, max_hops: usize) -> Self {
+        let peers = configs.iter().map(|config| Peer::start(config.clone(), host_id.to_owned(), max_hops)).collect();
+        Self { peers }
+    }
+
+    /// `(up, down)` for `/health`.
+    pub fn health(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for peer in &self.peers {
+            let (is_up, report) = peer.health();
+            if is_up { up.push(report) } else { down.push(report) }
+        }
+        (up, down)
+    }
+
+    /// Connect the peers configured to connect at first use, and give them a moment, so
+    /// that the first list a client asks for already holds their entries.
+    pub async fn wake(&self) {
+        let woken: Vec<_> = self.peers.iter().filter(|peer| peer.wake()).collect();
+        for peer in woken {
+            peer.first_attempt(FIRST_USE_WAIT).await;
+        }
+    }
+}

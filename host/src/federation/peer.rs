@@ -1,0 +1,569 @@
+//! One peer: its supervised connection, what it lists, and calls forwarded to it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::RoleClient;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResult,
+    InputRequiredResult, InputResponses, Prompt, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResult, RequestId, RequestMetaObject, Resource, ResourceTemplate, ServerNotification, ServerResult,
+    SubscriptionFilter, Tool,
+};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, PeerRequestOptions, RunningService, ServiceError};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::client::{ActiveCalls, PeerClient};
+use super::loops;
+use crate::call::{CallContext, CallError, InputRequest, InputRequired, ListKind, Outcome};
+use crate::config::{PeerConfig, PeerConnect, PeerTarget};
+
+/// rmcp's handle on the peer, as its client.
+type Upstream = rmcp::Peer<RoleClient>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// How long a call waits for a peer that is connecting (at first use, or reconnecting).
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// How often a connection's liveness is checked besides its own signals.
+const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+
+/// What a peer serves, under its own names, after filters and the loop guard.
+#[derive(Debug, Default)]
+pub struct PeerListing {
+    pub tools: Vec<Tool>,
+    pub prompts: Vec<Prompt>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+    /// Entries dropped because they came back to this host through a loop.
+    pub looped: Vec<String>,
+    /// Lists the peer announced as changed; passed on to clients even when the merged view
+    /// looks the same (the peer may have changed what an entry does).
+    pub announced: Vec<ListKind>,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Waiting,
+    Connecting { attempt: u32 },
+    Up { protocol: String, since: Instant },
+    Down { reason: String, attempt: u32 },
+}
+
+pub struct Peer {
+    pub config: PeerConfig,
+    host_id: String,
+    max_hops: usize,
+    upstream: watch::Sender<Option<Upstream>>,
+    state: Mutex<State>,
+    listing: watch::Sender<Arc<PeerListing>>,
+    calls: Arc<ActiveCalls>,
+    woken: AtomicBool,
+    wake: Notify,
+    /// Whether the first connection attempt has ended (either way).
+    attempted: watch::Sender<bool>,
+    /// A call found the connection gone.
+    lost: Notify,
+}
+
+impl Peer {
+    pub fn start(config: PeerConfig, host_id: String, max_hops: usize) -> Arc<Self> {
+        let peer = Arc::new(Self {
+            woken: AtomicBool::new(config.connect == PeerConnect::Start),
+            config,
+            host_id,
+            max_hops,
+            upstream: watch::Sender::new(None),
+            state: Mutex::new(State::Waiting),
+            listing: watch::Sender::new(Arc::default()),
+            calls: Arc::default(),
+            wake: Notify::new(),
+            attempted: watch::Sender::new(false),
+            lost: Notify::new(),
+        });
+        tokio::spawn(peer.clone().supervise());
+        peer
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The namespace its entries are served under (`""`: none).
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// What the peer lists, updated on every refresh.
+    pub fn listing(&self) -> watch::Receiver<Arc<PeerListing>> {
+        self.listing.subscribe()
+    }
+
+    /// Connect now if the peer waits for its first use; whether it was waiting.
+    pub fn wake(&self) -> bool {
+        let was_waiting = !self.woken.swap(true, Ordering::SeqCst);
+        if was_waiting {
+            self.wake.notify_one();
+        }
+        was_waiting
+    }
+
+    /// Wait (at most `limit`) until the first connection attempt has ended.
+    pub async fn first_attempt(&self, limit: Duration) {
+        let mut attempted = self.attempted.subscribe();
+        let _ = tokio::time::timeout(limit, attempted.wait_for(|done| *done)).await;
+    }
+
+    fn set_state(&self, state: State) {
+        if let Ok(mut guard) = self.state.lock() {
+            *guard = state;
+        }
+    }
+
+    /// Whether the peer is up, and its report for `/health`.
+    pub fn health(&self) -> (bool, Value) {
+        let state = self.state.lock().map(|s| s.clone()).unwrap_or(State::Waiting);
+        let listing = self.listing.borrow().clone();
+        let mut report = json!({
+            "name": self.config.name,
+            "target": self.config.target.to_string(),
+            "tools": listing.tools.len(),
+            "resources": listing.resources.len() + listing.templates.len(),
+            "prompts": listing.prompts.len(),
+        });
+        if !listing.looped.is_empty() {
+            report["loop"] = json!({
+                "dropped": listing.looped,
+                "reason": "these entries already passed through this host; importing them would form a loop",
+            });
+        }
+        let up = match state {
+            State::Up { protocol, since } => {
+                report["protocol"] = json!(protocol);
+                report["up_for_s"] = json!(since.elapsed().as_secs());
+                true
+            }
+            State::Waiting => {
+                report["state"] = json!("waiting for first use");
+                false
+            }
+            State::Connecting { attempt } => {
+                report["state"] = json!("connecting");
+                report["attempt"] = json!(attempt);
+                false
+            }
+            State::Down { reason, attempt } => {
+                report["state"] = json!("down");
+                report["reason"] = json!(reason);
+                report["attempt"] = json!(attempt);
+                false
+            }
+        };
+        (up, report)
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        if !self.woken.load(Ordering::SeqCst) {
+            self.wake.notified().await;
+        }
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.set_state(State::Connecting { attempt });
+            let (changed_tx, changed_rx) = mpsc::unbounded_channel();
+            let client =
+                PeerClient { peer_name: self.config.name.clone(), calls: self.calls.clone(), changed: changed_tx };
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(client)).await;
+            let connected = match connected {
+                Ok(Ok(service)) => match self.refresh(service.peer(), Vec::new()).await {
+                    Ok(()) => Ok(Ok(service)),
+                    Err(reason) => Ok(Err(reason)),
+                },
+                other => other,
+            };
+            self.attempted.send_replace(true);
+            match connected {
+                Ok(Ok(service)) => {
+                    attempt = 0;
+                    backoff = FIRST_BACKOFF;
+                    let reason = self.serve(service, changed_rx).await;
+                    tracing::warn!(peer = %self.config.name, %reason, "peer connection lost; reconnecting");
+                    self.set_state(State::Down { reason, attempt: 0 });
+                }
+                Ok(Err(reason)) => {
+                    tracing::warn!(peer = %self.config.name, %reason, attempt, "cannot connect to peer");
+                    self.set_state(State::Down { reason, attempt });
+                }
+                Err(_) => {
+                    let reason = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+                    tracing::warn!(peer = %self.config.name, %reason, attempt, "cannot connect to peer");
+                    self.set_state(State::Down { reason, attempt });
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn connect(&self, client: PeerClient) -> Result<RunningService<RoleClient, PeerClient>, String> {
+        // A peer that speaks 2026-07-28 is used statelessly, so it asks for input with MRTR
+        // and the caller's protocol decides how that input is gathered; others get a legacy
+        // session.
+        let lifecycle = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        };
+        match &self.config.target {
+            PeerTarget::Url(url) => {
+                use rmcp::transport::StreamableHttpClientTransport;
+                use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+                for (name, value) in &self.config.headers {
+                    let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|e| format!("header {name:?}: {e}"))?;
+                    let value =
+                        reqwest::header::HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
+                    config.custom_headers.insert(name, value);
+                }
+                let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| e.to_string())
+            }
+            PeerTarget::Command { program, args, env } => {
+                let mut command = tokio::process::Command::new(program);
+                command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+                let transport = rmcp::transport::TokioChildProcess::new(command)
+                    .map_err(|e| format!("cannot start {program}: {e}"))?;
+                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Serve a live connection until it is lost; why it was lost.
+    async fn serve(
+        &self,
+        service: RunningService<RoleClient, PeerClient>,
+        mut changed: mpsc::UnboundedReceiver<ListKind>,
+    ) -> String {
+        let upstream = service.peer().clone();
+        let protocol = upstream.peer_info().map(|info| info.protocol_version.to_string()).unwrap_or_default();
+        let modern = upstream.peer_info().is_some_and(|info| info.protocol_version >= ProtocolVersion::V_2026_07_28);
+        // A 2026-07-28 peer tells its listeners about changes; a legacy one notifies the
+        // session (see PeerClient).
+        let mut subscription = if modern {
+            let filter = SubscriptionFilter::builder()
+                .tools_list_changed()
+                .prompts_list_changed()
+                .resources_list_changed()
+                .build();
+            match upstream.listen(filter).await {
+                Ok(subscription) => Some(subscription),
+                Err(e) => {
+                    tracing::debug!(peer = %self.config.name, error = %e, "peer refused subscriptions/listen");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        tracing::info!(peer = %self.config.name, %protocol, "peer connected");
+        self.set_state(State::Up { protocol, since: Instant::now() });
+        self.upstream.send_replace(Some(upstream.clone()));
+        let mut liveness = tokio::time::interval(LIVENESS_CHECK);
+        let reason = loop {
+            let notification = async {
+                match subscription.as_mut() {
+                    Some(subscription) => subscription.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(kind) = changed.recv() => {
+                    if let Err(reason) = self.refresh(&upstream, vec![kind]).await {
+                        break reason;
+                    }
+                }
+                next = notification => {
+                    let kind = match next {
+                        Ok(Some(ServerNotification::ToolListChangedNotification(_))) => ListKind::Tools,
+                        Ok(Some(ServerNotification::PromptListChangedNotification(_))) => ListKind::Prompts,
+                        Ok(Some(ServerNotification::ResourceListChangedNotification(_))) => ListKind::Resources,
+                        Ok(Some(_)) => continue,
+                        Ok(None) => break "the peer ended its subscription".to_owned(),
+                        Err(e) => break format!("subscription to the peer failed: {e}"),
+                    };
+                    if let Err(reason) = self.refresh(&upstream, vec![kind]).await {
+                        break reason;
+                    }
+                }
+                () = self.lost.notified() => {
+                    if service.is_closed() {
+                        break "the connection closed".to_owned();
+                    }
+                }
+                _ = liveness.tick() => {
+                    if service.is_closed() {
+                        break "the connection closed".to_owned();
+                    }
+                }
+            }
+        };
+        self.upstream.send_replace(None);
+        drop(subscription);
+        service.cancellation_token().cancel();
+        reason
+    }
+
+    /// Fetch every list the peer serves and publish it.
+    async fn refresh(&self, upstream: &Upstream, announced: Vec<ListKind>) -> Result<(), String> {
+        let capabilities = upstream.peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
+        let failed = |what: &str, e: ServiceError| format!("listing {what} failed: {e}");
+        let tools = match capabilities.tools {
+            Some(_) => upstream.list_all_tools().await.map_err(|e| failed("tools", e))?,
+            None => Vec::new(),
+        };
+        let prompts = match capabilities.prompts {
+            Some(_) => upstream.list_all_prompts().await.map_err(|e| failed("prompts", e))?,
+            None => Vec::new(),
+        };
+        let (resources, templates) = match capabilities.resources {
+            Some(_) => (
+                upstream.list_all_resources().await.map_err(|e| failed("resources", e))?,
+                upstream.list_all_resource_templates().await.map_err(|e| failed("resource templates", e))?,
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut listing = PeerListing { announced, ..PeerListing::default() };
+        let mut admit = |name: &str, meta: Option<&rmcp::model::MetaObject>| {
+            if !self.config.imports(name) {
+                return false;
+            }
+            if loops::path(meta).contains(&self.host_id) {
+                listing.looped.push(name.to_owned());
+                return false;
+            }
+            true
+        };
+        let tools: Vec<_> = tools.into_iter().filter(|t| admit(&t.name, t.meta.as_ref())).collect();
+        let prompts: Vec<_> = prompts.into_iter().filter(|p| admit(&p.name, p.meta.as_ref())).collect();
+        let resources: Vec<_> = resources.into_iter().filter(|r| admit(&r.uri, r.meta.as_ref())).collect();
+        let templates: Vec<_> = templates.into_iter().filter(|t| admit(&t.uri_template, t.meta.as_ref())).collect();
+        if !listing.looped.is_empty() {
+            tracing::warn!(
+                peer = %self.config.name,
+                dropped = listing.looped.len(),
+                "entries from this peer already passed through this host; not importing them (federation loop)"
+            );
+        }
+        listing.tools = tools;
+        listing.prompts = prompts;
+        listing.resources = resources;
+        listing.templates = templates;
+        self.listing.send_replace(Arc::new(listing));
+        Ok(())
+    }
+
+    /// The live connection, waiting briefly for one that is being made.
+    async fn upstream(&self) -> Result<Upstream, CallError> {
+        let _ = self.wake();
+        let mut connected = self.upstream.subscribe();
+        let waited = tokio::time::timeout(CONNECT_WAIT, connected.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(upstream)) => upstream.clone().ok_or_else(|| self.unavailable()),
+            _ => Err(self.unavailable()),
+        }
+    }
+
+    fn unavailable(&self) -> CallError {
+        let reason = match self.state.lock().map(|s| s.clone()) {
+            Ok(State::Down { reason, .. }) => reason,
+            Ok(State::Connecting { .. }) => "still connecting".to_owned(),
+            _ => "not connected".to_owned(),
+        };
+        CallError::PeerUnavailable { peer: self.config.name.clone(), reason }
+    }
+
+    fn failed(&self, error: ServiceError) -> CallError {
+        match error {
+            ServiceError::McpError(error) => CallError::Upstream(error),
+            ServiceError::Timeout { timeout } => {
+                CallError::PeerTimeout { peer: self.config.name.clone(), limit_ms: timeout.as_millis() as u64 }
+            }
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                self.lost.notify_one();
+                CallError::PeerUnavailable { peer: self.config.name.clone(), reason: error.to_string() }
+            }
+            other => CallError::Peer { peer: self.config.name.clone(), message: other.to_string() },
+        }
+    }
+
+    /// The `_meta` a forwarded request carries: the caller's (its progress token and the
+    /// protocol version and client info aside, which rmcp sets for this connection), the
+    /// capabilities of the caller rather than this host's (so a 2026-07-28 peer asks only for
+    /// input the caller can give), and the hosts crossed.
+    fn forwarded_meta(&self, cx: &CallContext) -> Result<RequestMetaObject, CallError> {
+        const CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+        let mut meta = cx.meta.clone();
+        meta.retain(|key, _| {
+            key != "progressToken"
+                && !matches!(
+                    key.as_str(),
+                    "io.modelcontextprotocol/protocolVersion" | "io.modelcontextprotocol/clientInfo"
+                )
+        });
+        if !meta.contains_key(CAPABILITIES) {
+            let mut capabilities = serde_json::Map::new();
+            for (name, declared) in
+                [("sampling", cx.client.sampling), ("elicitation", cx.client.elicitation), ("roots", cx.client.roots)]
+            {
+                if declared {
+                    capabilities.insert(name.to_owned(), json!({}));
+                }
+            }
+            meta.insert(CAPABILITIES.to_owned(), Value::Object(capabilities));
+        }
+        let mut via = loops::via(&cx.meta);
+        loops::check_request(&via, &self.host_id, self.max_hops).map_err(CallError::Loop)?;
+        via.push(self.host_id.clone());
+        meta.insert(loops::VIA_KEY.to_owned(), json!(via));
+        serde_json::from_value(Value::Object(meta))
+            .map_err(|e| CallError::InvalidParams(format!("the request's _meta cannot be forwarded: {e}")))
+    }
+
+    /// Send one request to the peer and wait for its answer, with the peer's time limit.
+    /// Dropping the future (the caller cancelled) cancels the request at the peer.
+    async fn request(&self, request: ClientRequest, cx: &CallContext) -> Result<ServerResult, CallError> {
+        let meta = self.forwarded_meta(cx)?;
+        let upstream = self.upstream().await?;
+        let call = self.calls.begin(cx.events.clone());
+        let mut options = PeerRequestOptions::no_options();
+        options.timeout = Some(self.config.timeout);
+        options.meta = Some(meta);
+        let handle = upstream.send_request_with_option(request, options).await.map_err(|e| self.failed(e))?;
+        call.set_progress_token(handle.progress_token.clone());
+        let mut cancel = CancelOnDrop { upstream: Some(upstream), id: handle.id.clone() };
+        let result = handle.await_response().await;
+        cancel.upstream = None;
+        result.map_err(|e| self.failed(e))
+    }
+
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: &Value,
+        cx: CallContext,
+    ) -> Result<Outcome<CallToolResult>, CallError> {
+        let mut params = CallToolRequestParams::new(name.to_owned());
+        params.arguments = arguments.as_object().cloned();
+        params.input_responses = input_responses(&cx)?;
+        params.request_state = cx.state.clone();
+        let result = self.request(ClientRequest::CallToolRequest(CallToolRequest::new(params)), &cx).await?;
+        match result {
+            ServerResult::CallToolResult(result) => Ok(Outcome::Complete(result)),
+            ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
+            other => Err(self.unexpected("tools/call", &other)),
+        }
+    }
+
+    pub async fn get_prompt(
+        &self,
+        name: &str,
+        arguments: &[(String, String)],
+        cx: CallContext,
+    ) -> Result<Outcome<GetPromptResult>, CallError> {
+        let mut params = GetPromptRequestParams::new(name.to_owned());
+        if !arguments.is_empty() {
+            params.arguments = Some(arguments.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+        }
+        params.input_responses = input_responses(&cx)?;
+        params.request_state = cx.state.clone();
+        let result = self.request(ClientRequest::GetPromptRequest(GetPromptRequest::new(params)), &cx).await?;
+        match result {
+            ServerResult::GetPromptResult(result) => Ok(Outcome::Complete(result)),
+            ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
+            other => Err(self.unexpected("prompts/get", &other)),
+        }
+    }
+
+    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
+        let mut params = ReadResourceRequestParams::new(uri.to_owned());
+        params.input_responses = input_responses(&cx)?;
+        params.request_state = cx.state.clone();
+        let result = self.request(ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)), &cx).await?;
+        match result {
+            ServerResult::ReadResourceResult(result) => Ok(Outcome::Complete(result)),
+            ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
+            other => Err(self.unexpected("resources/read", &other)),
+        }
+    }
+
+    pub async fn complete(&self, params: CompleteRequestParams, cx: CallContext) -> Result<CompleteResult, CallError> {
+        let result = self.request(ClientRequest::CompleteRequest(CompleteRequest::new(params)), &cx).await?;
+        match result {
+            ServerResult::CompleteResult(result) => Ok(result),
+            other => Err(self.unexpected("completion/complete", &other)),
+        }
+    }
+
+    fn unexpected(&self, method: &str, result: &ServerResult) -> CallError {
+        let kind = serde_json::to_value(result)
+            .ok()
+            .and_then(|v| v.get("resultType").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "another kind of result".to_owned());
+        CallError::Peer { peer: self.config.name.clone(), message: format!("answered {method} with {kind}") }
+    }
+}
+
+/// Tells the peer a request is abandoned unless disarmed (by taking `upstream`).
+struct CancelOnDrop {
+    upstream: Option<Upstream>,
+    id: RequestId,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(upstream) = self.upstream.take() else { return };
+        let params =
+            CancelledNotificationParam::new(Some(self.id.clone()), Some("the caller cancelled the request".to_owned()));
+        tokio::spawn(async move {
+            let _ = upstream.notify_cancelled(params).await;
+        });
+    }
+}
+
+fn input_responses(cx: &CallContext) -> Result<Option<InputResponses>, CallError> {
+    if cx.input_responses.is_empty() {
+        return Ok(None);
+    }
+    let responses: serde_json::Map<String, Value> = cx.input_responses.iter().cloned().collect();
+    serde_json::from_value(Value::Object(responses))
+        .map(Some)
+        .map_err(|e| CallError::InvalidParams(format!("inputResponses cannot be forwarded: {e}")))
+}
+
+/// A peer's MRTR result as the session's input-required outcome; the peer's `requestState`
+/// rides along as the state (the session seals it again before it reaches the caller).
+fn input_required(result: InputRequiredResult) -> Result<InputRequired, CallError> {
+    let mut requests = Vec::new();
+    for (key, request) in result.input_requests.unwrap_or_default() {
+        let wire = serde_json::to_value(&request).unwrap_or(Value::Null);
+        let params = wire.get("params").cloned().unwrap_or_else(|| json!({}));
+        let request = match wire.get("method").and_then(Value::as_str) {
+            Some("elicitation/create") => InputRequest::Elicitation(params),
+            Some("sampling/createMessage") => InputRequest::Sampling(params),
+            Some("roots/list") => InputRequest::Roots,
+            other => {
+                return Err(CallError::InvalidParams(format!(
+                    "the peer asked for input fedmcp cannot relay: {}",
+                    other.unwrap_or("(no method)")
+                )));
+            }
+        };
+        requests.push((key, request));
+    }
+    Ok(InputRequired { requests, state: result.request_state })
+}

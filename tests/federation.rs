@@ -1,0 +1,214 @@
+//! The federation proxy, end to end: real fedmcp hosts importing each other and a third-party
+//! MCP server over both transports, on 127.0.0.1.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Server, StatelessClient, example_plugins, fixture, free_port, node, node_package_bin, run_conformance};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A plugins folder holding the `version-one` fixture as `<name>.wasm`.
+fn plugins_with_greeter(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("plugins folder");
+    std::fs::copy(fixture("version-one"), dir.path().join(format!("{name}.wasm"))).expect("copy the fixture");
+    dir
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("host.toml");
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+fn peer(name: &str, namespace: &str, url: &str) -> String {
+    format!("[[peers]]\nname = \"{name}\"\nnamespace = \"{namespace}\"\nurl = \"{url}\"\ntimeout_ms = 10000\n")
+}
+
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within {PATIENCE:?}");
+}
+
+async fn tool_names(client: &StatelessClient) -> Vec<String> {
+    let (_, reply) = client.request("tools/list", json!({})).await;
+    reply["result"]["tools"]
+        .as_array()
+        .map(|tools| tools.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+fn text_of(result: &Value) -> String {
+    result["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn conformance_passes_through_a_host_that_imports_another() {
+    let b = Server::start(&example_plugins());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = write_config(empty.path(), &peer("b", "", &b.url()));
+    let a = Server::start_configured(empty.path(), &config, "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+    // Sampling, elicitation, MRTR, progress and logging all cross A to reach B's plugin.
+    run_conformance(&a.url(), "2025-11-25");
+    run_conformance(&a.url(), "2026-07-28");
+}
+
+/// The reference "everything" server over Streamable HTTP, killed when dropped.
+struct EverythingServer(Child);
+
+impl Drop for EverythingServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn everything_bin() -> String {
+    node_package_bin("@modelcontextprotocol/server-everything/dist/index.js").display().to_string()
+}
+
+fn start_everything_over_http(port: u16) -> EverythingServer {
+    let child = Command::new(node())
+        .args([everything_bin().as_str(), "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server-everything starts");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server-everything did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    EverythingServer(child)
+}
+
+#[tokio::test]
+async fn imports_a_stdio_server_an_http_server_and_another_fedmcp() {
+    let c_plugins = plugins_with_greeter("greeter");
+    let c = Server::start(c_plugins.path());
+    let port = free_port();
+    let _everything = start_everything_over_http(port);
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = format!(
+        "{}{}[[peers]]\nname = \"evs\"\ncommand = [\"{}\", \"{}\", \"stdio\"]\ntimeout_ms = 10000\n",
+        peer("c", "c", &c.url()),
+        peer("evh", "evh", &format!("http://127.0.0.1:{port}/mcp")),
+        node().display(),
+        everything_bin(),
+    );
+    let a = Server::start_configured(empty.path(), &write_config(empty.path(), &config), "127.0.0.1:0");
+    for name in ["c", "evh", "evs"] {
+        a.wait_for_peer(name).await;
+    }
+    let client = StatelessClient::new(&a);
+    let names = tool_names(&client).await;
+    for expected in ["c__greeter__version", "evh__echo", "evs__echo"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} is not in {names:?}");
+    }
+    assert_eq!(client.call("c__greeter__version", json!({})).await.map(|r| text_of(&r)), Ok("one".to_owned()));
+    for tool in ["evh__echo", "evs__echo"] {
+        let result = client.call(tool, json!({ "message": "through fedmcp" })).await.expect("echo answers");
+        assert!(text_of(&result).contains("through fedmcp"), "{tool}: {result}");
+    }
+    // The peer's own validation reaches the caller.
+    let refused = client.call("evs__echo", json!({})).await;
+    assert!(refused.is_err() || refused.is_ok_and(|r| r["isError"] == true), "a call without its argument succeeded");
+}
+
+#[tokio::test]
+async fn three_hosts_in_a_cycle_serve_and_report_the_loop() {
+    let ports = [free_port(), free_port(), free_port()];
+    let url = |i: usize| format!("http://127.0.0.1:{}/mcp", ports[i]);
+    let folders: Vec<_> = (0..3).map(|_| plugins_with_greeter("greeter")).collect();
+    // A imports B, B imports C, C imports A.
+    let hosts: Vec<Server> = (0..3)
+        .map(|i| {
+            let next = (i + 1) % 3;
+            let namespace = ["a", "b", "c"][next];
+            let config = write_config(folders[i].path(), &peer(namespace, namespace, &url(next)));
+            Server::start_configured(folders[i].path(), &config, &format!("127.0.0.1:{}", ports[i]))
+        })
+        .collect();
+    for (i, host) in hosts.iter().enumerate() {
+        host.wait_for_peer(["b", "c", "a"][i]).await;
+    }
+    let a = StatelessClient::new(&hosts[0]);
+    // A serves its own tools, B's, and C's through B, and nothing that came back around.
+    eventually("A imports C's tools through B", async || {
+        tool_names(&a).await.iter().any(|n| n == "b__c__greeter__version")
+    })
+    .await;
+    eventually("A reports the loop", async || {
+        let health = hosts[0].health().await;
+        health["peers"]["up"][0]["loop"]["dropped"].as_array().is_some_and(|dropped| !dropped.is_empty())
+    })
+    .await;
+    let names = tool_names(&a).await;
+    assert!(names.iter().all(|n| !n.starts_with("b__c__a__")), "an entry came back around: {names:?}");
+    assert!(names.iter().all(|n| n.len() <= 64), "names grew without bound: {names:?}");
+    assert_eq!(a.call("b__c__greeter__version", json!({})).await.map(|r| text_of(&r)), Ok("one".to_owned()));
+
+    // A request that already passed through A is refused, not followed.
+    let (_, listed) = a.request("tools/list", json!({})).await;
+    let own = listed["result"]["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "greeter__version"))
+        .cloned()
+        .expect("A's own tool");
+    let a_id = own["_meta"]["dev.fedmcp/path"][0].as_str().expect("A's id in the path").to_owned();
+    let looping = json!({
+        "name": "b__greeter__version",
+        "arguments": {},
+        "_meta": { "dev.fedmcp/via": [a_id] },
+    });
+    let (_, reply) = a.request("tools/call", looping).await;
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("federation loop"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_peer_that_dies_fails_only_its_own_calls_and_comes_back() {
+    let b_plugins = plugins_with_greeter("greeter");
+    let b_port = free_port();
+    let b_listen = format!("127.0.0.1:{b_port}");
+    let b_config = write_config(b_plugins.path(), "");
+    let b = Server::start_configured(b_plugins.path(), &b_config, &b_listen);
+    let a_plugins = plugins_with_greeter("local");
+    let config = write_config(a_plugins.path(), &peer("b", "b", &b.url()));
+    let a = Server::start_configured(a_plugins.path(), &config, "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+    let client = StatelessClient::new(&a);
+
+    let slow = client.call("b__greeter__slow_version", json!({ "millis": 5000 }));
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(b);
+    };
+    let started = Instant::now();
+    let (result, ()) = tokio::join!(slow, kill);
+    let message = result.expect_err("the call to a killed peer fails");
+    assert!(message.contains("peer b"), "the error does not name the peer: {message}");
+    assert!(started.elapsed() < Duration::from_secs(12), "the failure took {:?}", started.elapsed());
+
+    // A keeps serving its own entries, and says the peer is down.
+    assert_eq!(client.call("local__version", json!({})).await.map(|r| text_of(&r)), Ok("one".to_owned()));
+    let refused = client.call("b__greeter__version", json!({})).await.expect_err("the peer is down");
+    assert!(refused.contains("peer b"), "{refused}");
+
+    // When the peer returns, so do its entries.
+    let _b = Server::start_configured(b_plugins.path(), &b_config, &b_listen);
+    a.wait_for_peer("b").await;
+    eventually("b's tools work again", async || client.call("b__greeter__version", json!({})).await.is_ok()).await;
+}

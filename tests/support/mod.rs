@@ -16,7 +16,7 @@ pub fn repo_root() -> PathBuf {
 /// The example plugins folder; the plugins must have been built (`cargo xtask plugins`).
 pub fn example_plugins() -> PathBuf {
     let dir = repo_root().join("plugins");
-    for name in ["conformance", "text-tools", "field-notes"] {
+    for name in ["conformance", "text-tools", "field-notes", "doc-search", "unit-convert"] {
         let wasm = dir.join(format!("{name}.wasm"));
         assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins` first", wasm.display());
     }

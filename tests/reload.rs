@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, fixture, jsonrpc_message};
+use support::{Server, eventually, fixture, jsonrpc_message};
 use tokio::sync::mpsc;
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -114,18 +114,6 @@ impl LegacySession {
     }
 }
 
-/// Poll `check` until it holds, for at most PATIENCE.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within {PATIENCE:?}");
-}
-
 async fn health(server: &Server) -> Value {
     server.health().await
 }
@@ -158,8 +146,10 @@ async fn plugins_dropped_replaced_broken_and_removed_while_serving() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     install(&fixture("version-two"), &greeter);
-    eventually("the replaced plugin serving", async || client.call_text("greeter__version", json!({})).await == "two")
-        .await;
+    eventually("the replaced plugin serving", PATIENCE, async || {
+        client.call_text("greeter__version", json!({})).await == "two"
+    })
+    .await;
     let slow = slow.await.expect("slow call finished");
     assert_eq!(slow["result"]["content"][0]["text"], "one", "the call in flight switched versions: {slow}");
 
@@ -170,7 +160,7 @@ async fn plugins_dropped_replaced_broken_and_removed_while_serving() {
             None => std::fs::write(&greeter, b"this is not wasm").expect("write garbage"),
             Some(name) => install(&fixture(name), &greeter),
         }
-        eventually("the failure reported in /health", async || {
+        eventually("the failure reported in /health", PATIENCE, async || {
             health(&server).await["plugins"]["failed"]
                 .as_array()
                 .is_some_and(|failed| failed.iter().any(|f| f["reason"].as_str().is_some_and(|r| r.contains(reason))))

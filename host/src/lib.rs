@@ -9,5 +9,6 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub mod plugin;
+pub mod scaffold;
 pub mod session;
 pub mod transport;

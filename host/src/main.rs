@@ -43,6 +43,32 @@ enum Command {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
+    /// Start a plugin, or build one into a plugins folder.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a ready-to-build plugin (source, manifest, README).
+    New {
+        /// The plugin's name; its tools appear as <name>__<tool>.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: fedmcp::scaffold::Language,
+        /// Where to create it (default: ./<name>).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Build the plugin in DIR into the plugins folder, with its manifest.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+    },
 }
 
 fn load_config(config: Option<PathBuf>, plugins: Option<PathBuf>) -> anyhow::Result<HostConfig> {
@@ -80,6 +106,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::process::exit(0);
             });
             host.serve_http(&config, shutdown, SHUTDOWN_GRACE).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::New { name, lang, path } } => {
+            let dir = path.unwrap_or_else(|| PathBuf::from(&name));
+            let written = fedmcp::scaffold::new_plugin(&name, lang, &dir)?;
+            for file in written {
+                println!("created {}", file.display());
+            }
+            println!("next: fedmcp plugin build {} --plugins <your plugins folder>", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Build { dir, plugins } } => {
+            let built = fedmcp::scaffold::build_plugin(&dir, &plugins)?;
+            println!("built {}", built.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, plugins } => {

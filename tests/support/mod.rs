@@ -43,6 +43,18 @@ pub fn node_package_bin(relative: &str) -> PathBuf {
     path
 }
 
+/// Poll `check` until it holds, for at most `patience`.
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, patience: Duration, mut check: F) {
+    let deadline = std::time::Instant::now() + patience;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within {patience:?}");
+}
+
 /// A loopback port that was free a moment ago, for servers that must know each other's
 /// address before they start.
 pub fn free_port() -> u16 {

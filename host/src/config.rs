@@ -156,6 +156,9 @@ struct RawPluginDefaults {
     max_timeout_ms: Option<u64>,
     default_max_response_kb: Option<u64>,
     cache_dir: Option<PathBuf>,
+    file_roots: Option<Vec<PathBuf>>,
+    env_allowed: Option<Vec<String>>,
+    network_allowed: Option<Vec<String>>,
 }
 
 /// A configuration that cannot be used: the file, the field, the reason.
@@ -199,6 +202,11 @@ impl HostConfig {
                 *cache = base.join(&*cache);
             }
             config.resolve_peer_paths(base);
+            for root in config.runtime.file_roots.iter_mut().flatten() {
+                if root.is_relative() {
+                    *root = base.join(&*root);
+                }
+            }
         }
         Ok(config)
     }
@@ -240,6 +248,19 @@ impl HostConfig {
         runtime.default_timeout_ms = p.default_timeout_ms.unwrap_or(runtime.default_timeout_ms);
         runtime.max_timeout_ms = p.max_timeout_ms.unwrap_or(runtime.max_timeout_ms);
         runtime.default_max_response_kb = p.default_max_response_kb.unwrap_or(runtime.default_max_response_kb);
+        runtime.file_roots = p.file_roots;
+        runtime.env_allowed = p.env_allowed;
+        if let Some(allowed) = &p.network_allowed {
+            for (i, pattern) in allowed.iter().enumerate() {
+                let valid = pattern
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && (port == "*" || port.parse::<u16>().is_ok()));
+                if !valid {
+                    return Err(format!("plugins.network_allowed[{i}]: {pattern:?} is not host:port or host:*"));
+                }
+            }
+        }
+        runtime.network_allowed = p.network_allowed;
         if let Some(dir) = p.cache_dir {
             // An empty path turns the cache off.
             runtime.cache_dir = if dir.as_os_str().is_empty() { None } else { Some(dir) };
@@ -395,6 +416,7 @@ mod tests {
                 "peers[1].name",
             ),
             ("[federation]\nmax_hops = 0", "federation.max_hops"),
+            ("[plugins]\nnetwork_allowed = [\"example.com\"]", "plugins.network_allowed[0]"),
         ];
         for (text, field) in cases {
             let error = HostConfig::parse(text).unwrap_err();

@@ -84,6 +84,15 @@ struct RawFileGrant {
     mode: String,
 }
 
+/// What the operator lets any manifest grant (`[plugins]` in `config/host.toml`); `None`
+/// leaves that kind of grant to the manifest.
+#[derive(Debug, Default)]
+pub struct Ceilings<'a> {
+    pub file_roots: Option<&'a [PathBuf]>,
+    pub env: Option<&'a [String]>,
+    pub network: Option<&'a [String]>,
+}
+
 /// A manifest that cannot be used, with the file and the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -191,6 +200,52 @@ impl Manifest {
         })
     }
 
+    /// Refuse grants beyond what the host allows any plugin. File grants are compared after
+    /// resolving symlinks, so a link inside an allowed folder cannot reach outside it.
+    pub fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
+        if let Some(roots) = ceilings.file_roots {
+            let roots: Vec<PathBuf> = roots.iter().map(|r| r.canonicalize().unwrap_or_else(|_| r.clone())).collect();
+            for (i, grant) in self.files.iter().enumerate() {
+                if !roots.iter().any(|root| grant.host.starts_with(root)) {
+                    let allowed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+                    return Err(format!(
+                        "capabilities.files[{i}].host: {} is outside the folders this host lets plugins use \
+                         (plugins.file_roots: {})",
+                        grant.host.display(),
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
+        if let Some(allowed) = ceilings.env {
+            for (i, name) in self.env.iter().enumerate() {
+                if !allowed.contains(name) {
+                    return Err(format!(
+                        "capabilities.env[{i}]: {name} is not among the variables this host lets plugins read \
+                         (plugins.env_allowed)"
+                    ));
+                }
+            }
+        }
+        if let Some(allowed) = ceilings.network {
+            for (i, grant) in self.network.iter().enumerate() {
+                let host = grant.entry.rsplit_once(':').map_or("", |(host, _)| host);
+                let permitted = allowed.iter().any(|pattern| {
+                    pattern == &grant.entry
+                        || pattern.strip_suffix(":*").is_some_and(|pattern_host| pattern_host == host)
+                });
+                if !permitted {
+                    return Err(format!(
+                        "capabilities.network[{i}]: {} is not among the destinations this host lets plugins reach \
+                         (plugins.network_allowed)",
+                        grant.entry
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One line a person can read: what this manifest grants.
     pub fn describe_grants(&self) -> String {
         let mut grants = Vec::new();
@@ -218,7 +273,42 @@ impl Manifest {
 mod tests {
     use std::path::Path;
 
-    use super::Manifest;
+    use super::{Ceilings, Manifest};
+
+    #[test]
+    fn the_hosts_ceilings_cap_what_a_manifest_grants() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(allowed.join("inner")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // A link inside the allowed folder that points out of it.
+        std::os::unix::fs::symlink(&outside, allowed.join("escape")).unwrap();
+        let roots = [allowed.clone()];
+        let env = ["API_KEY".to_owned()];
+        let network = ["127.0.0.1:8080".to_owned(), "localhost:*".to_owned()];
+        let ceilings = Ceilings { file_roots: Some(&roots), env: Some(&env), network: Some(&network) };
+        let grant = |files: &str, env: &str, network: &str| {
+            let text = format!(
+                "[capabilities]\nfiles = [{{ host = {files:?}, guest = \"/d\", mode = \"read\" }}]\nenv = [{env:?}]\n\
+                 network = [{network:?}]"
+            );
+            Manifest::parse(&text, dir.path()).unwrap().check_ceilings(&ceilings)
+        };
+        assert_eq!(grant("allowed/inner", "API_KEY", "127.0.0.1:8080"), Ok(()));
+        assert_eq!(grant("allowed", "API_KEY", "localhost:9999"), Ok(()));
+        let refused = [
+            (grant("outside", "API_KEY", "127.0.0.1:8080"), "capabilities.files[0].host"),
+            (grant("allowed/escape", "API_KEY", "127.0.0.1:8080"), "capabilities.files[0].host"),
+            (grant("allowed/../outside", "API_KEY", "127.0.0.1:8080"), "capabilities.files[0].host"),
+            (grant("allowed", "HOME", "127.0.0.1:8080"), "capabilities.env[0]"),
+            (grant("allowed", "API_KEY", "127.0.0.1:8081"), "capabilities.network[0]"),
+        ];
+        for (result, field) in refused {
+            assert!(result.as_ref().is_err_and(|e| e.contains(field)), "{result:?} should name {field}");
+        }
+        assert_eq!(Manifest::deny_all().check_ceilings(&ceilings), Ok(()));
+    }
 
     fn parse(text: &str) -> Result<Manifest, String> {
         Manifest::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")))

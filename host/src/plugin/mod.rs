@@ -44,6 +44,12 @@ pub struct RuntimeOptions {
     pub default_max_response_kb: u64,
     /// Where compiled components are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
+    /// Host folders under which a manifest may grant files (`None`: anywhere).
+    pub file_roots: Option<Vec<PathBuf>>,
+    /// Environment variables a manifest may grant (`None`: any).
+    pub env_allowed: Option<Vec<String>>,
+    /// Destinations a manifest may grant, as `host:port` or `host:*` (`None`: any).
+    pub network_allowed: Option<Vec<String>>,
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/fedmcp` or `~/.cache/fedmcp`.
@@ -64,6 +70,9 @@ impl Default for RuntimeOptions {
             max_timeout_ms: 120_000,
             default_max_response_kb: 4096,
             cache_dir: default_cache_dir(),
+            file_roots: None,
+            env_allowed: None,
+            network_allowed: None,
         }
     }
 }
@@ -166,7 +175,16 @@ impl PluginRuntime {
     pub async fn load(self: &Arc<Self>, wasm_path: &Path) -> Result<Arc<Plugin>, LoadError> {
         let shown = wasm_path.display().to_string();
         let name = wasm_path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned();
-        let manifest = Manifest::load(&wasm_path.with_extension("toml"))?;
+        let manifest_path = wasm_path.with_extension("toml");
+        let manifest = Manifest::load(&manifest_path)?;
+        let ceilings = manifest::Ceilings {
+            file_roots: self.options.file_roots.as_deref(),
+            env: self.options.env_allowed.as_deref(),
+            network: self.options.network_allowed.as_deref(),
+        };
+        manifest.check_ceilings(&ceilings).map_err(|message| {
+            LoadError::Manifest(manifest::ManifestError::Invalid { path: manifest_path.display().to_string(), message })
+        })?;
         let stamp = SourceStamp::of(wasm_path);
         let bytes =
             tokio::fs::read(wasm_path).await.map_err(|source| LoadError::Read { path: shown.clone(), source })?;

@@ -1,7 +1,9 @@
 //! tools/call throughput and latency over Streamable HTTP, both protocol revisions, in the
 //! same run: a trivial Rust WASM tool served by fedmcp (B), the same tool through a second
 //! fedmcp host that imports B (client -> A -> B -> plugin, one federation hop), and a native
-//! tool on the same transport (rmcp's Streamable HTTP service under axum, TCP_NODELAY).
+//! tool on the same transport (rmcp's Streamable HTTP service under axum, TCP_NODELAY); and
+//! the direct WASM tool again behind JWT verification (EdDSA bearer token on every request),
+//! to measure what authentication costs.
 //!
 //! `cargo bench --bench http_calls` (after `cargo xtask plugins`). Loopback only; every
 //! load loop is bounded by a call count and a time limit.
@@ -13,6 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedmcp::auth::edge::Gate;
+use fedmcp::auth::jwt::Verifier;
+use fedmcp::auth::{AuthSettings, IssuerSettings, KeySource, keys};
 use fedmcp::catalog::Catalog;
 use fedmcp::plugin::{PluginRuntime, RuntimeOptions};
 use fedmcp::session::Shared;
@@ -24,6 +29,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 
@@ -88,12 +94,13 @@ struct Caller {
     url: String,
     session: Option<String>,
     stateless: bool,
+    token: Option<String>,
 }
 
 impl Caller {
-    async fn new(url: &str, stateless: bool) -> Self {
+    async fn new(url: &str, stateless: bool, token: Option<String>) -> Self {
         let http = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
-        let mut caller = Self { http, url: url.to_owned(), session: None, stateless };
+        let mut caller = Self { http, url: url.to_owned(), session: None, stateless, token };
         if !stateless {
             let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "bench", "version": "1" } } });
@@ -114,6 +121,9 @@ impl Caller {
             .header("accept", "application/json, text/event-stream");
         if let Some(session) = &self.session {
             request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
         }
         request.body(body.to_string())
     }
@@ -151,14 +161,22 @@ struct Figures {
     p99_ms: f64,
 }
 
-async fn load(url: &str, tool: &str, stateless: bool, connections: usize, calls: usize) -> Figures {
+async fn load(
+    url: &str,
+    tool: &str,
+    stateless: bool,
+    connections: usize,
+    calls: usize,
+    token: Option<&str>,
+) -> Figures {
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..connections {
         let url = url.to_owned();
         let tool = tool.to_owned();
+        let token = token.map(str::to_owned);
         workers.push(tokio::spawn(async move {
-            let caller = Caller::new(&url, stateless).await;
+            let caller = Caller::new(&url, stateless, token).await;
             let mut latencies = Vec::with_capacity(calls);
             for i in 0..calls {
                 if started.elapsed() > TIME_LIMIT {
@@ -188,12 +206,17 @@ async fn load(url: &str, tool: &str, stateless: bool, connections: usize, calls:
     }
 }
 
+fn http_options(gate: Option<Arc<Gate>>) -> transport::HttpOptions {
+    transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20, gate }
+}
+
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[tokio::main]
 async fn main() {
+    fedmcp::tls::install_default_provider();
     let connections = env_number("BENCH_CONNECTIONS", 8);
     let calls = env_number("BENCH_CALLS", 500);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
@@ -204,12 +227,47 @@ async fn main() {
     let plugin = runtime.load(&wasm).await.expect("text-tools loads");
     let catalog = Arc::new(Catalog::new("bench".to_owned()));
     catalog.set_plugins(vec![plugin], Vec::new());
-    let federation = Arc::new(fedmcp::federation::Federation::start(&[], "bench", 8));
-    let shared = Shared::new(catalog, federation, vec![7; 32], None);
-    let options =
-        transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20 };
+    let federation = Arc::new(fedmcp::federation::Federation::start(&[], "bench", 8, None));
+    let guard = fedmcp::auth::Guard::permissive();
+    let audit = guard.audit.clone();
+    let shared = Shared::new(catalog, federation, vec![7; 32], None, guard);
     let wasm_url =
-        serve(transport::router(shared, options, CancellationToken::new(), tokio_util::task::TaskTracker::new())).await;
+        serve(transport::router(shared.clone(), http_options(None), CancellationToken::new(), TaskTracker::new()))
+            .await;
+
+    // The same host behind JWT verification, with a key made for the run.
+    let keys = tempfile::tempdir().expect("a folder for the bench's keys");
+    let generated = keys::generate(keys.path(), "bench-idp").expect("a key pair");
+    let settings = AuthSettings {
+        audience: "bench-host".into(),
+        algorithms: vec![fedmcp::auth::Algorithm::EdDSA],
+        leeway_secs: 30,
+        scope_claim: "scope".into(),
+        issuers: vec![IssuerSettings {
+            issuer: "bench-idp".into(),
+            keys: vec![KeySource::Pem { path: generated.public, kid: Some("bench-idp".into()) }],
+            ceiling: None,
+        }],
+        resource: None,
+        authorization_servers: Vec::new(),
+    };
+    let gate = Gate { verifier: Verifier::new(settings).expect("verifier"), audit, scheme: "http" };
+    let jwt_url = serve(transport::router(
+        shared,
+        http_options(Some(Arc::new(gate))),
+        CancellationToken::new(),
+        TaskTracker::new(),
+    ))
+    .await;
+    let signer = keys::Signer::load("bench-idp", &generated.private).expect("signer");
+    let request = keys::TokenRequest {
+        subject: "bench-user".into(),
+        audience: "bench-host".into(),
+        scopes: vec!["tools:text-tools__*".into()],
+        ttl: Duration::from_secs(3600),
+        actor: None,
+    };
+    let (token, _) = signer.mint(&request).expect("a token");
 
     // A: no plugins, imports B unprefixed.
     let empty = tempfile::tempdir().expect("an empty plugins folder");
@@ -222,15 +280,9 @@ async fn main() {
         assert!(Instant::now() < deadline, "A did not import B's tools");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let options =
-        transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20 };
-    let hop_url = serve(transport::router(
-        hop.shared.clone(),
-        options,
-        CancellationToken::new(),
-        tokio_util::task::TaskTracker::new(),
-    ))
-    .await;
+    let hop_url =
+        serve(transport::router(hop.shared.clone(), http_options(None), CancellationToken::new(), TaskTracker::new()))
+            .await;
 
     let native = StreamableHttpService::new(
         || Ok(NativeSlugify),
@@ -246,13 +298,16 @@ async fn main() {
     println!("{:<12} {:<8} {:>8} {:>10} {:>9} {:>9}", "revision", "tool", "calls", "calls/s", "p50 ms", "p99 ms");
     for (revision, stateless) in [("2025-11-25", false), ("2026-07-28", true)] {
         // Warm both servers (connection setup, first compile of code paths) before measuring.
-        load(&native_url, "slugify", stateless, connections, 20).await;
-        load(&wasm_url, "text-tools__slugify", stateless, connections, 20).await;
-        load(&hop_url, "text-tools__slugify", stateless, connections, 20).await;
-        let native = load(&native_url, "slugify", stateless, connections, calls).await;
-        let wasm = load(&wasm_url, "text-tools__slugify", stateless, connections, calls).await;
-        let hop = load(&hop_url, "text-tools__slugify", stateless, connections, calls).await;
-        for (label, f) in [("native", &native), ("wasm", &wasm), ("via A", &hop)] {
+        let tool = "text-tools__slugify";
+        load(&native_url, "slugify", stateless, connections, 20, None).await;
+        load(&wasm_url, tool, stateless, connections, 20, None).await;
+        load(&jwt_url, tool, stateless, connections, 20, Some(&token)).await;
+        load(&hop_url, tool, stateless, connections, 20, None).await;
+        let native = load(&native_url, "slugify", stateless, connections, calls, None).await;
+        let wasm = load(&wasm_url, tool, stateless, connections, calls, None).await;
+        let jwt = load(&jwt_url, tool, stateless, connections, calls, Some(&token)).await;
+        let hop = load(&hop_url, tool, stateless, connections, calls, None).await;
+        for (label, f) in [("native", &native), ("wasm", &wasm), ("wasm+jwt", &jwt), ("via A", &hop)] {
             println!(
                 "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 f.calls, f.per_second, f.p50_ms, f.p99_ms
@@ -262,6 +317,11 @@ async fn main() {
             "{revision:<12} wasm/native throughput {:.0}%, added p50 {:.2} ms",
             100.0 * wasm.per_second / native.per_second,
             wasm.p50_ms - native.p50_ms
+        );
+        println!(
+            "{revision:<12} jwt on/off throughput {:.0}%, added p50 {:.2} ms",
+            100.0 * jwt.per_second / wasm.per_second,
+            jwt.p50_ms - wasm.p50_ms
         );
         println!(
             "{revision:<12} one hop/direct throughput {:.0}%, added p50 {:.2} ms",

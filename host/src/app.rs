@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Guard;
+use crate::auth::audit::AuditLog;
+use crate::auth::edge::Gate;
+use crate::auth::jwt::Verifier;
+use crate::auth::keys::Signer;
+use crate::auth::limits::RateLimiter;
 use crate::catalog::{Catalog, LoadFailure};
 use crate::config::HostConfig;
 use crate::federation::Federation;
@@ -27,10 +33,15 @@ impl Host {
     /// Create the runtime and load the plugins folder. A plugin that fails is logged and
     /// recorded for `/health`; the others serve.
     pub async fn start(config: &HostConfig) -> anyhow::Result<Self> {
+        crate::tls::install_default_provider();
         let runtime = PluginRuntime::new(config.runtime.clone())?;
         let host_id = random_id();
         let catalog = Arc::new(Catalog::new(host_id.clone()));
-        let federation = Arc::new(Federation::start(&config.peers, &host_id, config.max_hops));
+        let signer = match &config.identity {
+            Some(identity) => Some(Arc::new(Signer::load(&identity.name, &identity.key)?)),
+            None => None,
+        };
+        let federation = Arc::new(Federation::start(&config.peers, &host_id, config.max_hops, signer.as_ref()));
         for peer in &federation.peers {
             let (catalog, peer) = (catalog.clone(), peer.clone());
             let mut listing = peer.listing();
@@ -41,7 +52,16 @@ impl Host {
                 }
             });
         }
-        let shared = Shared::new(catalog, federation, config.state_key(), None);
+        let audit = match &config.audit_log {
+            Some(path) => AuditLog::open(path).map_err(|e| anyhow::anyhow!("audit.file {}: {e}", path.display()))?,
+            None => AuditLog::disabled(),
+        };
+        let guard = Guard {
+            audit: Arc::new(audit),
+            consent: config.consent.clone(),
+            limits: config.rate_limit.map(RateLimiter::new),
+        };
+        let shared = Shared::new(catalog, federation, config.state_key(), None, guard);
         let host = Self { shared, runtime, plugins_dir: config.plugins_dir.clone(), watcher: None };
         reconcile(&host.runtime, &host.shared.catalog, &host.plugins_dir, false).await;
         Ok(host)
@@ -77,6 +97,14 @@ impl Host {
         shutdown: CancellationToken,
         grace: std::time::Duration,
     ) -> anyhow::Result<()> {
+        let gate = match &config.auth {
+            Some(settings) => Some(Arc::new(Gate {
+                verifier: Verifier::new(settings.clone())?,
+                audit: self.shared.guard.audit.clone(),
+                scheme: if config.tls.is_some() { "https" } else { "http" },
+            })),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -91,6 +119,7 @@ impl Host {
                 allowed_hosts: config.allowed_hosts.clone(),
                 allowed_origins: config.allowed_origins.clone(),
                 max_request_body_bytes: config.max_request_body_bytes,
+                gate,
             },
             streams.clone(),
             calls.clone(),
@@ -114,12 +143,42 @@ impl Host {
                 streams.cancel();
             })
         };
-        tracing::info!("fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)");
-        let served = transport::serve_http(listener, router, shutdown).await;
+        let served = match &config.tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, crate::tls::server_config(tls)?)?;
+                tracing::info!("fedmcp serving MCP at https://{address}/mcp (health: https://{address}/health)");
+                transport::serve_https(listener, router, shutdown).await
+            }
+            None => {
+                tracing::info!("fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)");
+                transport::serve_http(listener, router, shutdown).await
+            }
+        };
         drain.abort();
         served?;
         Ok(())
     }
+}
+
+/// Refuse to serve beyond loopback without authentication, unless the operator said so (and
+/// then say it loudly).
+pub fn check_exposure(config: &HostConfig) -> anyhow::Result<()> {
+    if config.auth.is_some() || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.allow_unauthenticated_public {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving WITHOUT authentication on a non-loopback address (http.allow_unauthenticated_public): anyone \
+             who can reach it may use every plugin and peer"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen on {} without authentication: configure [auth] (see README), listen on 127.0.0.1, or \
+         set http.allow_unauthenticated_public = true to accept the risk",
+        config.listen
+    )
 }
 
 /// This host's id in the federation: random per start, so that two hosts never share one.

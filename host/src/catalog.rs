@@ -36,6 +36,14 @@ impl Owner {
         }
     }
 
+    /// The prefix of its entries' names (`""`: none).
+    pub fn namespace(&self) -> &str {
+        match self {
+            Self::Plugin(plugin) => plugin.manifest.namespace.as_deref().unwrap_or(&plugin.name),
+            Self::Peer(peer) => peer.namespace(),
+        }
+    }
+
     pub async fn call_tool(
         &self,
         name: &str,
@@ -255,6 +263,11 @@ impl Catalog {
         self.current().templates.clone()
     }
 
+    /// An exposed tool's definition (its annotations decide its consent policy).
+    pub fn tool_definition(&self, name: &str) -> Option<Tool> {
+        self.current().tools.iter().find(|tool| tool.name == name).cloned()
+    }
+
     pub fn tool(&self, name: &str) -> Option<Route> {
         self.current().tool_routes.get(name).cloned()
     }
@@ -274,6 +287,13 @@ impl Catalog {
             .iter()
             .find(|(template, _)| template_matches(template, uri))
             .map(|(_, owner)| owner.clone())
+    }
+
+    /// How grants name a resource (or template) URI: `<namespace>__<uri>`, or the URI alone
+    /// when its owner is unprefixed or unknown.
+    pub fn resource_grant_name(&self, uri: &str) -> String {
+        let owner = self.resource_owner(uri).or_else(|| self.template_owner(uri));
+        exposed_name(owner.as_ref().map_or("", Owner::namespace), uri)
     }
 
     /// The owner of a resource template, by its URI template.

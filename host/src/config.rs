@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::consent::{ConsentRules, Policy};
+use crate::auth::limits::RateSettings;
+use crate::auth::{Algorithm, AuthSettings, IssuerSettings, KeySource};
 use crate::plugin::RuntimeOptions;
+use crate::tls::{PeerTls, ServerTls};
 
 /// The host's configuration after defaults and command-line overrides.
 #[derive(Debug, Clone)]
@@ -25,6 +29,40 @@ pub struct HostConfig {
     pub peers: Vec<PeerConfig>,
     /// How many hosts a forwarded request may cross before it is refused.
     pub max_hops: usize,
+    /// Inbound bearer-token verification; `None` serves loopback clients as the local user.
+    pub auth: Option<AuthSettings>,
+    /// Start on a non-loopback address without `[auth]` (logged loudly).
+    pub allow_unauthenticated_public: bool,
+    /// Where audit lines go (`-` for stderr); `None` keeps no audit log.
+    pub audit_log: Option<PathBuf>,
+    /// This host's name and signing key, for the tokens it presents to peers.
+    pub identity: Option<HostIdentity>,
+    /// Which tools run only after the user says yes.
+    pub consent: ConsentRules,
+    /// Uses of entries per caller; `None`: unlimited.
+    pub rate_limit: Option<RateSettings>,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
+}
+
+/// `[identity]`: the name this host signs as (`iss` and `kid` of its tokens) and its key.
+#[derive(Debug, Clone)]
+pub struct HostIdentity {
+    pub name: String,
+    pub key: PathBuf,
+}
+
+/// What a host presents to a peer reached by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCredentials {
+    None,
+    /// A token from a file (minted by the peer's operator, say), read at each connection.
+    TokenFile(PathBuf),
+    /// Tokens this host mints with its `[identity]` key, per caller, refreshed before expiry.
+    Minted {
+        audience: String,
+        scopes: Vec<String>,
+    },
 }
 
 /// One `[[peers]]` entry.
@@ -43,6 +81,9 @@ pub struct PeerConfig {
     pub connect: PeerConnect,
     /// Time limit of each request forwarded to the peer.
     pub timeout: std::time::Duration,
+    pub credentials: PeerCredentials,
+    /// For an `https://` peer: the CA to trust and this host's client certificate.
+    pub tls: PeerTls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,25 +117,9 @@ pub enum PeerConnect {
 impl PeerConfig {
     /// Whether the filters let the entry named `name` (or with this URI) in.
     pub fn imports(&self, name: &str) -> bool {
-        let included = self.include.is_empty() || self.include.iter().any(|p| glob_matches(p, name));
-        included && !self.exclude.iter().any(|p| glob_matches(p, name))
+        let included = self.include.is_empty() || self.include.iter().any(|p| crate::auth::glob_matches(p, name));
+        included && !self.exclude.iter().any(|p| crate::auth::glob_matches(p, name))
     }
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +139,13 @@ struct RawPeer {
     exclude: Vec<String>,
     connect: Option<String>,
     timeout_ms: Option<u64>,
+    auth: Option<String>,
+    token_file: Option<PathBuf>,
+    audience: Option<String>,
+    scopes: Option<Vec<String>>,
+    ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +167,81 @@ struct RawConfig {
     federation: RawFederation,
     #[serde(default)]
     peers: Vec<RawPeer>,
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    audit: RawAudit,
+    identity: Option<RawIdentity>,
+    consent: Option<RawConsent>,
+    limits: Option<RawLimits>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsent {
+    destructive: Option<String>,
+    #[serde(default)]
+    rules: Vec<RawConsentRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsentRule {
+    tools: String,
+    policy: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    per_minute: u32,
+    burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    audience: String,
+    algorithms: Option<Vec<String>>,
+    leeway_secs: Option<u64>,
+    scope_claim: Option<String>,
+    resource: Option<String>,
+    #[serde(default)]
+    authorization_servers: Vec<String>,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: String,
+    public_key: Option<PathBuf>,
+    jwks: Option<PathBuf>,
+    secret_file: Option<PathBuf>,
+    kid: Option<String>,
+    ceiling: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    name: String,
+    key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +251,7 @@ struct RawHttp {
     allowed_origins: Option<Vec<String>>,
     max_request_body_bytes: Option<usize>,
     request_state_key: Option<String>,
+    allow_unauthenticated_public: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +291,13 @@ impl Default for HostConfig {
             runtime: RuntimeOptions::default(),
             peers: Vec::new(),
             max_hops: crate::federation::loops::DEFAULT_MAX_HOPS,
+            auth: None,
+            allow_unauthenticated_public: false,
+            audit_log: None,
+            identity: None,
+            consent: ConsentRules::default(),
+            rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -202,6 +317,7 @@ impl HostConfig {
                 *cache = base.join(&*cache);
             }
             config.resolve_peer_paths(base);
+            config.resolve_auth_paths(base);
             for root in config.runtime.file_roots.iter_mut().flatten() {
                 if root.is_relative() {
                     *root = base.join(&*root);
@@ -277,14 +393,92 @@ impl HostConfig {
             }
             config.max_hops = max_hops;
         }
+        config.allow_unauthenticated_public = raw.http.allow_unauthenticated_public.unwrap_or(false);
+        if let Some(auth) = raw.auth {
+            config.auth = Some(parse_auth(auth).map_err(|e| format!("auth.{e}"))?);
+        }
+        config.audit_log = raw.audit.file;
+        if let Some(identity) = raw.identity {
+            if !valid_name(&identity.name) {
+                return Err(format!("identity.name: {:?} must be letters, digits, '-', '_' or '.'", identity.name));
+            }
+            config.identity = Some(HostIdentity { name: identity.name, key: identity.key });
+        }
+        if let Some(consent) = raw.consent {
+            if let Some(policy) = consent.destructive {
+                config.consent.destructive = policy.parse().map_err(|e| format!("consent.destructive: {e}"))?;
+            }
+            for (index, rule) in consent.rules.into_iter().enumerate() {
+                let policy: Policy = rule.policy.parse().map_err(|e| format!("consent.rules[{index}].policy: {e}"))?;
+                config.consent.rules.push((rule.tools, policy));
+            }
+        }
+        if let Some(tls) = raw.tls {
+            config.tls = Some(ServerTls { cert: tls.cert, key: tls.key, client_ca: tls.client_ca });
+        }
+        if let Some(limits) = raw.limits {
+            if limits.per_minute == 0 {
+                return Err("limits.per_minute: must be at least 1 (leave [limits] out for no limit)".into());
+            }
+            let burst = limits.burst.unwrap_or((limits.per_minute / 10).max(1));
+            if burst == 0 {
+                return Err("limits.burst: must be at least 1".into());
+            }
+            config.rate_limit = Some(RateSettings { per_minute: limits.per_minute, burst });
+        }
         for (index, raw) in raw.peers.into_iter().enumerate() {
             let peer = parse_peer(raw).map_err(|e| format!("peers[{index}].{e}"))?;
             if config.peers.iter().any(|p| p.name == peer.name) {
                 return Err(format!("peers[{index}].name: {:?} is used by another peer", peer.name));
             }
+            if matches!(peer.credentials, PeerCredentials::Minted { .. }) && config.identity.is_none() {
+                return Err(format!("peers[{index}].auth: \"identity\" needs an [identity] section (name and key)"));
+            }
             config.peers.push(peer);
         }
         Ok(config)
+    }
+
+    fn resolve_auth_paths(&mut self, base: &Path) {
+        let absolute = |path: &mut PathBuf| {
+            if path.is_relative() && path != Path::new("-") && path != Path::new("stderr") {
+                *path = base.join(&*path);
+            }
+        };
+        for issuer in self.auth.iter_mut().flat_map(|auth| auth.issuers.iter_mut()) {
+            for key in &mut issuer.keys {
+                match key {
+                    KeySource::Pem { path, .. } | KeySource::Jwks { path } | KeySource::Secret { path, .. } => {
+                        absolute(path)
+                    }
+                }
+            }
+        }
+        if let Some(path) = self.audit_log.as_mut() {
+            absolute(path);
+        }
+        if let Some(identity) = self.identity.as_mut() {
+            absolute(&mut identity.key);
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            absolute(&mut tls.cert);
+            absolute(&mut tls.key);
+            if let Some(ca) = tls.client_ca.as_mut() {
+                absolute(ca);
+            }
+        }
+        for peer in &mut self.peers {
+            if let PeerCredentials::TokenFile(path) = &mut peer.credentials {
+                absolute(path);
+            }
+            if let Some(ca) = peer.tls.ca.as_mut() {
+                absolute(ca);
+            }
+            if let Some((cert, key)) = peer.tls.client_cert.as_mut() {
+                absolute(cert);
+                absolute(key);
+            }
+        }
     }
 
     /// Resolve a relative program path of a peer command against the config's folder.
@@ -318,7 +512,98 @@ impl HostConfig {
     }
 }
 
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+const DEFAULT_ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+
+fn parse_auth(raw: RawAuth) -> Result<AuthSettings, String> {
+    if raw.audience.is_empty() {
+        return Err("audience: must name this host (or its resource URL)".into());
+    }
+    let algorithms = match raw.algorithms {
+        None => DEFAULT_ALGORITHMS.to_vec(),
+        Some(names) => {
+            let mut algorithms = Vec::new();
+            for name in names {
+                let algorithm: Algorithm = name.parse().map_err(|_| {
+                    format!("algorithms: {name:?} is not a JWS algorithm (e.g. EdDSA, ES256, RS256, HS256)")
+                })?;
+                algorithms.push(algorithm);
+            }
+            if algorithms.is_empty() {
+                return Err("algorithms: must allow at least one".into());
+            }
+            algorithms
+        }
+    };
+    let leeway_secs = raw.leeway_secs.unwrap_or(30);
+    if leeway_secs > 300 {
+        return Err(format!("leeway_secs: {leeway_secs} is more than 300"));
+    }
+    if raw.issuers.is_empty() {
+        return Err("issuers: trust at least one issuer ([[auth.issuers]] with issuer and a key)".into());
+    }
+    let mut issuers = Vec::new();
+    for (index, issuer) in raw.issuers.into_iter().enumerate() {
+        let error = |message: String| format!("issuers[{index}].{message}");
+        if issuer.issuer.is_empty() {
+            return Err(error("issuer: must not be empty".into()));
+        }
+        let key = match (issuer.public_key, issuer.jwks, issuer.secret_file) {
+            (Some(path), None, None) => KeySource::Pem { path, kid: issuer.kid },
+            (None, Some(path), None) => KeySource::Jwks { path },
+            (None, None, Some(path)) => KeySource::Secret { path, kid: issuer.kid },
+            _ => return Err(error("public_key: give exactly one of public_key, jwks or secret_file".into())),
+        };
+        if let Some(bad) = issuer.ceiling.iter().flatten().find(|s| !crate::auth::is_grant(s)) {
+            return Err(error(format!(
+                "ceiling: {bad:?} is not *, tools:<pattern>, resources:<pattern> or prompts:<pattern>"
+            )));
+        }
+        issuers.push(IssuerSettings { issuer: issuer.issuer, keys: vec![key], ceiling: issuer.ceiling });
+    }
+    Ok(AuthSettings {
+        audience: raw.audience,
+        algorithms,
+        leeway_secs,
+        scope_claim: raw.scope_claim.unwrap_or_else(|| "scope".into()),
+        issuers,
+        resource: raw.resource,
+        authorization_servers: raw.authorization_servers,
+    })
+}
+
+fn parse_credentials(raw: &RawPeer) -> Result<PeerCredentials, String> {
+    match (raw.auth.as_deref(), &raw.token_file) {
+        (None, None) => {
+            if raw.audience.is_some() || raw.scopes.is_some() {
+                return Err("auth: audience and scopes need auth = \"identity\"".into());
+            }
+            Ok(PeerCredentials::None)
+        }
+        (None, Some(path)) => Ok(PeerCredentials::TokenFile(path.clone())),
+        (Some("identity"), None) => {
+            let scopes = raw.scopes.clone().unwrap_or_else(|| vec!["*".into()]);
+            Ok(PeerCredentials::Minted { audience: raw.audience.clone().unwrap_or_else(|| raw.name.clone()), scopes })
+        }
+        (Some("identity"), Some(_)) => Err("auth: give auth = \"identity\" or token_file, not both".into()),
+        (Some(other), _) => Err(format!("auth: {other:?} is not \"identity\" (or leave it out)")),
+    }
+}
+
 fn parse_peer(raw: RawPeer) -> Result<PeerConfig, String> {
+    let credentials = parse_credentials(&raw)?;
+    let client_cert = match (raw.client_cert.clone(), raw.client_key.clone()) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("client_cert: give client_cert and client_key together".into()),
+    };
+    if client_cert.is_some() && raw.ca.is_none() {
+        return Err("client_cert: mutual TLS needs the peer's ca too".into());
+    }
+    let tls = PeerTls { ca: raw.ca.clone(), client_cert };
     let name_ok = !raw.name.is_empty() && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !name_ok {
         return Err(format!("name: {:?} must be letters, digits, '-' or '_'", raw.name));
@@ -329,13 +614,11 @@ fn parse_peer(raw: RawPeer) -> Result<PeerConfig, String> {
     }
     let target = match (raw.url, raw.command) {
         (Some(url), None) => {
-            if url.starts_with("https://") {
-                return Err(format!(
-                    "url: {url:?}: TLS to peers is not supported yet; use http:// on a trusted network"
-                ));
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(format!("url: {url:?} is not an http:// or https:// URL"));
             }
-            if !url.starts_with("http://") {
-                return Err(format!("url: {url:?} is not an http:// URL"));
+            if url.starts_with("http://") && (raw.ca.is_some() || raw.client_cert.is_some()) {
+                return Err("ca: TLS settings need an https:// url".into());
             }
             if !raw.env.is_empty() {
                 return Err("env: only for a peer started with `command`".into());
@@ -354,6 +637,9 @@ fn parse_peer(raw: RawPeer) -> Result<PeerConfig, String> {
         (Some(_), Some(_)) => return Err("url: give either `url` or `command`, not both".into()),
         (None, None) => return Err("url: a peer needs `url` (Streamable HTTP) or `command` (stdio)".into()),
     };
+    if credentials != PeerCredentials::None && !matches!(target, PeerTarget::Url(_)) {
+        return Err("auth: credentials are for a peer reached by `url`".into());
+    }
     let connect = match raw.connect.as_deref() {
         None | Some("start") => PeerConnect::Start,
         Some("lazy") => PeerConnect::Lazy,
@@ -372,6 +658,8 @@ fn parse_peer(raw: RawPeer) -> Result<PeerConfig, String> {
         exclude: raw.exclude,
         connect,
         timeout: std::time::Duration::from_millis(timeout_ms),
+        credentials,
+        tls,
     })
 }
 
@@ -407,7 +695,8 @@ mod tests {
             ("colour = \"blue\"", "colour"),
             ("[[peers]]\nname = \"b\"", "peers[0].url"),
             ("[[peers]]\nname = \"b\"\nurl = \"ftp://x\"", "peers[0].url"),
-            ("[[peers]]\nname = \"b\"\nurl = \"https://x\"", "TLS to peers is not supported yet"),
+            ("[[peers]]\nname = \"b\"\nurl = \"http://x\"\nca = \"ca.pem\"", "peers[0].ca"),
+            ("[[peers]]\nname = \"b\"\nurl = \"https://x\"\nclient_cert = \"c.pem\"", "peers[0].client_cert"),
             ("[[peers]]\nname = \"b\"\ncommand = []", "peers[0].command"),
             ("[[peers]]\nname = \"b c\"\nurl = \"http://x\"", "peers[0].name"),
             ("[[peers]]\nname = \"b\"\nurl = \"http://x\"\nconnect = \"later\"", "peers[0].connect"),
@@ -416,6 +705,16 @@ mod tests {
                 "peers[1].name",
             ),
             ("[federation]\nmax_hops = 0", "federation.max_hops"),
+            ("[consent]\ndestructive = \"maybe\"", "consent.destructive"),
+            ("[[consent.rules]]\ntools = \"x\"\npolicy = \"never\"", "consent.rules[0].policy"),
+            ("[limits]\nper_minute = 0", "limits.per_minute"),
+            ("[auth]\naudience = \"x\"", "auth.issuers"),
+            ("[auth]\naudience = \"x\"\nalgorithms = [\"none\"]", "auth.algorithms"),
+            (
+                "[auth]\naudience = \"x\"\n[[auth.issuers]]\nissuer = \"i\"\npublic_key = \"k\"\nceiling = [\"all\"]",
+                "auth.issuers[0].ceiling",
+            ),
+            ("[[peers]]\nname = \"b\"\nurl = \"http://x\"\nauth = \"identity\"", "peers[0].auth"),
             ("[plugins]\nnetwork_allowed = [\"example.com\"]", "plugins.network_allowed[0]"),
         ];
         for (text, field) in cases {

@@ -4,6 +4,7 @@
 //! ARCHITECTURE.md at the repository root.
 
 pub mod app;
+pub mod auth;
 pub mod call;
 pub mod catalog;
 pub mod config;
@@ -11,4 +12,5 @@ pub mod federation;
 pub mod plugin;
 pub mod scaffold;
 pub mod session;
+pub mod tls;
 pub mod transport;

@@ -43,10 +43,59 @@ enum Command {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
+    /// Make this host's signing key pair (Ed25519), for the tokens it presents to peers.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Mint a signed token (for a client, or for another host to present to this one).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Start a plugin, or build one into a plugins folder.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write <dir>/<name>.pem (private) and <dir>/<name>.pub.pem (give this one to peers).
+    Generate {
+        /// The host's name: the `iss` and `kid` of its tokens.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "keys")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a token signed with a host key.
+    Issue {
+        /// The subject (`sub`): who the token is for.
+        #[arg(long)]
+        sub: String,
+        /// The audience (`aud`): the host that will accept it.
+        #[arg(long)]
+        aud: String,
+        /// Grants, space-separated: `*`, `tools:<pattern>`, `resources:<pattern>`, `prompts:<pattern>`.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The signing key (PEM); with --name. Default: [identity] of --config.
+        #[arg(long, requires = "name")]
+        key: Option<PathBuf>,
+        /// The issuer (`iss`, and `kid`) the key signs as.
+        #[arg(long, requires = "key")]
+        name: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -89,6 +138,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
+            if !stdio {
+                fedmcp::app::check_exposure(&config)?;
+            }
             let mut host = Host::start(&config).await?;
             host.watch()?;
             if stdio {
@@ -106,6 +158,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::process::exit(0);
             });
             host.serve_http(&config, shutdown, SHUTDOWN_GRACE).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command: KeysCommand::Generate { name, dir } } => {
+            let written = fedmcp::auth::keys::generate(&dir, &name)?;
+            println!("private key: {} (keep it secret; [identity] key = ...)", written.private.display());
+            println!("public key:  {} (peers trust it: [[auth.issuers]] public_key = ...)", written.public.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { command: TokenCommand::Issue { sub, aud, scope, ttl, key, name, config } } => {
+            let (name, key) = match (name, key) {
+                (Some(name), Some(key)) => (name, key),
+                _ => {
+                    let config = load_config(config, None)?;
+                    let identity = config.identity.ok_or_else(|| {
+                        anyhow::anyhow!("no signing key: give --key and --name, or a --config with an [identity]")
+                    })?;
+                    (identity.name, identity.key)
+                }
+            };
+            let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
+            if let Some(bad) = scopes.iter().find(|s| !fedmcp::auth::is_grant(s)) {
+                anyhow::bail!("--scope: {bad:?} is not *, tools:<pattern>, resources:<pattern> or prompts:<pattern>");
+            }
+            let signer = fedmcp::auth::keys::Signer::load(&name, &key)?;
+            let request = fedmcp::auth::keys::TokenRequest {
+                subject: sub,
+                audience: aud,
+                scopes,
+                ttl: std::time::Duration::from_secs(ttl),
+                actor: None,
+            };
+            let (token, _) = signer.mint(&request)?;
+            println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::New { name, lang, path } } => {

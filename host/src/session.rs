@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientCapabilities, CompleteRequestParams, CompleteResult,
@@ -29,6 +29,9 @@ use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::auth::audit::{Decision, Record};
+use crate::auth::consent::{self, Policy};
+use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
 use crate::federation::Federation;
 use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome};
@@ -36,6 +39,9 @@ use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputReque
 /// How many rounds of input a legacy session drives before giving up on a plugin that keeps
 /// asking.
 const MAX_INPUT_ROUNDS: usize = 10;
+
+/// The key of the consent question among a request's input requests.
+const CONSENT_KEY: &str = "fedmcp.consent";
 
 /// How long a sealed `requestState` stays valid.
 const REQUEST_STATE_TTL: Duration = Duration::from_secs(15 * 60);
@@ -46,6 +52,9 @@ pub struct Shared {
     pub federation: Arc<Federation>,
     codec: RequestStateCodec,
     instructions: Option<String>,
+    pub guard: Guard,
+    /// Who a request without a verified token is: stdio, or HTTP on a host without `[auth]`.
+    local: Arc<Identity>,
 }
 
 impl Shared {
@@ -55,8 +64,23 @@ impl Shared {
         federation: Arc<Federation>,
         state_key: Vec<u8>,
         instructions: Option<String>,
+        guard: Guard,
     ) -> Arc<Self> {
-        Arc::new(Self { catalog, federation, codec: RequestStateCodec::new(state_key), instructions })
+        let codec = RequestStateCodec::new(state_key);
+        Arc::new(Self { catalog, federation, codec, instructions, guard, local: Arc::new(Identity::local()) })
+    }
+
+    /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
+    pub fn entry_of(&self, message: &Value) -> Option<(EntryKind, String)> {
+        let params = message.get("params")?;
+        match message.get("method")?.as_str()? {
+            "tools/call" => Some((EntryKind::Tool, params.get("name")?.as_str()?.to_owned())),
+            "prompts/get" => Some((EntryKind::Prompt, params.get("name")?.as_str()?.to_owned())),
+            "resources/read" | "resources/subscribe" => {
+                Some((EntryKind::Resource, self.catalog.resource_grant_name(params.get("uri")?.as_str()?)))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -75,6 +99,164 @@ impl Session {
 
     fn catalog(&self) -> &Catalog {
         &self.shared.catalog
+    }
+
+    /// The caller, as the HTTP edge verified it, or the local user.
+    fn identity(&self, cx: &RequestContext<RoleServer>) -> Arc<Identity> {
+        cx.extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Identity>>().cloned())
+            .unwrap_or_else(|| self.shared.local.clone())
+    }
+
+    /// Refuse (and audit) a use of an entry outside the caller's grant.
+    fn authorize(
+        &self,
+        identity: &Identity,
+        method: &str,
+        kind: EntryKind,
+        entry: &str,
+        grant_name: &str,
+    ) -> Result<(), McpError> {
+        if identity.allows(kind, grant_name) {
+            return Ok(());
+        }
+        let message = crate::auth::edge::denied_message(identity, kind, grant_name);
+        self.shared.guard.audit.record(Record {
+            identity: Some(identity),
+            method,
+            entry,
+            decision: Decision::Denied(message.clone()),
+            outcome: None,
+            duration: None,
+        });
+        Err(McpError::invalid_request(message, Some(json!({ "required_scope": kind.scope_for(grant_name) }))))
+    }
+
+    /// Take one use from the caller's rate limit.
+    fn limit(&self, identity: &Identity, method: &str, entry: &str) -> Result<(), McpError> {
+        let Some(limiter) = &self.shared.guard.limits else { return Ok(()) };
+        let Err(exceeded) = limiter.check(&identity.limit_key()) else { return Ok(()) };
+        let message = format!(
+            "rate limit exceeded for {}: {} uses a minute; retry in {:.1} s",
+            identity.describe(),
+            exceeded.per_minute,
+            exceeded.retry_after.as_secs_f64()
+        );
+        self.shared.guard.audit.record(Record {
+            identity: Some(identity),
+            method,
+            entry,
+            decision: Decision::Denied(message.clone()),
+            outcome: None,
+            duration: None,
+        });
+        let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
+        Err(McpError::new(rmcp::model::ErrorCode(-32029), message, Some(data)))
+    }
+
+    /// Apply the consent policy to a tool call. `Ok(None)`: go on (with `decision` to audit);
+    /// `Ok(Some(result))`: the consent question, to return to a 2026-07-28 caller.
+    async fn consent(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        identity: &Identity,
+        tool: &str,
+        arguments: &Value,
+        request: &mut CallToolRequestParams,
+    ) -> Result<(Decision, Option<InputRequiredResult>), McpError> {
+        let policy =
+            self.catalog().tool_definition(tool).map_or(Policy::Allow, |t| self.shared.guard.consent.policy_for(&t));
+        let refuse = |decision: Decision, message: String| {
+            self.shared.guard.audit.record(Record {
+                identity: Some(identity),
+                method: "tools/call",
+                entry: tool,
+                decision,
+                outcome: None,
+                duration: None,
+            });
+            Err(McpError::invalid_request(message, Some(json!({ "tool": tool }))))
+        };
+        match policy {
+            Policy::Allow => return Ok((Decision::Allowed, None)),
+            Policy::Deny => {
+                let message = format!("the host's consent policy denies {tool}");
+                return refuse(Decision::Denied(message.clone()), message);
+            }
+            Policy::Ask => {}
+        }
+        let binding = format!("consent\n{tool}").into_bytes();
+        if let Some(sealed) = request.request_state.as_deref() {
+            if self.shared.codec.open_json_with::<Option<String>>(sealed, &binding).is_err() {
+                // The plugin's own state (verified when the call runs): consent was given when
+                // this call began.
+                return Ok((Decision::Allowed, None));
+            }
+            let answer = request.input_responses.as_mut().and_then(|responses| responses.remove(CONSENT_KEY));
+            request.request_state = None;
+            if answer.as_ref().and_then(|a| a.get("action")).and_then(Value::as_str) == Some("accept") {
+                return Ok((Decision::Asked { accepted: true }, None));
+            }
+            return refuse(Decision::Asked { accepted: false }, format!("the user did not allow {tool} to run"));
+        }
+        if !client_support(cx).elicitation {
+            let message = format!(
+                "{tool} runs only with the user's consent, and this client cannot be asked (it does not declare the \
+                 elicitation capability)"
+            );
+            return refuse(Decision::Denied(message.clone()), message);
+        }
+        let question = InputRequest::Elicitation(json!({
+            "mode": "form",
+            "message": consent::question(tool, arguments),
+            "requestedSchema": { "type": "object", "properties": {} },
+        }));
+        if is_stateless(cx) {
+            let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
+            let state = self
+                .shared
+                .codec
+                .seal_json_with(&None::<String>, &options)
+                .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))?;
+            let mut requests = InputRequests::new();
+            requests.insert(CONSENT_KEY.to_owned(), mcp_input_request(&question)?);
+            return Ok((Decision::Allowed, Some(InputRequiredResult::new(Some(requests), Some(state)))));
+        }
+        let answer = ask_client(cx, &question).await?;
+        if answer.get("action").and_then(Value::as_str) == Some("accept") {
+            Ok((Decision::Asked { accepted: true }, None))
+        } else {
+            refuse(Decision::Asked { accepted: false }, format!("the user did not allow {tool} to run"))
+        }
+    }
+
+    fn audit_done(
+        &self,
+        identity: &Identity,
+        method: &str,
+        entry: &str,
+        decision: Decision,
+        outcome: String,
+        started: Instant,
+    ) {
+        self.shared.guard.audit.record(Record {
+            identity: Some(identity),
+            method,
+            entry,
+            decision,
+            outcome: Some(outcome),
+            duration: Some(started.elapsed()),
+        });
+    }
+}
+
+fn outcome_of<T>(result: &Result<Result<T, InputRequiredResult>, McpError>, failed: impl Fn(&T) -> bool) -> String {
+    match result {
+        Ok(Ok(value)) if failed(value) => "tool error".into(),
+        Ok(Ok(_)) => "ok".into(),
+        Ok(Err(_)) => "input required".into(),
+        Err(error) => format!("error: {}", error.message),
     }
 }
 
@@ -208,6 +390,9 @@ impl Session {
     /// per session, so it is written in for peers that take it per request.
     fn forwardable_meta(&self, cx: &RequestContext<RoleServer>) -> serde_json::Map<String, Value> {
         let mut meta = cx.meta.0.0.clone();
+        // Who the caller is, for the tokens this host mints for its peers; a client cannot
+        // set it (its own value is replaced).
+        meta.insert(crate::federation::credentials::CALLER_KEY.to_owned(), json!(self.identity(cx).subject));
         if !is_stateless(cx) {
             let level = self.log_level.lock().map(|l| *l).unwrap_or(None).unwrap_or(LoggingLevel::Debug);
             if let Ok(level) = serde_json::to_value(level) {
@@ -404,30 +589,43 @@ impl ServerHandler for Session {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         self.shared.federation.wake().await;
-        Ok(ListToolsResult::with_all_items(self.catalog().tools()))
+        let identity = self.identity(&cx);
+        let mut tools = self.catalog().tools();
+        tools.retain(|tool| identity.allows(EntryKind::Tool, &tool.name));
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
+        let identity = self.identity(&cx);
+        self.authorize(&identity, "tools/call", EntryKind::Tool, &name, &name)?;
+        self.limit(&identity, "tools/call", &name)?;
+        let started = Instant::now();
         let route = self
             .catalog()
             .tool(&name)
             .ok_or_else(|| McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name }))))?;
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let arguments = Value::Object(request.arguments.take().unwrap_or_default());
+        let (decision, question) = self.consent(&cx, &identity, &name, &arguments, &mut request).await?;
+        if let Some(question) = question {
+            return Ok(CallToolResponse::InputRequired(question));
+        }
         let outcome = self
             .with_input(&cx, "tools/call", &name, request.input_responses, request.request_state.as_deref(), |c| {
                 let (route, arguments) = (route.clone(), arguments.clone());
                 async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
             })
-            .await?;
-        Ok(match outcome {
+            .await;
+        let outcome_text = outcome_of(&outcome, |r| r.is_error == Some(true));
+        self.audit_done(&identity, "tools/call", &name, decision, outcome_text, started);
+        Ok(match outcome? {
             Ok(result) => CallToolResponse::Complete(result),
             Err(input) => CallToolResponse::InputRequired(input),
         })
@@ -436,10 +634,13 @@ impl ServerHandler for Session {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
         self.shared.federation.wake().await;
-        Ok(ListPromptsResult::with_all_items(self.catalog().prompts()))
+        let identity = self.identity(&cx);
+        let mut prompts = self.catalog().prompts();
+        prompts.retain(|prompt| identity.allows(EntryKind::Prompt, &prompt.name));
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn get_prompt(
@@ -448,6 +649,10 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
         let name = request.name.clone();
+        let identity = self.identity(&cx);
+        self.authorize(&identity, "prompts/get", EntryKind::Prompt, &name, &name)?;
+        self.limit(&identity, "prompts/get", &name)?;
+        let started = Instant::now();
         let route = self.catalog().prompt(&name).ok_or_else(|| {
             McpError::invalid_params(format!("unknown prompt: {name}"), Some(json!({ "name": name })))
         })?;
@@ -464,8 +669,9 @@ impl ServerHandler for Session {
                 let (route, arguments) = (route.clone(), arguments.clone());
                 async move { route.owner.get_prompt(&route.local_name, &arguments, c).await }
             })
-            .await?;
-        Ok(match outcome {
+            .await;
+        self.audit_done(&identity, "prompts/get", &name, Decision::Allowed, outcome_of(&outcome, |_| false), started);
+        Ok(match outcome? {
             Ok(result) => GetPromptResponse::Complete(result),
             Err(input) => GetPromptResponse::InputRequired(input),
         })
@@ -474,19 +680,29 @@ impl ServerHandler for Session {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         self.shared.federation.wake().await;
-        Ok(ListResourcesResult::with_all_items(self.catalog().resources()))
+        let identity = self.identity(&cx);
+        let mut resources = self.catalog().resources();
+        resources.retain(|resource| {
+            identity.allows(EntryKind::Resource, &self.catalog().resource_grant_name(&resource.uri))
+        });
+        Ok(ListResourcesResult::with_all_items(resources))
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
         self.shared.federation.wake().await;
-        Ok(ListResourceTemplatesResult::with_all_items(self.catalog().resource_templates()))
+        let identity = self.identity(&cx);
+        let mut templates = self.catalog().resource_templates();
+        templates.retain(|template| {
+            identity.allows(EntryKind::Resource, &self.catalog().resource_grant_name(&template.uri_template))
+        });
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
     async fn read_resource(
@@ -495,6 +711,11 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
+        let identity = self.identity(&cx);
+        let grant_name = self.catalog().resource_grant_name(&uri);
+        self.authorize(&identity, "resources/read", EntryKind::Resource, &uri, &grant_name)?;
+        self.limit(&identity, "resources/read", &uri)?;
+        let started = Instant::now();
         let not_found = || McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
         let owner = self.catalog().resource_owner(&uri).ok_or_else(not_found)?;
         let outcome = self
@@ -503,18 +724,17 @@ impl ServerHandler for Session {
                 async move { owner.read_resource(&uri, c).await }
             })
             .await
-            .map_err(|e| if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND { not_found() } else { e })?;
-        Ok(match outcome {
+            .map_err(|e| if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND { not_found() } else { e });
+        self.audit_done(&identity, "resources/read", &uri, Decision::Allowed, outcome_of(&outcome, |_| false), started);
+        Ok(match outcome? {
             Ok(result) => ReadResourceResponse::Complete(result),
             Err(input) => ReadResourceResponse::InputRequired(input),
         })
     }
 
-    async fn subscribe(
-        &self,
-        request: SubscribeRequestParams,
-        _cx: RequestContext<RoleServer>,
-    ) -> Result<(), McpError> {
+    async fn subscribe(&self, request: SubscribeRequestParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let grant_name = self.catalog().resource_grant_name(&request.uri);
+        self.authorize(&self.identity(&cx), "resources/subscribe", EntryKind::Resource, &request.uri, &grant_name)?;
         if let Ok(mut subscriptions) = self.subscriptions.lock() {
             subscriptions.insert(request.uri);
         }
@@ -538,6 +758,15 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         let call_cx = CallContext { meta: self.forwardable_meta(&cx), ..CallContext::default() };
+        let identity = self.identity(&cx);
+        let (kind, grant_name) = match &request.r#ref {
+            rmcp::model::Reference::Prompt(prompt) => (EntryKind::Prompt, prompt.name.clone()),
+            rmcp::model::Reference::Resource(resource) => {
+                (EntryKind::Resource, self.catalog().resource_grant_name(&resource.uri))
+            }
+            _ => return Err(McpError::invalid_params("unsupported completion reference", None)),
+        };
+        self.authorize(&identity, "completion/complete", kind, &grant_name, &grant_name)?;
         let result = match &request.r#ref {
             rmcp::model::Reference::Prompt(prompt) => {
                 let route = self

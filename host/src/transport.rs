@@ -19,6 +19,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Identity;
+use crate::auth::edge::{self, Gate};
 use crate::session::{Session, Shared};
 
 /// Origins of loopback pages; any other browser origin is refused (DNS-rebinding guard).
@@ -36,6 +38,8 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub max_request_body_bytes: usize,
+    /// Bearer-token authentication; `None` serves every (loopback) client as the local user.
+    pub gate: Option<Arc<Gate>>,
 }
 
 /// The axum router: `/mcp` and `/health`.
@@ -58,11 +62,22 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         config,
     );
     let limit = options.max_request_body_bytes;
-    Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn(move |request, next| track_until_sent(request, next, requests.clone(), limit)))
-        .route("/health", get(health))
-        .with_state(shared)
+    let gate = options.gate;
+    let edge_shared = shared.clone();
+    let check_gate = gate.clone();
+    let mut mcp = Router::new().nest_service("/mcp", mcp).layer(axum::middleware::from_fn(move |request, next| {
+        track_until_sent(request, next, requests.clone(), limit, edge_shared.clone(), check_gate.clone())
+    }));
+    if let Some(gate) = gate {
+        // Outermost: a request without a valid token is answered before its body is read.
+        mcp = mcp.layer(axum::middleware::from_fn_with_state(gate.clone(), edge::authenticate)).merge(
+            Router::new()
+                .route(edge::METADATA_PATH, get(edge::metadata))
+                .route(&format!("{}/mcp", edge::METADATA_PATH), get(edge::metadata))
+                .with_state(gate),
+        );
+    }
+    mcp.merge(Router::new().route("/health", get(health)).with_state(shared))
 }
 
 fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
@@ -70,12 +85,19 @@ fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, limit: usize) -> Response {
+async fn track_until_sent(
+    request: Request,
+    next: Next,
+    requests: TaskTracker,
+    limit: usize,
+    shared: Arc<Shared>,
+    gate: Option<Arc<Gate>>,
+) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
     let in_flight = requests.token();
-    let response = reject_malformed(request, next, limit).await;
+    let response = reject_malformed(request, next, limit, &shared, gate.as_deref()).await;
     // The token lives as long as the response body: hyper drops it once the last byte is out.
     response.map(|body| {
         Body::new(body.map_frame(move |frame| {
@@ -86,8 +108,15 @@ async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, l
 }
 
 /// Answer what is not a single JSON-RPC message with a JSON-RPC error before it reaches the
-/// protocol layer: malformed JSON (-32700) and batches (-32600, removed in 2025-06-18).
-async fn reject_malformed(request: Request, next: Next, limit: usize) -> Response {
+/// protocol layer: malformed JSON (-32700) and batches (-32600, removed in 2025-06-18); and
+/// answer a use of an entry outside the caller's grant with `403 insufficient_scope`.
+async fn reject_malformed(
+    request: Request,
+    next: Next,
+    limit: usize,
+    shared: &Shared,
+    gate: Option<&Gate>,
+) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
@@ -100,7 +129,7 @@ async fn reject_malformed(request: Request, next: Next, limit: usize) -> Respons
         }
         Err(BodyError::Broken) => return StatusCode::BAD_REQUEST.into_response(),
     };
-    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+    let message = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Err(error) => {
             return jsonrpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {error}"));
         }
@@ -108,7 +137,22 @@ async fn reject_malformed(request: Request, next: Next, limit: usize) -> Respons
             let message = "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18)";
             return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, message.to_owned());
         }
-        Ok(_) => {}
+        Ok(message) => message,
+    };
+    if let Some(gate) = gate
+        && let Some(identity) = parts.extensions.get::<Arc<Identity>>()
+        && let Some((kind, name)) = shared.entry_of(&message)
+        && !identity.allows(kind, &name)
+    {
+        shared.guard.audit.record(crate::auth::audit::Record {
+            identity: Some(identity),
+            method: message.get("method").and_then(|m| m.as_str()).unwrap_or_default(),
+            entry: &name,
+            decision: crate::auth::audit::Decision::Denied(edge::denied_message(identity, kind, &name)),
+            outcome: None,
+            duration: None,
+        });
+        return gate.forbidden(&parts.headers, identity, kind, &name);
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
@@ -172,6 +216,15 @@ pub async fn serve_http(
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// Serve HTTPS on `listener` until `shutdown` is cancelled.
+pub async fn serve_https(
+    listener: crate::tls::TlsListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 

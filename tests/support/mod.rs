@@ -86,6 +86,8 @@ pub fn run_conformance(url: &str, requirements: &str) {
 pub struct Server {
     child: Child,
     pub address: String,
+    /// `http` or `https`.
+    pub scheme: String,
     log: mpsc::Receiver<String>,
 }
 
@@ -111,6 +113,8 @@ impl Server {
     }
 
     fn spawn(plugins: &Path, listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        // reqwest is built with rustls and no provider of its own: the tests' clients use ring.
+        fedmcp::tls::install_default_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fedmcp"))
             .args(["serve", "--listen", listen, "--plugins"])
             .arg(plugins)
@@ -129,21 +133,24 @@ impl Server {
                 let _ = sender.send(line);
             }
         });
-        let mut server = Self { child, address: String::new(), log };
+        let mut server = Self { child, address: String::new(), scheme: "http".into(), log };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while server.address.is_empty() {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
             let line = server.log.recv_timeout(remaining).expect("fedmcp reports its address within 60 s");
             eprintln!("[fedmcp] {line}");
-            if let Some(rest) = line.split("serving MCP at http://").nth(1) {
-                server.address = rest.split('/').next().unwrap_or_default().to_owned();
+            for scheme in ["http", "https"] {
+                if let Some(rest) = line.split(&format!("serving MCP at {scheme}://")).nth(1) {
+                    server.address = rest.split('/').next().unwrap_or_default().to_owned();
+                    server.scheme = scheme.to_owned();
+                }
             }
         }
         server
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/mcp", self.address)
+        format!("{}://{}/mcp", self.scheme, self.address)
     }
 
     /// `GET /health`.
@@ -220,18 +227,34 @@ pub struct StatelessClient {
     pub url: String,
     /// Client capabilities declared in each request's `_meta`.
     pub capabilities: serde_json::Value,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 impl StatelessClient {
     pub fn new(server: &Server) -> Self {
-        Self { http: reqwest::Client::new(), url: server.url(), capabilities: serde_json::json!({ "elicitation": {} }) }
+        Self {
+            http: reqwest::Client::new(),
+            url: server.url(),
+            capabilities: serde_json::json!({ "elicitation": {} }),
+            token: None,
+        }
+    }
+
+    pub fn with_token(server: &Server, token: &str) -> Self {
+        Self { token: Some(token.to_owned()), ..Self::new(server) }
     }
 
     pub fn post(&self) -> reqwest::RequestBuilder {
-        self.http
+        let request = self
+            .http
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", "application/json, text/event-stream");
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn raw(&self, request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {

@@ -14,6 +14,7 @@
 //! host refuses a request that already passed through it, or that crossed too many hosts.
 
 mod client;
+pub mod credentials;
 pub mod loops;
 mod peer;
 
@@ -22,7 +23,8 @@ use std::time::Duration;
 
 pub use peer::{Peer, PeerListing};
 
-use crate::config::PeerConfig;
+use crate::auth::keys::Signer;
+use crate::config::{PeerConfig, PeerCredentials};
 
 /// How long the first request waits for peers that connect at first use.
 const FIRST_USE_WAIT: Duration = Duration::from_secs(5);
@@ -33,9 +35,21 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// Start supervising each peer; connections are made in the background.
-    pub fn start(configs: &[PeerConfig], host_id: &str, max_hops: usize) -> Self {
-        let peers = configs.iter().map(|config| Peer::start(config.clone(), host_id.to_owned(), max_hops)).collect();
+    /// Start supervising each peer; connections are made in the background. `signer` mints
+    /// the tokens of peers configured with `auth = "identity"`.
+    pub fn start(configs: &[PeerConfig], host_id: &str, max_hops: usize, signer: Option<&Arc<Signer>>) -> Self {
+        let peers = configs
+            .iter()
+            .map(|config| {
+                let minter = match (&config.credentials, signer) {
+                    (PeerCredentials::Minted { audience, scopes }, Some(signer)) => {
+                        Some(Arc::new(credentials::Minter::new(signer.clone(), audience.clone(), scopes.clone())))
+                    }
+                    _ => None,
+                };
+                Peer::start(config.clone(), host_id.to_owned(), max_hops, minter)
+            })
+            .collect();
         Self { peers }
     }
 

@@ -17,9 +17,34 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::client::{ActiveCalls, PeerClient};
+use super::credentials::{CALLER_KEY, Minter, PeerHttpClient};
 use super::loops;
 use crate::call::{CallContext, CallError, InputRequest, InputRequired, ListKind, Outcome};
-use crate::config::{PeerConfig, PeerConnect, PeerTarget};
+use crate::config::{PeerConfig, PeerConnect, PeerCredentials, PeerTarget};
+
+/// An error and what caused it, outermost first ("error sending request" alone says little).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The HTTP client for a peer: its own CA and client certificate when configured.
+fn peer_http_client(tls: &crate::tls::PeerTls) -> Result<reqwest::Client, String> {
+    let builder = match crate::tls::client_config(tls).map_err(|e| e.to_string())? {
+        Some(config) => reqwest::Client::builder().tls_backend_preconfigured(config),
+        None => reqwest::Client::builder(),
+    };
+    builder.build().map_err(|e| format!("cannot make the HTTP client: {e}"))
+}
 
 /// rmcp's handle on the peer, as its client.
 type Upstream = rmcp::Peer<RoleClient>;
@@ -68,10 +93,12 @@ pub struct Peer {
     attempted: watch::Sender<bool>,
     /// A call found the connection gone.
     lost: Notify,
+    /// Mints this host's tokens for the peer (`auth = "identity"`).
+    minter: Option<Arc<Minter>>,
 }
 
 impl Peer {
-    pub fn start(config: PeerConfig, host_id: String, max_hops: usize) -> Arc<Self> {
+    pub fn start(config: PeerConfig, host_id: String, max_hops: usize, minter: Option<Arc<Minter>>) -> Arc<Self> {
         let peer = Arc::new(Self {
             woken: AtomicBool::new(config.connect == PeerConnect::Start),
             config,
@@ -84,6 +111,7 @@ impl Peer {
             wake: Notify::new(),
             attempted: watch::Sender::new(false),
             lost: Notify::new(),
+            minter,
         });
         tokio::spawn(peer.clone().supervise());
         peer
@@ -230,15 +258,21 @@ impl Peer {
                         reqwest::header::HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
                     config.custom_headers.insert(name, value);
                 }
-                let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
-                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| e.to_string())
+                if let PeerCredentials::TokenFile(path) = &self.config.credentials {
+                    let token = std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+                    config.auth_header = Some(token.trim().to_owned());
+                }
+                let http = PeerHttpClient { inner: peer_http_client(&self.config.tls)?, minter: self.minter.clone() };
+                let transport = StreamableHttpClientTransport::with_client(http, config);
+                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))
             }
             PeerTarget::Command { program, args, env } => {
                 let mut command = tokio::process::Command::new(program);
                 command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
                 let transport = rmcp::transport::TokioChildProcess::new(command)
                     .map_err(|e| format!("cannot start {program}: {e}"))?;
-                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| e.to_string())
+                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))
             }
         }
     }
@@ -408,8 +442,11 @@ impl Peer {
     fn forwarded_meta(&self, cx: &CallContext) -> Result<RequestMetaObject, CallError> {
         const CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
         let mut meta = cx.meta.clone();
+        // Only a token this host mints says who the caller is; nobody else gets the marker.
+        let keep_caller = self.minter.is_some();
         meta.retain(|key, _| {
-            key != "progressToken"
+            (keep_caller || key != CALLER_KEY)
+                && key != "progressToken"
                 && !matches!(
                     key.as_str(),
                     "io.modelcontextprotocol/protocolVersion" | "io.modelcontextprotocol/clientInfo"

@@ -1,0 +1,93 @@
+//! Consent policy: whether a tool runs, is refused, or runs only after the caller's user says
+//! yes (an elicitation sent to the client that made the call).
+
+use rmcp::model::Tool;
+
+use super::glob_matches;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Allow,
+    Deny,
+    Ask,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "allow" => Ok(Self::Allow),
+            "deny" => Ok(Self::Deny),
+            "ask" => Ok(Self::Ask),
+            other => Err(format!("{other:?} is not \"allow\", \"deny\" or \"ask\"")),
+        }
+    }
+}
+
+/// `[consent]`: rules over exposed tool names (first match wins), then a policy for tools whose
+/// annotations say they are destructive, then `allow`.
+#[derive(Debug, Clone)]
+pub struct ConsentRules {
+    pub rules: Vec<(String, Policy)>,
+    pub destructive: Policy,
+}
+
+impl Default for ConsentRules {
+    fn default() -> Self {
+        Self { rules: Vec::new(), destructive: Policy::Ask }
+    }
+}
+
+impl ConsentRules {
+    pub fn policy_for(&self, tool: &Tool) -> Policy {
+        if let Some((_, policy)) = self.rules.iter().find(|(pattern, _)| glob_matches(pattern, &tool.name)) {
+            return *policy;
+        }
+        // Only an explicit `destructiveHint: true` on a tool that is not read-only counts: the
+        // hint is advisory, and most tools say nothing.
+        let destructive = tool
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.destructive_hint == Some(true) && a.read_only_hint != Some(true));
+        if destructive { self.destructive } else { Policy::Allow }
+    }
+}
+
+/// The question put to the user.
+pub fn question(tool: &str, arguments: &serde_json::Value) -> String {
+    let mut shown = arguments.to_string();
+    if shown.len() > 300 {
+        let cut = (0..=300).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    format!("Allow the tool {tool} to run with {shown}?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::ToolAnnotations;
+
+    fn tool(name: &str, destructive: Option<bool>) -> Tool {
+        let mut tool = Tool::new(name.to_owned(), "", serde_json::Map::new());
+        if let Some(destructive) = destructive {
+            tool.annotations = Some(ToolAnnotations::new().destructive(destructive));
+        }
+        tool
+    }
+
+    #[test]
+    fn rules_then_destructive_hint_then_allow() {
+        let rules = ConsentRules {
+            rules: vec![("files__delete*".into(), Policy::Deny), ("files__*".into(), Policy::Allow)],
+            destructive: Policy::Ask,
+        };
+        assert_eq!(rules.policy_for(&tool("files__delete_all", Some(true))), Policy::Deny);
+        assert_eq!(rules.policy_for(&tool("files__write", Some(true))), Policy::Allow);
+        assert_eq!(rules.policy_for(&tool("db__drop", Some(true))), Policy::Ask);
+        assert_eq!(rules.policy_for(&tool("db__query", Some(false))), Policy::Allow);
+        assert_eq!(rules.policy_for(&tool("db__other", None)), Policy::Allow);
+    }
+}

@@ -1,0 +1,562 @@
+//! Authentication and authorization end to end: the real binary with `[auth]`, attacked with
+//! bad tokens; scopes that filter lists and refuse calls; two hosts where A presents tokens it
+//! mints to B; the audit log read back.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Server, StatelessClient};
+
+const AUDIENCE: &str = "fedmcp-test";
+const ISSUER: &str = "https://idp.test";
+
+fn fedmcp(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_fedmcp")).args(args).output().expect("fedmcp runs");
+    assert!(output.status.success(), "fedmcp {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn generate_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    fedmcp(&["keys", "generate", "--name", name, "--dir", dir.to_str().expect("UTF-8 path")]);
+    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.pub.pem")))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+fn claims(overrides: Value) -> Value {
+    let mut claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now(), "exp": now() + 600, "scope": "*",
+    });
+    for (key, value) in overrides.as_object().cloned().unwrap_or_default() {
+        claims[key] = value;
+    }
+    claims
+}
+
+fn sign(algorithm: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).expect("the test signs a token")
+}
+
+fn b64(value: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value)
+}
+
+/// An `[auth]` host serving the example plugins, its identity provider's key, and its audit log.
+struct Protected {
+    dir: tempfile::TempDir,
+    idp: EncodingKey,
+    server: Server,
+}
+
+impl Protected {
+    fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (private, _) = generate_keys(dir.path(), "idp");
+        let rsa = support::repo_root().join("tests/auth/test-only-rsa.pub.pem");
+        let config = format!(
+            r#"
+[auth]
+audience = "{AUDIENCE}"
+algorithms = ["EdDSA", "RS256", "HS256"]
+authorization_servers = ["{ISSUER}"]
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+public_key = "idp.pub.pem"
+kid = "idp"
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+public_key = {rsa:?}
+kid = "rsa"
+
+[audit]
+file = "audit.jsonl"
+{extra}"#
+        );
+        std::fs::write(dir.path().join("host.toml"), config).expect("config written");
+        let server =
+            Server::start_configured(&support::example_plugins(), &dir.path().join("host.toml"), "127.0.0.1:0");
+        let idp = EncodingKey::from_ed_pem(&std::fs::read(private).expect("key")).expect("an Ed25519 key");
+        Self { dir, idp, server }
+    }
+
+    fn token(&self, overrides: Value) -> String {
+        sign(Algorithm::EdDSA, "idp", &self.idp, &claims(overrides))
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("each audit line is JSON")).collect()
+    }
+}
+
+#[tokio::test]
+async fn every_attack_on_the_token_gets_401_and_nothing_is_served() {
+    let host = Protected::start("");
+    let rogue_dir = tempfile::tempdir().expect("temp dir");
+    let (rogue_private, _) = generate_keys(rogue_dir.path(), "rogue");
+    let rogue = EncodingKey::from_ed_pem(&std::fs::read(rogue_private).expect("key")).expect("key");
+    let rsa_public = std::fs::read(support::repo_root().join("tests/auth/test-only-rsa.pub.pem")).expect("key");
+    let payload = b64(claims(json!({})).to_string().as_bytes());
+    let attacks: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("expired", Some(host.token(json!({ "exp": now() - 3600, "iat": now() - 7200 })))),
+        ("not yet valid", Some(host.token(json!({ "nbf": now() + 3600 })))),
+        ("wrong audience", Some(host.token(json!({ "aud": "another-host" })))),
+        ("wrong issuer", Some(host.token(json!({ "iss": "https://evil.test" })))),
+        ("bad signature", Some(sign(Algorithm::EdDSA, "idp", &rogue, &claims(json!({}))))),
+        ("alg none", Some(format!("{}.{payload}.", b64(br#"{"alg":"none","typ":"JWT"}"#)))),
+        (
+            "HS256 signed with the RS256 public key",
+            Some(sign(Algorithm::HS256, "rsa", &EncodingKey::from_secret(&rsa_public), &claims(json!({})))),
+        ),
+        ("unknown kid", Some(sign(Algorithm::EdDSA, "someone-else", &host.idp, &claims(json!({}))))),
+        ("malformed header", Some(format!("{}.{payload}.c2ln", b64(b"{not json")))),
+        ("garbage", Some("not-a-jwt".to_owned())),
+    ];
+    let client = StatelessClient::new(&host.server);
+    for (attack, token) in &attacks {
+        let mut request = client.post().header("mcp-protocol-version", "2026-07-28");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "text-tools__slugify", "arguments": { "text": "Secret Plans" },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } } });
+        let response = request.body(body.to_string()).send().await.expect("the server answers");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{attack}");
+        let challenge = response.headers().get("www-authenticate").and_then(|h| h.to_str().ok()).unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains("resource_metadata=\""),
+            "{attack}: {challenge}"
+        );
+        let text = response.text().await.unwrap_or_default();
+        assert!(!text.contains("secret-plans"), "{attack} was served: {text}");
+    }
+
+    // A valid token in the query string instead of the header.
+    let valid = host.token(json!({}));
+    let url = format!("{}?access_token={valid}", host.server.url());
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
+        "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } } });
+    let response = client
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "token in the query string");
+
+    let audit = host.audit();
+    assert_eq!(audit.len(), attacks.len() + 1, "one audit line per refused request: {audit:?}");
+    assert!(audit.iter().all(|line| line["decision"] == "denied" && line["identity"].is_null()), "{audit:?}");
+
+    // The same request with the valid token in the header is served: the refusals above were
+    // about the tokens.
+    let (status, reply) = StatelessClient::with_token(&host.server, &valid)
+        .request("tools/call", json!({ "name": "text-tools__slugify", "arguments": { "text": "Secret Plans" } }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["result"]["content"][0]["text"], "secret-plans", "{reply}");
+
+    // RFC 9728 metadata tells a client where to get a token.
+    let metadata: Value =
+        reqwest::get(format!("http://{}/.well-known/oauth-protected-resource/mcp", host.server.address))
+            .await
+            .expect("metadata answers")
+            .json()
+            .await
+            .expect("metadata is JSON");
+    assert_eq!(metadata["authorization_servers"], json!([ISSUER]), "{metadata}");
+    assert_eq!(metadata["resource"], format!("http://{}/mcp", host.server.address), "{metadata}");
+}
+
+#[tokio::test]
+async fn scopes_decide_what_is_listed_and_what_may_be_called_and_the_audit_log_says_so() {
+    let host = Protected::start("");
+    let narrow = host.token(json!({ "sub": "bob", "scope": "openid tools:text-tools__slug* prompts:none" }));
+    let client = StatelessClient::with_token(&host.server, &narrow);
+    let (status, reply) = client.request("tools/list", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let names: Vec<&str> =
+        reply["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["text-tools__slugify"], "only the granted tool is listed");
+    let (_, prompts) = client.request("prompts/list", json!({})).await;
+    assert_eq!(prompts["result"]["prompts"], json!([]), "{prompts}");
+
+    assert_eq!(
+        client.call("text-tools__slugify", json!({ "text": "Hello World" })).await.expect("granted")["content"][0]["text"],
+        "hello-world"
+    );
+    let (status, reply) = client
+        .request(
+            "tools/call",
+            json!({ "name": "text-tools__change_case", "arguments": { "text": "hello", "to": "upper" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert!(reply["error"]["message"].as_str().is_some_and(|m| m.contains("tools:text-tools__change_case")), "{reply}");
+
+    let wide = host.token(json!({ "sub": "carol", "scope": "tools:text-tools__*" }));
+    let reply = StatelessClient::with_token(&host.server, &wide)
+        .call("text-tools__change_case", json!({ "text": "hello there", "to": "title" }))
+        .await
+        .expect("granted with the wider scope");
+    assert_eq!(reply["content"][0]["text"], "Hello There");
+
+    let audit = host.audit();
+    let find = |sub: &str, decision: &str| {
+        audit.iter().find(|l| l["identity"]["sub"] == sub && l["decision"] == decision && l["method"] == "tools/call")
+    };
+    let allowed = find("bob", "allowed").unwrap_or_else(|| panic!("bob's allowed call is audited: {audit:?}"));
+    assert_eq!(allowed["entry"], "text-tools__slugify");
+    assert_eq!(allowed["outcome"], "ok");
+    assert_eq!(allowed["identity"]["iss"], ISSUER);
+    assert!(allowed["duration_ms"].as_f64().is_some(), "{allowed}");
+    let denied = find("bob", "denied").unwrap_or_else(|| panic!("bob's refused call is audited: {audit:?}"));
+    assert_eq!(denied["entry"], "text-tools__change_case");
+    assert!(find("carol", "allowed").is_some(), "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_public_address_without_auth_is_refused_unless_overridden() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fedmcp"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--plugins"])
+        .arg(support::repo_root().join("tests/plugins/empty"))
+        .output()
+        .expect("fedmcp runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without authentication") && stderr.contains("allow_unauthenticated_public"), "{stderr}");
+}
+
+/// Client → A → B: A verifies the client and enforces its grant; B verifies A's minted token
+/// (which names the client) and enforces its own grant to A.
+#[tokio::test]
+async fn through_federation_each_host_enforces_its_own_grant() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (idp_private, _) = generate_keys(dir.path(), "idp");
+    let (a_private, _) = generate_keys(dir.path(), "host-a");
+    let b_config = r#"
+[auth]
+audience = "host-b"
+[[auth.issuers]]
+issuer = "host-a"
+public_key = "host-a.pub.pem"
+kid = "host-a"
+ceiling = ["tools:text-tools__slugify"]
+[audit]
+file = "b-audit.jsonl"
+"#;
+    std::fs::write(dir.path().join("b.toml"), b_config).expect("config");
+    let b = Server::start_configured(&support::example_plugins(), &dir.path().join("b.toml"), "127.0.0.1:0");
+    let a_config = format!(
+        r#"
+[identity]
+name = "host-a"
+key = "host-a.pem"
+[auth]
+audience = "host-a"
+[[auth.issuers]]
+issuer = "{ISSUER}"
+public_key = "idp.pub.pem"
+kid = "idp"
+[audit]
+file = "a-audit.jsonl"
+[[peers]]
+name = "b"
+url = "{}"
+auth = "identity"
+audience = "host-b"
+"#,
+        b.url()
+    );
+    std::fs::write(dir.path().join("a.toml"), a_config).expect("config");
+    let empty = support::repo_root().join("tests/plugins/empty");
+    let a = Server::start_configured(&empty, &dir.path().join("a.toml"), "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+
+    let idp = EncodingKey::from_ed_pem(&std::fs::read(idp_private).expect("key")).expect("key");
+    let token = |sub: &str, scope: &str| {
+        sign(Algorithm::EdDSA, "idp", &idp, &claims(json!({ "sub": sub, "aud": "host-a", "scope": scope })))
+    };
+    let alice = StatelessClient::with_token(&a, &token("alice", "tools:b__*"));
+    let (_, reply) = alice.request("tools/list", json!({})).await;
+    let names: Vec<&str> =
+        reply["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["b__text-tools__slugify"], "A imports only what B grants A: {reply}");
+    let result = alice.call("b__text-tools__slugify", json!({ "text": "Across Hosts" })).await.expect("allowed");
+    assert_eq!(result["content"][0]["text"], "across-hosts");
+
+    // A refuses a caller whose grant lacks the peer's tools.
+    let dave = StatelessClient::with_token(&a, &token("dave", "tools:local__*"));
+    let (status, _) =
+        dave.request("tools/call", json!({ "name": "b__text-tools__slugify", "arguments": { "text": "x" } })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // B holds its grant to A even for a token of A's that asks for everything.
+    let a_token = fedmcp(&[
+        "token",
+        "issue",
+        "--key",
+        a_private.to_str().expect("UTF-8"),
+        "--name",
+        "host-a",
+        "--sub",
+        "host-a",
+        "--aud",
+        "host-b",
+        "--scope",
+        "*",
+        "--ttl",
+        "60",
+    ]);
+    let as_a = StatelessClient::with_token(&b, &a_token);
+    let (status, _) = as_a
+        .request(
+            "tools/call",
+            json!({ "name": "text-tools__change_case", "arguments": { "text": "x", "to": "upper" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "B's ceiling for host-a holds");
+    // And a token of A's for another audience is refused outright.
+    let elsewhere = fedmcp(&[
+        "token",
+        "issue",
+        "--key",
+        a_private.to_str().expect("UTF-8"),
+        "--name",
+        "host-a",
+        "--sub",
+        "host-a",
+        "--aud",
+        "host-c",
+        "--scope",
+        "*",
+    ]);
+    let (status, _) = StatelessClient::with_token(&b, &elsewhere).request("tools/list", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // B's audit names the client A acted for.
+    let b_audit = std::fs::read_to_string(dir.path().join("b-audit.jsonl")).unwrap_or_default();
+    let forwarded = b_audit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["decision"] == "allowed" && line["entry"] == "text-tools__slugify")
+        .unwrap_or_else(|| panic!("B audited the forwarded call: {b_audit}"));
+    assert_eq!(forwarded["identity"]["sub"], "alice", "{forwarded}");
+    assert_eq!(forwarded["identity"]["act"], "host-a", "{forwarded}");
+    assert_eq!(forwarded["identity"]["iss"], "host-a", "{forwarded}");
+}
+
+#[tokio::test]
+async fn consent_asks_the_caller_and_rate_limits_hold_per_identity() {
+    let host = Protected::start(
+        r#"
+[[consent.rules]]
+tools = "text-tools__change_case"
+policy = "ask"
+[[consent.rules]]
+tools = "text-tools__format_json"
+policy = "deny"
+[limits]
+per_minute = 60
+burst = 4
+"#,
+    );
+    let erin = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "erin" })));
+    let change = json!({ "name": "text-tools__change_case", "arguments": { "text": "be careful", "to": "upper" } });
+
+    // 2026-07-28: the question comes back as input required; the retry carries the answer.
+    let (_, first) = erin.request("tools/call", change.clone()).await;
+    let question = &first["result"]["inputRequests"]["fedmcp.consent"];
+    assert_eq!(question["method"], "elicitation/create", "{first}");
+    assert!(question["params"]["message"].as_str().is_some_and(|m| m.contains("text-tools__change_case")), "{first}");
+    let state = first["result"]["requestState"].as_str().expect("a sealed state").to_owned();
+    let mut accepted = change.clone();
+    accepted["inputResponses"] = json!({ "fedmcp.consent": { "action": "accept" } });
+    accepted["requestState"] = json!(state);
+    let (_, done) = erin.request("tools/call", accepted).await;
+    assert_eq!(done["result"]["content"][0]["text"], "BE CAREFUL", "{done}");
+    let mut declined = change.clone();
+    declined["inputResponses"] = json!({ "fedmcp.consent": { "action": "decline" } });
+    declined["requestState"] = json!(state);
+    let (_, refused) = erin.request("tools/call", declined).await;
+    assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains("did not allow")), "{refused}");
+    // An answer without the question's sealed state is no consent.
+    let mut forged = change.clone();
+    forged["inputResponses"] = json!({ "fedmcp.consent": { "action": "accept" } });
+    let (_, forged) = erin.request("tools/call", forged).await;
+    assert!(forged["result"]["inputRequests"]["fedmcp.consent"].is_object(), "asked again: {forged}");
+
+    // A client that cannot be asked gets a clear refusal; a denied tool never runs.
+    let mut mute = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "frank" })));
+    mute.capabilities = json!({});
+    let refusal = mute.call("text-tools__change_case", json!({ "text": "x", "to": "upper" })).await.unwrap_err();
+    assert!(refusal.contains("elicitation"), "{refusal}");
+    let judy = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "judy" })));
+    let denied = judy.call("text-tools__format_json", json!({ "json": "{}" })).await.unwrap_err();
+    assert!(denied.contains("consent policy denies"), "{denied}");
+
+    // Rate limit: a bucket of 4 per identity (erin has spent hers above).
+    let grace = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "grace" })));
+    for _ in 0..4 {
+        grace.call("text-tools__slugify", json!({ "text": "a b" })).await.expect("within the burst");
+    }
+    let limited = grace.call("text-tools__slugify", json!({ "text": "a b" })).await.unwrap_err();
+    assert!(limited.contains("rate limit exceeded") && limited.contains("grace"), "{limited}");
+    let heidi = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "heidi" })));
+    heidi.call("text-tools__slugify", json!({ "text": "a b" })).await.expect("another identity has its own bucket");
+
+    let audit = host.audit();
+    let asked: Vec<&Value> = audit.iter().filter(|l| l["decision"] == "asked").collect();
+    assert!(
+        asked.iter().any(|l| l["accepted"] == true && l["identity"]["sub"] == "erin" && l["outcome"] == "ok"),
+        "{audit:?}"
+    );
+    assert!(asked.iter().any(|l| l["accepted"] == false), "{audit:?}");
+    assert!(
+        audit.iter().any(|l| l["decision"] == "denied"
+            && l["identity"]["sub"] == "grace"
+            && l["reason"].as_str().is_some_and(|r| r.contains("rate limit"))),
+        "{audit:?}"
+    );
+}
+
+fn tls_file(name: &str) -> String {
+    support::repo_root().join("tests/auth/tls").join(name).display().to_string()
+}
+
+/// Wait until A reports peer `name` down, and give its reason.
+async fn peer_down_reason(host: &Server, name: &str) -> String {
+    let mut reason = String::new();
+    support::eventually(&format!("peer {name} is reported down"), std::time::Duration::from_secs(30), async || {
+        let health = host.health().await;
+        let down = health["peers"]["down"].as_array().cloned().unwrap_or_default();
+        match down.iter().find(|p| p["name"] == name && p["reason"].is_string()) {
+            Some(peer) => {
+                reason = peer["reason"].as_str().unwrap_or_default().to_owned();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    reason
+}
+
+/// Two hosts over mutual TLS with JWT between them; an untrusted certificate, a missing client
+/// certificate and a token for another audience are each refused.
+#[tokio::test]
+async fn hosts_federate_over_mutual_tls_with_jwt_and_refuse_what_they_should() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    generate_keys(dir.path(), "host-a");
+    let b_config = format!(
+        r#"
+[tls]
+cert = "{}"
+key = "{}"
+client_ca = "{}"
+[auth]
+audience = "host-b"
+[[auth.issuers]]
+issuer = "host-a"
+public_key = "host-a.pub.pem"
+kid = "host-a"
+"#,
+        tls_file("server.pem"),
+        tls_file("server.key.pem"),
+        tls_file("trusted-ca.pem")
+    );
+    std::fs::write(dir.path().join("b.toml"), b_config).expect("config");
+    let b = Server::start_configured(&support::example_plugins(), &dir.path().join("b.toml"), "127.0.0.1:0");
+    assert_eq!(b.scheme, "https");
+
+    let rogue_config =
+        format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", tls_file("rogue-server.pem"), tls_file("rogue-server.key.pem"));
+    std::fs::write(dir.path().join("rogue.toml"), rogue_config).expect("config");
+    let rogue = Server::start_configured(&support::example_plugins(), &dir.path().join("rogue.toml"), "127.0.0.1:0");
+
+    let peer = |name: &str, url: &str, audience: &str| {
+        format!(
+            "[[peers]]\nname = \"{name}\"\nurl = \"{url}\"\nauth = \"identity\"\naudience = \"{audience}\"\nca = \"{}\"\n\
+             client_cert = \"{}\"\nclient_key = \"{}\"\n",
+            tls_file("trusted-ca.pem"),
+            tls_file("host-a-client.pem"),
+            tls_file("host-a-client.key.pem")
+        )
+    };
+    let a_config = format!(
+        "[identity]\nname = \"host-a\"\nkey = \"host-a.pem\"\n{}{}{}",
+        peer("b", &b.url(), "host-b"),
+        peer("rogue", &rogue.url(), "host-b"),
+        peer("elsewhere", &b.url(), "host-x")
+    );
+    std::fs::write(dir.path().join("a.toml"), a_config).expect("config");
+    let empty = support::repo_root().join("tests/plugins/empty");
+    let a = Server::start_configured(&empty, &dir.path().join("a.toml"), "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+
+    let client = StatelessClient::new(&a);
+    let result = client.call("b__text-tools__slugify", json!({ "text": "Over TLS" })).await.expect("served");
+    assert_eq!(result["content"][0]["text"], "over-tls");
+
+    let untrusted = peer_down_reason(&a, "rogue").await;
+    assert!(untrusted.to_lowercase().contains("certificate") || untrusted.contains("UnknownIssuer"), "{untrusted}");
+    let wrong_audience = peer_down_reason(&a, "elsewhere").await;
+    assert!(wrong_audience.contains("401") || wrong_audience.to_lowercase().contains("auth"), "{wrong_audience}");
+    let (_, tools) = client.request("tools/list", json!({})).await;
+    let names: Vec<&str> =
+        tools["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.iter().all(|n| !n.starts_with("rogue__") && !n.starts_with("elsewhere__")), "{names:?}");
+
+    // B requires a client certificate: a client that trusts B but has none is refused.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls_file("trusted-ca.pem")).expect("ca")).expect("ca");
+    let anonymous = reqwest::Client::builder().tls_certs_only([ca]).build().expect("client");
+    let refused = anonymous.get(format!("https://{}/health", b.address)).send().await;
+    assert!(refused.is_err(), "a client without a certificate got through: {refused:?}");
+}
+
+/// The official Python SDK client, on a 2025-11-25 session with a bearer token: it sees only its
+/// granted tools, and the consent question reaches it as an elicitation.
+#[test]
+fn python_sdk_client_with_a_token_is_asked_for_consent_on_a_legacy_session() {
+    let host = Protected::start("[[consent.rules]]\ntools = \"text-tools__change_case\"\npolicy = \"ask\"\n");
+    let token =
+        host.token(json!({ "sub": "ivan", "scope": "tools:text-tools__change_case tools:text-tools__slugify" }));
+    let python = support::repo_root().join("tests/.venv/bin/python");
+    assert!(python.is_file(), "{} is missing: `cargo xtask test` creates it", python.display());
+    let output = Command::new(python)
+        .arg(support::repo_root().join("tests/clients/python_auth_client.py"))
+        .args([&host.server.url(), &token, "text-tools__change_case", r#"{"text": "mind the gap", "to": "upper"}"#])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(seen["protocol"], "2025-11-25", "{seen}");
+    assert_eq!(seen["tools"], json!(["text-tools__slugify", "text-tools__change_case"]), "{seen}");
+    assert_eq!(seen["questions"].as_array().map(Vec::len), Some(2), "{seen}");
+    assert_eq!(seen["first"]["text"], json!(["MIND THE GAP"]), "{seen}");
+    assert_eq!(seen["second_served"], false, "{seen}");
+    assert!(seen["second_refused"].as_str().is_some_and(|e| e.contains("did not allow")), "{seen}");
+    let audit = host.audit();
+    let asked: Vec<_> = audit.iter().filter(|l| l["decision"] == "asked" && l["identity"]["sub"] == "ivan").collect();
+    assert_eq!(asked.len(), 2, "{audit:?}");
+}

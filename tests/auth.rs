@@ -560,3 +560,22 @@ fn python_sdk_client_with_a_token_is_asked_for_consent_on_a_legacy_session() {
     let asked: Vec<_> = audit.iter().filter(|l| l["decision"] == "asked" && l["identity"]["sub"] == "ivan").collect();
     assert_eq!(asked.len(), 2, "{audit:?}");
 }
+
+/// Without `[auth]`, clients are the local user, whose grants `[local_user]` can narrow.
+#[tokio::test]
+async fn the_local_user_gets_what_local_user_grants() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config =
+        "[local_user]\nsubject = \"me\"\nscopes = [\"tools:text-tools__*\"]\n[audit]\nfile = \"audit.jsonl\"\n";
+    std::fs::write(dir.path().join("host.toml"), config).expect("config");
+    let server = Server::start_configured(&support::example_plugins(), &dir.path().join("host.toml"), "127.0.0.1:0");
+    let client = StatelessClient::new(&server);
+    let (_, reply) = client.request("tools/list", json!({})).await;
+    let names: Vec<&str> =
+        reply["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    assert!(!names.is_empty() && names.iter().all(|n| n.starts_with("text-tools__")), "{names:?}");
+    let refused = client.call("test_simple_text", json!({})).await.unwrap_err();
+    assert!(refused.contains("me may not use test_simple_text"), "{refused}");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default();
+    assert!(audit.contains(r#""sub":"me""#), "{audit}");
+}

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::auth::consent::{ConsentRules, Policy};
 use crate::auth::limits::RateSettings;
-use crate::auth::{Algorithm, AuthSettings, IssuerSettings, KeySource};
+use crate::auth::{Algorithm, AuthSettings, Grants, Identity, IssuerSettings, KeySource};
 use crate::plugin::RuntimeOptions;
 use crate::tls::{PeerTls, ServerTls};
 
@@ -43,6 +43,8 @@ pub struct HostConfig {
     pub rate_limit: Option<RateSettings>,
     /// Serve HTTPS with this certificate; `None`: plain HTTP.
     pub tls: Option<ServerTls>,
+    /// Who stdio clients (and HTTP clients of a host without `[auth]`) are.
+    pub local_user: Identity,
 }
 
 /// `[identity]`: the name this host signs as (`iss` and `kid` of its tokens) and its key.
@@ -174,6 +176,14 @@ struct RawConfig {
     consent: Option<RawConsent>,
     limits: Option<RawLimits>,
     tls: Option<RawTls>,
+    local_user: Option<RawLocalUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocalUser {
+    subject: Option<String>,
+    scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,6 +308,7 @@ impl Default for HostConfig {
             consent: ConsentRules::default(),
             rate_limit: None,
             tls: None,
+            local_user: Identity::local(),
         }
     }
 }
@@ -411,6 +422,19 @@ impl HostConfig {
             for (index, rule) in consent.rules.into_iter().enumerate() {
                 let policy: Policy = rule.policy.parse().map_err(|e| format!("consent.rules[{index}].policy: {e}"))?;
                 config.consent.rules.push((rule.tools, policy));
+            }
+        }
+        if let Some(local) = raw.local_user {
+            if let Some(subject) = local.subject {
+                config.local_user.subject = subject;
+            }
+            if let Some(scopes) = local.scopes {
+                if let Some(bad) = scopes.iter().find(|s| !crate::auth::is_grant(s)) {
+                    return Err(format!(
+                        "local_user.scopes: {bad:?} is not *, tools:<pattern>, resources:<pattern> or prompts:<pattern>"
+                    ));
+                }
+                config.local_user.grants = Grants::from_scopes(&scopes);
             }
         }
         if let Some(tls) = raw.tls {
@@ -708,6 +732,7 @@ mod tests {
             ("[consent]\ndestructive = \"maybe\"", "consent.destructive"),
             ("[[consent.rules]]\ntools = \"x\"\npolicy = \"never\"", "consent.rules[0].policy"),
             ("[limits]\nper_minute = 0", "limits.per_minute"),
+            ("[local_user]\nscopes = [\"everything\"]", "local_user.scopes"),
             ("[auth]\naudience = \"x\"", "auth.issuers"),
             ("[auth]\naudience = \"x\"\nalgorithms = [\"none\"]", "auth.algorithms"),
             (

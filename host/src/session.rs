@@ -53,8 +53,6 @@ pub struct Shared {
     codec: RequestStateCodec,
     instructions: Option<String>,
     pub guard: Guard,
-    /// Who a request without a verified token is: stdio, or HTTP on a host without `[auth]`.
-    local: Arc<Identity>,
 }
 
 impl Shared {
@@ -67,7 +65,7 @@ impl Shared {
         guard: Guard,
     ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
-        Arc::new(Self { catalog, federation, codec, instructions, guard, local: Arc::new(Identity::local()) })
+        Arc::new(Self { catalog, federation, codec, instructions, guard })
     }
 
     /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
@@ -106,7 +104,7 @@ impl Session {
         cx.extensions
             .get::<axum::http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<Arc<Identity>>().cloned())
-            .unwrap_or_else(|| self.shared.local.clone())
+            .unwrap_or_else(|| self.shared.guard.local.clone())
     }
 
     /// Refuse (and audit) a use of an entry outside the caller's grant.

@@ -22,6 +22,8 @@ pub struct Guard {
     pub audit: std::sync::Arc<audit::AuditLog>,
     pub consent: consent::ConsentRules,
     pub limits: Option<limits::RateLimiter>,
+    /// Who a request without a verified token is: stdio, or HTTP on a host without `[auth]`.
+    pub local: std::sync::Arc<Identity>,
 }
 
 impl Guard {
@@ -31,6 +33,7 @@ impl Guard {
             audit: std::sync::Arc::new(audit::AuditLog::disabled()),
             consent: consent::ConsentRules::default(),
             limits: None,
+            local: std::sync::Arc::new(Identity::local()),
         }
     }
 }
@@ -174,7 +177,8 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The local user (stdio, or HTTP on a host without `[auth]`): everything.
+    /// The local user (stdio, or HTTP on a host without `[auth]`): everything, unless
+    /// `[local_user]` says otherwise.
     pub fn local() -> Self {
         Self { subject: "local".into(), issuer: None, actor: None, grants: Grants::everything() }
     }

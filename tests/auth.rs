@@ -579,3 +579,40 @@ async fn the_local_user_gets_what_local_user_grants() {
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default();
     assert!(audit.contains(r#""sub":"me""#), "{audit}");
 }
+
+/// A 2025-11-25 session belongs to the identity that opened it: another valid token holder who
+/// learns its id gets "Session not found".
+#[tokio::test]
+async fn a_legacy_session_cannot_be_used_with_another_identitys_token() {
+    let host = Protected::start("");
+    let http = reqwest::Client::new();
+    let post = |token: &str, session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(host.server.url())
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.body(body.to_string()).send()
+    };
+    let alice = host.token(json!({ "sub": "alice" }));
+    let mallory = host.token(json!({ "sub": "mallory" }));
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let response = post(&alice, None, init).await.expect("initialize");
+    let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("a session").to_owned();
+    let _ = response.text().await;
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let _ = post(&alice, Some(&session), initialized).await.expect("initialized").text().await;
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+
+    let stolen = post(&mallory, Some(&session), list.clone()).await.expect("answers");
+    assert_eq!(stolen.status(), StatusCode::NOT_FOUND);
+    let own = post(&alice, Some(&session), list).await.expect("answers");
+    assert_eq!(own.status(), StatusCode::OK);
+    let reply = support::jsonrpc_message(&own.text().await.unwrap_or_default());
+    assert!(reply["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{reply}");
+    assert!(host.audit().iter().any(|l| l["identity"]["sub"] == "mallory" && l["decision"] == "denied"));
+}

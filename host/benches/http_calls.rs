@@ -251,7 +251,7 @@ async fn main() {
         resource: None,
         authorization_servers: Vec::new(),
     };
-    let gate = Gate { verifier: Verifier::new(settings).expect("verifier"), audit, scheme: "http" };
+    let gate = Gate::new(Verifier::new(settings).expect("verifier"), audit, "http");
     let jwt_url = serve(transport::router(
         shared,
         http_options(Some(Arc::new(gate))),

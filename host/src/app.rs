@@ -99,11 +99,11 @@ impl Host {
         grace: std::time::Duration,
     ) -> anyhow::Result<()> {
         let gate = match &config.auth {
-            Some(settings) => Some(Arc::new(Gate {
-                verifier: Verifier::new(settings.clone())?,
-                audit: self.shared.guard.audit.clone(),
-                scheme: if config.tls.is_some() { "https" } else { "http" },
-            })),
+            Some(settings) => Some(Arc::new(Gate::new(
+                Verifier::new(settings.clone())?,
+                self.shared.guard.audit.clone(),
+                if config.tls.is_some() { "https" } else { "http" },
+            ))),
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -2,7 +2,9 @@
 //! `401` with `WWW-Authenticate: Bearer resource_metadata=...` for a missing or bad token, the
 //! RFC 9728 metadata document, and `403 insufficient_scope` for a call outside the grant.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,15 +22,51 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 /// How much of a refused request's body is read before answering.
 const UNREAD_BODY_LIMIT: usize = 1 << 20;
 
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Sessions remembered with their owners; past this, the oldest half is forgotten.
+const MAX_SESSIONS: usize = 100_000;
+
 /// What the authentication middleware needs.
 pub struct Gate {
-    pub verifier: Verifier,
-    pub audit: Arc<AuditLog>,
+    verifier: Verifier,
+    audit: Arc<AuditLog>,
     /// `http` or `https`, for the URLs in the metadata.
-    pub scheme: &'static str,
+    scheme: &'static str,
+    /// Legacy session id → the identity that opened it (issuer and subject), so that another
+    /// token holder who learns a session id cannot use the session.
+    sessions: Mutex<HashMap<String, (String, u64)>>,
+    opened: AtomicU64,
 }
 
 impl Gate {
+    pub fn new(verifier: Verifier, audit: Arc<AuditLog>, scheme: &'static str) -> Self {
+        Self { verifier, audit, scheme, sessions: Mutex::default(), opened: AtomicU64::new(0) }
+    }
+
+    /// Whether `owner` may use session `id` (sessions this gate did not see opened are refused
+    /// by rmcp anyway, as unknown).
+    fn session_allowed(&self, id: &str, owner: &str) -> bool {
+        let Ok(sessions) = self.sessions.lock() else { return false };
+        sessions.get(id).is_none_or(|(opener, _)| opener == owner)
+    }
+
+    fn session_opened(&self, id: &str, owner: String) {
+        let Ok(mut sessions) = self.sessions.lock() else { return };
+        let order = self.opened.fetch_add(1, Ordering::Relaxed);
+        if sessions.len() >= MAX_SESSIONS {
+            let cutoff = order.saturating_sub(MAX_SESSIONS as u64 / 2);
+            sessions.retain(|_, (_, opened)| *opened >= cutoff);
+        }
+        sessions.insert(id.to_owned(), (owner, order));
+    }
+
+    fn session_closed(&self, id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(id);
+        }
+    }
+
     fn origin(&self, headers: &HeaderMap) -> String {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         format!("{}://{host}", self.scheme)
@@ -101,8 +139,32 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, n
     let verdict = bearer_token(&request).and_then(|token| gate.verifier.verify(token));
     match verdict {
         Ok(identity) => {
-            request.extensions_mut().insert(Arc::new(identity));
-            next.run(request).await
+            let owner = identity.limit_key();
+            let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            if let Some(session) = &session
+                && !gate.session_allowed(session, &owner)
+            {
+                gate.audit.record(Record {
+                    identity: Some(&identity),
+                    method: request.method().as_str(),
+                    entry: request.uri().path(),
+                    decision: Decision::Denied("the session belongs to another identity".into()),
+                    outcome: None,
+                    duration: None,
+                });
+                // As for a session that does not exist: nothing to learn about others' sessions.
+                let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Session not found" } });
+                return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+            }
+            let closing = request.method() == axum::http::Method::DELETE;
+            request.extensions_mut().insert(identity);
+            let response = next.run(request).await;
+            match (&session, response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
+                (None, Some(opened)) => gate.session_opened(opened, owner),
+                (Some(session), _) if closing && response.status().is_success() => gate.session_closed(session),
+                _ => {}
+            }
+            response
         }
         Err(error) => {
             gate.audit.record(Record {

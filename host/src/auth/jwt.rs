@@ -1,6 +1,9 @@
 //! Verifying inbound bearer tokens (JWT): algorithm allow-list, key by `kid`, signature, `exp`,
 //! `nbf`, `iss`, `aud`; then the caller's identity and grants from its claims.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::{Map, Value};
@@ -51,10 +54,16 @@ struct TrustedKey {
     issuer: usize,
 }
 
+/// Tokens verified recently, by their exact text: a client sends the same token with every
+/// request, and checking a signature each time costs more than the rest of a small call.
+const CACHED_TOKENS: usize = 4096;
+
 /// Checks tokens against the configured issuers and their keys.
 pub struct Verifier {
     settings: AuthSettings,
     keys: Vec<TrustedKey>,
+    /// token → (its identity, its `exp`).
+    verified: Mutex<HashMap<String, (Arc<Identity>, u64)>>,
 }
 
 impl Verifier {
@@ -68,15 +77,38 @@ impl Verifier {
                 }
             }
         }
-        Ok(Self { settings, keys })
+        Ok(Self { settings, keys, verified: Mutex::default() })
     }
 
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
     }
 
-    /// The caller a token names, if every check passes.
-    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    /// The caller a token names, if every check passes. A token that passed before is taken
+    /// from the cache while its `exp` (with the leeway) has not passed.
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Ok(verified) = self.verified.lock()
+            && let Some((identity, exp)) = verified.get(token)
+            && now <= exp.saturating_add(self.settings.leeway_secs)
+        {
+            return Ok(identity.clone());
+        }
+        let (identity, exp) = self.verify_signed(token)?;
+        let identity = Arc::new(identity);
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= CACHED_TOKENS {
+                verified.retain(|_, (_, exp)| now <= exp.saturating_add(self.settings.leeway_secs));
+                if verified.len() >= CACHED_TOKENS {
+                    verified.clear();
+                }
+            }
+            verified.insert(token.to_owned(), (identity.clone(), exp));
+        }
+        Ok(identity)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<(Identity, u64), TokenError> {
         let header = decode_header(token).map_err(|e| match e.kind() {
             // `alg: none` (or any name jsonwebtoken does not know) fails here.
             ErrorKind::Json(_) => TokenError::AlgorithmRefused(alg_name(token)),
@@ -110,7 +142,10 @@ impl Verifier {
             validation.set_issuer(&[&issuer.issuer]);
             validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
             match decode::<Map<String, Value>>(token, &candidate.key, &validation) {
-                Ok(data) => return Ok(self.identity(data.claims, issuer)),
+                Ok(data) => {
+                    let exp = data.claims.get("exp").and_then(Value::as_f64).map_or(0, |exp| exp as u64);
+                    return Ok((self.identity(data.claims, issuer), exp));
+                }
                 Err(error) => {
                     last = token_error(error.kind());
                     // Another issuer's key may be the right one; any other failure is final.

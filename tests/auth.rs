@@ -311,22 +311,13 @@ audience = "host-b"
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // B holds its grant to A even for a token of A's that asks for everything.
-    let a_token = fedmcp(&[
-        "token",
-        "issue",
-        "--key",
-        a_private.to_str().expect("UTF-8"),
-        "--name",
-        "host-a",
-        "--sub",
-        "host-a",
-        "--aud",
-        "host-b",
-        "--scope",
-        "*",
-        "--ttl",
-        "60",
-    ]);
+    let key = a_private.to_str().expect("UTF-8");
+    let issue_as_a = |audience: &str| {
+        fedmcp(&[
+            "token", "issue", "--key", key, "--name", "host-a", "--sub", "host-a", "--aud", audience, "--scope", "*",
+        ])
+    };
+    let a_token = issue_as_a("host-b");
     let as_a = StatelessClient::with_token(&b, &a_token);
     let (status, _) = as_a
         .request(
@@ -336,20 +327,7 @@ audience = "host-b"
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "B's ceiling for host-a holds");
     // And a token of A's for another audience is refused outright.
-    let elsewhere = fedmcp(&[
-        "token",
-        "issue",
-        "--key",
-        a_private.to_str().expect("UTF-8"),
-        "--name",
-        "host-a",
-        "--sub",
-        "host-a",
-        "--aud",
-        "host-c",
-        "--scope",
-        "*",
-    ]);
+    let elsewhere = issue_as_a("host-c");
     let (status, _) = StatelessClient::with_token(&b, &elsewhere).request("tools/list", json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 

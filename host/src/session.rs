@@ -107,6 +107,18 @@ impl Session {
             .unwrap_or_else(|| self.shared.guard.local.clone())
     }
 
+    /// Record a use of an entry that was not run.
+    fn audit_refusal(&self, identity: &Identity, method: &str, entry: &str, decision: Decision) {
+        self.shared.guard.audit.record(Record {
+            identity: Some(identity),
+            method,
+            entry,
+            decision,
+            outcome: None,
+            duration: None,
+        });
+    }
+
     /// Refuse (and audit) a use of an entry outside the caller's grant.
     fn authorize(
         &self,
@@ -120,14 +132,7 @@ impl Session {
             return Ok(());
         }
         let message = crate::auth::edge::denied_message(identity, kind, grant_name);
-        self.shared.guard.audit.record(Record {
-            identity: Some(identity),
-            method,
-            entry,
-            decision: Decision::Denied(message.clone()),
-            outcome: None,
-            duration: None,
-        });
+        self.audit_refusal(identity, method, entry, Decision::Denied(message.clone()));
         Err(McpError::invalid_request(message, Some(json!({ "required_scope": kind.scope_for(grant_name) }))))
     }
 
@@ -141,14 +146,7 @@ impl Session {
             exceeded.per_minute,
             exceeded.retry_after.as_secs_f64()
         );
-        self.shared.guard.audit.record(Record {
-            identity: Some(identity),
-            method,
-            entry,
-            decision: Decision::Denied(message.clone()),
-            outcome: None,
-            duration: None,
-        });
+        self.audit_refusal(identity, method, entry, Decision::Denied(message.clone()));
         let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
         Err(McpError::new(rmcp::model::ErrorCode(-32029), message, Some(data)))
     }
@@ -166,14 +164,7 @@ impl Session {
         let policy =
             self.catalog().tool_definition(tool).map_or(Policy::Allow, |t| self.shared.guard.consent.policy_for(&t));
         let refuse = |decision: Decision, message: String| {
-            self.shared.guard.audit.record(Record {
-                identity: Some(identity),
-                method: "tools/call",
-                entry: tool,
-                decision,
-                outcome: None,
-                duration: None,
-            });
+            self.audit_refusal(identity, "tools/call", tool, decision);
             Err(McpError::invalid_request(message, Some(json!({ "tool": tool }))))
         };
         match policy {

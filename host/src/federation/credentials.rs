@@ -81,21 +81,26 @@ pub struct PeerHttpClient {
 
 type Error = StreamableHttpError<reqwest::Error>;
 
+/// An error and what caused it, outermost first ("error sending request" alone says little).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A transport-level failure with its causes spelled out; HTTP answers pass unchanged.
 fn explained<T>(result: Result<T, Error>) -> Result<T, Error> {
     result.map_err(|error| match error {
         StreamableHttpError::Client(error) if error.status().is_none() => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
-            }
-            StreamableHttpError::Io(std::io::Error::other(text))
+            StreamableHttpError::Io(std::io::Error::other(with_causes(&error)))
         }
         other => other,
     })

@@ -17,25 +17,10 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::client::{ActiveCalls, PeerClient};
-use super::credentials::{CALLER_KEY, Minter, PeerHttpClient};
+use super::credentials::{CALLER_KEY, Minter, PeerHttpClient, with_causes};
 use super::loops;
 use crate::call::{CallContext, CallError, InputRequest, InputRequired, ListKind, Outcome};
 use crate::config::{PeerConfig, PeerConnect, PeerCredentials, PeerTarget};
-
-/// An error and what caused it, outermost first ("error sending request" alone says little).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 /// The HTTP client for a peer: its own CA and client certificate when configured.
 fn peer_http_client(tls: &crate::tls::PeerTls) -> Result<reqwest::Client, String> {

@@ -175,6 +175,13 @@ async fn every_attack_on_the_token_gets_401_and_nothing_is_served() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["result"]["content"][0]["text"], "secret-plans", "{reply}");
 
+    // /health answers probes without a token, with counts only; names need a valid token.
+    let health_url = format!("http://{}/health", host.server.address);
+    let anonymous = reqwest::get(&health_url).await.expect("health answers").text().await.unwrap_or_default();
+    assert!(anonymous.contains("\"ready\":true") && !anonymous.contains("text-tools"), "{anonymous}");
+    let named = client.http.get(&health_url).bearer_auth(&valid).send().await.expect("health answers");
+    assert!(named.text().await.unwrap_or_default().contains("text-tools"));
+
     // RFC 9728 metadata tells a client where to get a token.
     let metadata: Value =
         reqwest::get(format!("http://{}/.well-known/oauth-protected-resource/mcp", host.server.address))
@@ -289,13 +296,13 @@ audience = "host-b"
     );
     std::fs::write(dir.path().join("a.toml"), a_config).expect("config");
     let empty = support::repo_root().join("tests/plugins/empty");
-    let a = Server::start_configured(&empty, &dir.path().join("a.toml"), "127.0.0.1:0");
-    a.wait_for_peer("b").await;
-
+    let mut a = Server::start_configured(&empty, &dir.path().join("a.toml"), "127.0.0.1:0");
     let idp = EncodingKey::from_ed_pem(&std::fs::read(idp_private).expect("key")).expect("key");
     let token = |sub: &str, scope: &str| {
         sign(Algorithm::EdDSA, "idp", &idp, &claims(json!({ "sub": sub, "aud": "host-a", "scope": scope })))
     };
+    a.health_token = Some(token("operator", ""));
+    a.wait_for_peer("b").await;
     let alice = StatelessClient::with_token(&a, &token("alice", "tools:b__*"));
     let (_, reply) = alice.request("tools/list", json!({})).await;
     let names: Vec<&str> =

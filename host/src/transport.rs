@@ -63,6 +63,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     );
     let limit = options.max_request_body_bytes;
     let gate = options.gate;
+    let gate_for_health = gate.clone();
     let edge_shared = shared.clone();
     let check_gate = gate.clone();
     let mut mcp = Router::new().nest_service("/mcp", mcp).layer(axum::middleware::from_fn(move |request, next| {
@@ -77,7 +78,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
                 .with_state(gate),
         );
     }
-    mcp.merge(Router::new().route("/health", get(health)).with_state(shared))
+    mcp.merge(Router::new().route("/health", get(health)).with_state((shared, gate_for_health)))
 }
 
 fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
@@ -182,8 +183,22 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
     if discarded > 0 { Err(BodyError::TooLarge) } else { Ok(bytes.freeze()) }
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {
+/// `GET /health`. With `[auth]`, a caller without a valid token (a liveness probe, say) gets
+/// counts only: the names of plugins and peers are for authenticated callers.
+async fn health(
+    State((shared, gate)): State<(Arc<Shared>, Option<Arc<Gate>>)>,
+    headers: axum::http::HeaderMap,
+) -> axum::Json<serde_json::Value> {
     let (up, down) = shared.federation.health();
+    if let Some(gate) = gate
+        && gate.caller(&headers).is_none()
+    {
+        return axum::Json(json!({
+            "ready": true,
+            "plugins": { "loaded": shared.catalog.plugins().len(), "failed": shared.catalog.failures().len() },
+            "peers": { "up": up.len(), "down": down.len() },
+        }));
+    }
     let plugins: Vec<_> = shared
         .catalog
         .plugins()

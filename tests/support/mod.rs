@@ -88,6 +88,9 @@ pub struct Server {
     pub address: String,
     /// `http` or `https`.
     pub scheme: String,
+    /// Sent with `GET /health` (a host with `[auth]` names plugins and peers only to callers
+    /// with a valid token).
+    pub health_token: Option<String>,
     log: mpsc::Receiver<String>,
 }
 
@@ -133,7 +136,7 @@ impl Server {
                 let _ = sender.send(line);
             }
         });
-        let mut server = Self { child, address: String::new(), scheme: "http".into(), log };
+        let mut server = Self { child, address: String::new(), scheme: "http".into(), health_token: None, log };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while server.address.is_empty() {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
@@ -155,7 +158,11 @@ impl Server {
 
     /// `GET /health`.
     pub async fn health(&self) -> serde_json::Value {
-        let response = reqwest::get(format!("http://{}/health", self.address)).await.expect("health answers");
+        let mut request = reqwest::Client::new().get(format!("http://{}/health", self.address));
+        if let Some(token) = &self.health_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("health answers");
         response.json().await.expect("health is JSON")
     }
 

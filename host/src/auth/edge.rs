@@ -44,6 +44,11 @@ impl Gate {
         Self { verifier, audit, scheme, sessions: Mutex::default(), opened: AtomicU64::new(0) }
     }
 
+    /// The caller of a request outside `/mcp` (e.g. `/health`), if its token is valid.
+    pub fn caller(&self, headers: &HeaderMap) -> Option<Arc<Identity>> {
+        header_token(headers).and_then(|token| self.verifier.verify(token)).ok()
+    }
+
     /// Whether `owner` may use session `id` (sessions this gate did not see opened are refused
     /// by rmcp anyway, as unknown).
     fn session_allowed(&self, id: &str, owner: &str) -> bool {
@@ -191,7 +196,11 @@ fn bearer_token(request: &Request) -> Result<&str, TokenError> {
     if in_query {
         return Err(TokenError::InQuery);
     }
-    let value = request.headers().get(header::AUTHORIZATION).ok_or(TokenError::Missing)?;
+    header_token(request.headers())
+}
+
+fn header_token(headers: &HeaderMap) -> Result<&str, TokenError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or(TokenError::Missing)?;
     let value = value.to_str().map_err(|_| TokenError::Malformed("the Authorization header is not text".into()))?;
     let (scheme, token) = value
         .split_once(' ')

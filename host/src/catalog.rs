@@ -118,6 +118,8 @@ pub struct Route {
     pub owner: Owner,
     /// The entry's name (or URI template) inside its plugin.
     pub local_name: String,
+    /// A tool's annotations (its consent policy may depend on them); `None` for prompts.
+    pub annotations: Option<rmcp::model::ToolAnnotations>,
 }
 
 #[derive(Default)]
@@ -263,11 +265,6 @@ impl Catalog {
         self.current().templates.clone()
     }
 
-    /// An exposed tool's definition (its annotations decide its consent policy).
-    pub fn tool_definition(&self, name: &str) -> Option<Tool> {
-        self.current().tools.iter().find(|tool| tool.name == name).cloned()
-    }
-
     pub fn tool(&self, name: &str) -> Option<Route> {
         self.current().tool_routes.get(name).cloned()
     }
@@ -346,8 +343,9 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             let local_name = tool.name.to_string();
             tool.name = exposed.clone().into();
             loops::stamp(&mut tool.meta, host_id);
+            let annotations = tool.annotations.clone();
             snapshot.tools.push(tool);
-            snapshot.tool_routes.insert(exposed, Route { owner: owner.clone(), local_name });
+            snapshot.tool_routes.insert(exposed, Route { owner: owner.clone(), local_name, annotations });
         }
         for prompt in entries.prompts {
             let exposed = exposed_name(entries.namespace, &prompt.name);
@@ -359,7 +357,7 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             let local_name = std::mem::replace(&mut prompt.name, exposed.clone());
             loops::stamp(&mut prompt.meta, host_id);
             snapshot.prompts.push(prompt);
-            snapshot.prompt_routes.insert(exposed, Route { owner: owner.clone(), local_name });
+            snapshot.prompt_routes.insert(exposed, Route { owner: owner.clone(), local_name, annotations: None });
         }
         for resource in entries.resources {
             if let Some(kept) = snapshot.resource_routes.get(&resource.uri) {

@@ -158,11 +158,11 @@ impl Session {
         cx: &RequestContext<RoleServer>,
         identity: &Identity,
         tool: &str,
+        annotations: Option<&rmcp::model::ToolAnnotations>,
         arguments: &Value,
         request: &mut CallToolRequestParams,
     ) -> Result<(Decision, Option<InputRequiredResult>), McpError> {
-        let policy =
-            self.catalog().tool_definition(tool).map_or(Policy::Allow, |t| self.shared.guard.consent.policy_for(&t));
+        let policy = self.shared.guard.consent.policy_for(tool, annotations);
         let refuse = |decision: Decision, message: String| {
             self.audit_refusal(identity, "tools/call", tool, decision);
             Err(McpError::invalid_request(message, Some(json!({ "tool": tool }))))
@@ -602,7 +602,8 @@ impl ServerHandler for Session {
             .tool(&name)
             .ok_or_else(|| McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name }))))?;
         let arguments = Value::Object(request.arguments.take().unwrap_or_default());
-        let (decision, question) = self.consent(&cx, &identity, &name, &arguments, &mut request).await?;
+        let (decision, question) =
+            self.consent(&cx, &identity, &name, route.annotations.as_ref(), &arguments, &mut request).await?;
         if let Some(question) = question {
             return Ok(CallToolResponse::InputRequired(question));
         }

@@ -1,7 +1,7 @@
 //! Consent policy: whether a tool runs, is refused, or runs only after the caller's user says
 //! yes (an elicitation sent to the client that made the call).
 
-use rmcp::model::Tool;
+use rmcp::model::ToolAnnotations;
 
 use super::glob_matches;
 
@@ -40,16 +40,15 @@ impl Default for ConsentRules {
 }
 
 impl ConsentRules {
-    pub fn policy_for(&self, tool: &Tool) -> Policy {
-        if let Some((_, policy)) = self.rules.iter().find(|(pattern, _)| glob_matches(pattern, &tool.name)) {
+    /// The policy for the tool exposed as `name`, with these annotations.
+    pub fn policy_for(&self, name: &str, annotations: Option<&ToolAnnotations>) -> Policy {
+        if let Some((_, policy)) = self.rules.iter().find(|(pattern, _)| glob_matches(pattern, name)) {
             return *policy;
         }
         // Only an explicit `destructiveHint: true` on a tool that is not read-only counts: the
         // hint is advisory, and most tools say nothing.
-        let destructive = tool
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.destructive_hint == Some(true) && a.read_only_hint != Some(true));
+        let destructive =
+            annotations.is_some_and(|a| a.destructive_hint == Some(true) && a.read_only_hint != Some(true));
         if destructive { self.destructive } else { Policy::Allow }
     }
 }
@@ -68,14 +67,9 @@ pub fn question(tool: &str, arguments: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::ToolAnnotations;
 
-    fn tool(name: &str, destructive: Option<bool>) -> Tool {
-        let mut tool = Tool::new(name.to_owned(), "", serde_json::Map::new());
-        if let Some(destructive) = destructive {
-            tool.annotations = Some(ToolAnnotations::new().destructive(destructive));
-        }
-        tool
+    fn annotations(destructive: Option<bool>) -> Option<ToolAnnotations> {
+        destructive.map(|d| ToolAnnotations::new().destructive(d))
     }
 
     #[test]
@@ -84,10 +78,10 @@ mod tests {
             rules: vec![("files__delete*".into(), Policy::Deny), ("files__*".into(), Policy::Allow)],
             destructive: Policy::Ask,
         };
-        assert_eq!(rules.policy_for(&tool("files__delete_all", Some(true))), Policy::Deny);
-        assert_eq!(rules.policy_for(&tool("files__write", Some(true))), Policy::Allow);
-        assert_eq!(rules.policy_for(&tool("db__drop", Some(true))), Policy::Ask);
-        assert_eq!(rules.policy_for(&tool("db__query", Some(false))), Policy::Allow);
-        assert_eq!(rules.policy_for(&tool("db__other", None)), Policy::Allow);
+        assert_eq!(rules.policy_for("files__delete_all", annotations(Some(true)).as_ref()), Policy::Deny);
+        assert_eq!(rules.policy_for("files__write", annotations(Some(true)).as_ref()), Policy::Allow);
+        assert_eq!(rules.policy_for("db__drop", annotations(Some(true)).as_ref()), Policy::Ask);
+        assert_eq!(rules.policy_for("db__query", annotations(Some(false)).as_ref()), Policy::Allow);
+        assert_eq!(rules.policy_for("db__other", annotations(None).as_ref()), Policy::Allow);
     }
 }

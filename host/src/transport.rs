@@ -54,7 +54,11 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(options.max_request_body_bytes)
-        .with_cancellation_token(streams.child_token());
+        .with_cancellation_token(streams.child_token())
+        // A stateless (2026-07-28) request whose handler sends nothing before its result is
+        // answered with plain JSON rather than a one-event SSE stream; cheaper for both ends,
+        // and rmcp falls back to SSE as soon as a notification comes first.
+        .with_json_response(true);
     let factory_shared = shared.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(Session::new(factory_shared.clone())),

@@ -1,17 +1,17 @@
 //! What a plugin costs by language: compile time of its component (uncached), then
 //! instantiate + call + drop of a small tool with a fresh instance per call, and the
-//! host's resident memory growth for loading and calling it. Rust (text-tools slugify),
-//! Python (doc-search list_docs, componentize-py) and JavaScript (unit-convert convert,
-//! componentize-js), pooling allocator.
+//! host's resident memory growth for loading and calling it. The same tool in each
+//! language: unit-convert `convert`, the JavaScript example (componentize-js) and its Rust
+//! and Python (componentize-py) ports under tests/plugins, pooling allocator.
 //!
 //! `cargo bench --bench languages` (after `cargo xtask plugins`). BENCH_CALLS sets the calls
 //! per language (default 300).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fedmcp::plugin::{CallContext, Outcome, PluginRuntime, RuntimeOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e3
@@ -32,20 +32,21 @@ fn resident_mib() -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let calls: usize = std::env::var("BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let cases: [(&str, &str, &str, Value); 3] = [
-        ("Rust", "text-tools", "slugify", json!({ "text": "Hello, World" })),
-        ("Python", "doc-search", "list_docs", json!({})),
-        ("JavaScript", "unit-convert", "convert", json!({ "value": 10, "from": "km", "to": "mi" })),
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let arguments = json!({ "value": 10, "from": "km", "to": "mi" });
+    let cases: [(&str, PathBuf); 3] = [
+        ("Rust", root.join("tests/plugins/unit-convert-rust.wasm")),
+        ("Python", root.join("tests/plugins/unit-convert-python.wasm")),
+        ("JavaScript", root.join("plugins/unit-convert.wasm")),
     ];
+    let tool = "convert";
     let runtime = PluginRuntime::new(RuntimeOptions { cache_dir: None, ..RuntimeOptions::default() }).expect("runtime");
     println!("fresh instance per call, {calls} calls each, pooling allocator: {}", runtime.pooling());
     println!(
         "{:<11} {:<24} {:>9} {:>11} {:>10} {:>9} {:>11}",
         "language", "tool", "size MiB", "compile s", "median ms", "p99 ms", "+RSS MiB"
     );
-    for (language, plugin_name, tool, arguments) in cases {
-        let wasm = plugins.join(format!("{plugin_name}.wasm"));
+    for (language, wasm) in cases {
         assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
         let size = std::fs::metadata(&wasm).map(|m| m.len() as f64 / (1 << 20) as f64).unwrap_or(0.0);
         let before = resident_mib();
@@ -69,7 +70,7 @@ async fn main() {
         timings.sort();
         println!(
             "{language:<11} {:<24} {size:>9.1} {:>11.2} {:>10.3} {:>9.3} {:>11.0}",
-            format!("{plugin_name} {tool}"),
+            format!("unit-convert {tool}"),
             compile.as_secs_f64(),
             percentile(&timings, 0.5),
             percentile(&timings, 0.99),

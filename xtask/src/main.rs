@@ -83,11 +83,13 @@ fn build_plugins() -> Result<(), String> {
             .arg(fixtures.join(&name).join("Cargo.toml")))?;
         install_wasm(&plugins.join("target"), &name, &fixtures)?;
     }
-    for name in plugins_with(&plugins, "app.py")? {
-        build_python_plugin(&plugins, &name)?;
-    }
-    for name in plugins_with(&plugins, "plugin.js")? {
-        build_js_plugin(&plugins, &name)?;
+    for folder in [&plugins, &fixtures] {
+        for name in plugins_with(folder, "app.py")? {
+            build_python_plugin(folder, &name)?;
+        }
+        for name in plugins_with(folder, "plugin.js")? {
+            build_js_plugin(folder, &name)?;
+        }
     }
     Ok(())
 }

@@ -6,26 +6,48 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
     ElicitResult, Implementation, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
     ProgressToken,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::model::{JsonRpcMessage, JsonRpcNotification, ServerNotification};
+use rmcp::service::{NotificationContext, RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::transport::Transport;
 use rmcp::{ClientHandler, ErrorData as McpError, RoleClient};
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::{CallEvent, InputRequest, ListKind};
 
 /// The calls in flight on one peer connection, so that what the peer sends during a call
 /// reaches the caller that made it.
-#[derive(Default)]
 pub struct ActiveCalls {
     next_id: AtomicU64,
     calls: Mutex<HashMap<u64, ActiveCall>>,
+    /// Progress and log notifications the transport has delivered, and those the handler
+    /// has passed on. rmcp hands each notification to the handler on a task of its own but
+    /// a response straight to its waiter, so without these a call could finish before the
+    /// progress the peer sent ahead of its result reaches the caller.
+    received: AtomicU64,
+    handled: watch::Sender<u64>,
 }
+
+impl Default for ActiveCalls {
+    fn default() -> Self {
+        Self {
+            next_id: AtomicU64::new(0),
+            calls: Mutex::default(),
+            received: AtomicU64::new(0),
+            handled: watch::Sender::new(0),
+        }
+    }
+}
+
+/// How long a finished call waits for notifications that arrived before its response.
+const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
 struct ActiveCall {
     progress_token: Option<ProgressToken>,
@@ -69,6 +91,21 @@ impl ActiveCalls {
     fn by_progress_token(&self, token: &ProgressToken) -> Option<mpsc::UnboundedSender<CallEvent>> {
         let calls = self.calls.lock().ok()?;
         calls.values().find(|call| call.progress_token.as_ref() == Some(token)).and_then(|call| call.events.clone())
+    }
+
+    /// Wait until every progress or log notification the transport delivered so far has been
+    /// passed on, so what the peer sent before a response reaches the caller before it.
+    pub async fn settle(&self) {
+        let target = self.received.load(Ordering::Acquire);
+        let mut handled = self.handled.subscribe();
+        if tokio::time::timeout(SETTLE_LIMIT, handled.wait_for(|n| *n >= target)).await.is_err() {
+            // A notification rmcp routed elsewhere would keep every later call waiting.
+            self.handled.send_modify(|n| *n = (*n).max(target));
+        }
+    }
+
+    fn notification_handled(&self) {
+        self.handled.send_modify(|n| *n += 1);
     }
 
     /// The events of the one call in flight. A notification or request that carries no
@@ -154,6 +191,7 @@ impl ClientHandler for PeerClient {
                 message: params.message,
             });
         }
+        self.calls.notification_handled();
     }
 
     async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _cx: NotificationContext<RoleClient>) {
@@ -163,6 +201,7 @@ impl ClientHandler for PeerClient {
             }
             None => tracing::debug!(peer = %self.peer_name, data = %params.data, "peer log message outside a call"),
         }
+        self.calls.notification_handled();
     }
 
     async fn on_tool_list_changed(&self, _cx: NotificationContext<RoleClient>) {
@@ -175,5 +214,71 @@ impl ClientHandler for PeerClient {
 
     async fn on_resource_list_changed(&self, _cx: NotificationContext<RoleClient>) {
         let _ = self.changed.send(ListKind::Resources);
+    }
+}
+
+/// A peer's transport, counting the notifications [`ActiveCalls::settle`] waits for.
+pub struct CountingTransport<T> {
+    pub inner: T,
+    pub calls: Arc<ActiveCalls>,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for CountingTransport<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
+        let calls = self.calls.clone();
+        let next = self.inner.receive();
+        async move {
+            let message = next.await;
+            if let Some(JsonRpcMessage::Notification(JsonRpcNotification {
+                notification:
+                    ServerNotification::ProgressNotification(_) | ServerNotification::LoggingMessageNotification(_),
+                ..
+            })) = &message
+            {
+                calls.received.fetch_add(1, Ordering::AcqRel);
+            }
+            message
+        }
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_settles_only_after_the_notifications_received_before_it_are_passed_on() {
+        let calls = Arc::new(ActiveCalls::default());
+        calls.received.fetch_add(2, Ordering::AcqRel);
+        let handler = calls.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            handler.notification_handled();
+            handler.notification_handled();
+        });
+        calls.settle().await;
+        assert_eq!(*calls.handled.borrow(), 2, "settled before the notifications were passed on");
+    }
+
+    #[tokio::test]
+    async fn a_notification_that_never_reaches_the_handler_does_not_hold_up_later_calls() {
+        let calls = ActiveCalls::default();
+        calls.received.fetch_add(1, Ordering::AcqRel);
+        calls.settle().await;
+        // Caught up: the next call has nothing to wait for.
+        assert_eq!(*calls.handled.borrow(), 1);
     }
 }

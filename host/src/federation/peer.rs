@@ -16,7 +16,7 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt, PeerRequestOptions, R
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::client::{ActiveCalls, PeerClient};
+use super::client::{ActiveCalls, CountingTransport, PeerClient};
 use super::credentials::{CALLER_KEY, Minter, PeerHttpClient, with_causes};
 use super::loops;
 use crate::call::{CallContext, CallError, InputRequest, InputRequired, ListKind, Outcome};
@@ -250,6 +250,7 @@ impl Peer {
                 }
                 let http = PeerHttpClient { inner: peer_http_client(&self.config.tls)?, minter: self.minter.clone() };
                 let transport = StreamableHttpClientTransport::with_client(http, config);
+                let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
                 client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))
             }
             PeerTarget::Command { program, args, env } => {
@@ -257,6 +258,7 @@ impl Peer {
                 command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
                 let transport = rmcp::transport::TokioChildProcess::new(command)
                     .map_err(|e| format!("cannot start {program}: {e}"))?;
+                let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
                 client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))
             }
         }
@@ -470,6 +472,7 @@ impl Peer {
         let mut cancel = CancelOnDrop { upstream: Some(upstream), id: handle.id.clone() };
         let result = handle.await_response().await;
         cancel.upstream = None;
+        self.calls.settle().await;
         result.map_err(|e| self.failed(e))
     }
 

@@ -22,6 +22,7 @@ becomes an internal error with its message.
 """
 
 import inspect
+import keyword
 import json
 import typing
 from dataclasses import dataclass, field
@@ -133,9 +134,17 @@ def _schema_of(hint: Any) -> dict:
     return {}
 
 
+def _argument_name(parameter: str) -> str:
+    """The argument a parameter takes: ``from_`` takes ``from``, since a Python keyword cannot
+    name a parameter."""
+    stripped = parameter[:-1]
+    return stripped if parameter.endswith("_") and keyword.iskeyword(stripped) else parameter
+
+
 def _input_schema(function: Callable) -> dict:
     properties, required = {}, []
-    for name, parameter in inspect.signature(function).parameters.items():
+    for parameter_name, parameter in inspect.signature(function).parameters.items():
+        name = _argument_name(parameter_name)
         hint = parameter.annotation if parameter.annotation is not inspect.Parameter.empty else Any
         properties[name] = _schema_of(hint)
         optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
@@ -185,6 +194,8 @@ class _Tool:
     description: Optional[str]
     schema: dict
     read_only: Optional[bool]
+    # Argument name -> parameter name, where they differ (``from`` -> ``from_``).
+    parameters: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -218,7 +229,8 @@ class Plugin:
         def register(function: Callable) -> Callable:
             tool_name = name or function.__name__
             doc = inspect.getdoc(function)
-            self._tools[tool_name] = _Tool(function, tool_name, doc, _input_schema(function), read_only)
+            renamed = {_argument_name(p): p for p in inspect.signature(function).parameters if _argument_name(p) != p}
+            self._tools[tool_name] = _Tool(function, tool_name, doc, _input_schema(function), read_only, renamed)
             return function
 
         return register(function) if function is not None else register
@@ -271,7 +283,7 @@ class Plugin:
                     if not isinstance(parsed, dict):
                         raise InvalidParams("arguments must be a JSON object")
                     _check_arguments(tool.schema, parsed)
-                    value = tool.function(**parsed)
+                    value = tool.function(**{tool.parameters.get(k, k): v for k, v in parsed.items()})
                 except Exception as error:  # noqa: BLE001 - every failure goes back as a plugin error
                     raise _plugin_error(error) from None
                 if isinstance(value, Result):

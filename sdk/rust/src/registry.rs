@@ -46,10 +46,7 @@ impl Tools {
         F: Fn(A, &Context) -> Result<R, Error> + 'static,
     {
         self.push(name, description, Schema::Derived(schema_of::<A>), move |arguments, cx| {
-            let arguments: A = serde_json::from_value(arguments).map_err(|e| {
-                Error::invalid_params(format!("arguments do not match the input schema: {e}"))
-            })?;
-            handler(arguments, cx).map(Into::into)
+            handler(parse_arguments::<A>(&arguments)?, cx).map(Into::into)
         })
     }
 
@@ -65,7 +62,10 @@ impl Tools {
         R: Into<Outcome<ToolResult>>,
         F: Fn(Value, &Context) -> Result<R, Error> + 'static,
     {
-        self.push(name, description, Schema::Json(input_schema), handler)
+        self.push(name, description, Schema::Json(input_schema.clone()), move |arguments, cx| {
+            check_arguments(&input_schema, &arguments)?;
+            handler(arguments, cx)
+        })
     }
 
     fn push<R, F>(&mut self, name: &str, description: &str, input_schema: Schema, handler: F) -> ToolBuilder<'_>
@@ -149,6 +149,82 @@ impl Schema {
     }
 }
 
+/// Deserialize a tool's arguments into `A`, refusing names `A` does not have. Deriving the
+/// schema costs more than a whole call of a small tool (every call has a fresh instance), so
+/// it is derived only to word an error the way the other SDKs do.
+fn parse_arguments<A: DeserializeOwned + JsonSchema>(arguments: &Value) -> Result<A, Error> {
+    let mut unknown = None;
+    let parsed = serde_ignored::deserialize(arguments, |path| {
+        unknown.get_or_insert_with(|| path.to_string());
+    });
+    match (parsed, unknown) {
+        (Ok(arguments), None) => Ok(arguments),
+        (Ok(_), Some(name)) => Err(Error::invalid_params(format!("unknown argument: {name}"))),
+        (Err(error), _) => {
+            check_arguments(&schema_of::<A>(), arguments)?;
+            Err(Error::invalid_params(format!(
+                "arguments do not match the input schema: {error}"
+            )))
+        }
+    }
+}
+
+/// Check arguments against the top level of an input schema with the same rules and the
+/// same messages as the Python and JavaScript SDKs, so a tool answers alike in every
+/// language: required names present, no names the schema does not declare (unless it
+/// allows additional properties), and each value of its declared JSON type.
+pub(crate) fn check_arguments(schema: &Value, arguments: &Value) -> Result<(), Error> {
+    let Some(arguments) = arguments.as_object() else {
+        return Err(Error::invalid_params("arguments must be an object"));
+    };
+    let required = schema.get("required").and_then(Value::as_array);
+    for name in required.into_iter().flatten().filter_map(Value::as_str) {
+        if !arguments.contains_key(name) {
+            return Err(Error::invalid_params(format!(
+                "missing required argument: {name}"
+            )));
+        }
+    }
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let open = match schema.get("additionalProperties") {
+        None => properties.is_none(),
+        Some(additional) => additional != &Value::Bool(false),
+    };
+    for (name, value) in arguments {
+        let Some(expected) = properties.and_then(|p| p.get(name)) else {
+            if open {
+                continue;
+            }
+            return Err(Error::invalid_params(format!("unknown argument: {name}")));
+        };
+        let kinds: Vec<&str> = match expected.get("type") {
+            Some(Value::String(kind)) => vec![kind.as_str()],
+            Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        if !kinds.iter().any(|kind| is_of_type(value, kind)) {
+            let declared = kinds.iter().find(|k| **k != "null").unwrap_or(&"null");
+            return Err(Error::invalid_params(format!(
+                "argument {name} must be of type {declared}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn is_of_type(value: &Value, kind: &str) -> bool {
+    match kind {
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        "null" => value.is_null(),
+        _ => true,
+    }
+}
+
 fn schema_of<T: JsonSchema>() -> Value {
     let mut schema = serde_json::to_value(schemars::schema_for!(T))
         .unwrap_or_else(|_| serde_json::json!({"type": "object"}));
@@ -159,6 +235,13 @@ fn schema_of<T: JsonSchema>() -> Value {
             .or_insert_with(|| Value::from("object"));
         if object.get("type") == Some(&Value::from("null")) {
             object.insert("type".into(), Value::from("object"));
+        }
+        // A derived schema lists every field the type has, so "no properties" means "no
+        // arguments" (and other arguments are refused), not "any arguments".
+        if object.get("type") == Some(&Value::from("object")) && !object.contains_key("$ref") {
+            object
+                .entry("properties")
+                .or_insert_with(|| Value::Object(Default::default()));
         }
     }
     schema
@@ -397,7 +480,61 @@ impl Completion {
 
 #[cfg(test)]
 mod tests {
-    use super::match_template;
+    use super::{check_arguments, match_template, parse_arguments};
+    use serde_json::json;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Convert {
+        #[allow(dead_code)]
+        value: f64,
+        #[allow(dead_code)]
+        to: Option<String>,
+    }
+
+    #[test]
+    fn derived_arguments_are_refused_with_the_messages_of_the_other_sdks() {
+        assert!(parse_arguments::<Convert>(&json!({ "value": 1 })).is_ok());
+        let refused = |arguments| {
+            parse_arguments::<Convert>(&arguments)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(refused(json!({ "value": 1, "round": 2 })).contains("unknown argument: round"));
+        assert!(refused(json!({ "value": "one" })).contains("argument value must be of type number"));
+        assert!(refused(json!({ "to": "km" })).contains("missing required argument: value"));
+        assert!(refused(json!({ "value": 1, "to": 3 })).contains("argument to must be of type string"));
+    }
+
+    #[test]
+    fn arguments_are_checked_by_name_and_type() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "value": { "type": "number", "format": "double" },
+                "unit": { "type": "string" },
+                "indent": { "type": ["integer", "null"] },
+                "case": { "$ref": "#/$defs/Case" }
+            },
+            "required": ["value", "unit"]
+        });
+        let message = |arguments| check_arguments(&schema, &arguments).map_err(|e| e.to_string());
+        assert!(message(json!({ "value": 1.5, "unit": "km" })).is_ok());
+        assert!(message(json!({ "value": 2, "unit": "km", "indent": null, "case": "x" })).is_ok());
+        let fails = [
+            (json!({ "unit": "km" }), "missing required argument: value"),
+            (json!({ "value": "one", "unit": "km" }), "argument value must be of type number"),
+            (json!({ "value": 1, "unit": "km", "indent": 1.5 }), "argument indent must be of type integer"),
+            (json!({ "value": 1, "unit": "km", "extra": 1 }), "unknown argument: extra"),
+            (json!([1]), "arguments must be an object"),
+        ];
+        for (arguments, expected) in fails {
+            let error = message(arguments.clone()).expect_err("refused");
+            assert!(error.contains(expected), "{arguments}: {error}");
+        }
+        let open = json!({ "type": "object", "additionalProperties": true, "properties": {} });
+        assert!(check_arguments(&open, &json!({ "anything": 1 })).is_ok());
+    }
 
     #[test]
     fn template_variables_are_matched_between_literals() {

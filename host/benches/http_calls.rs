@@ -214,6 +214,10 @@ fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+// The allocator the fedmcp binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     fedmcp::tls::install_default_provider();
@@ -324,9 +328,18 @@ async fn main() {
             jwt.p50_ms - wasm.p50_ms
         );
         println!(
-            "{revision:<12} one hop/direct throughput {:.0}%, added p50 {:.2} ms",
+            "{revision:<12} one hop/direct throughput {:.0}%, added p50 {:.2} ms (8 connections: mostly queueing)",
             100.0 * hop.per_second / wasm.per_second,
             hop.p50_ms - wasm.p50_ms
+        );
+        // One connection, one call at a time: what a hop adds to a call when nothing queues.
+        let direct = load(&wasm_url, tool, stateless, 1, calls, None).await;
+        let hop = load(&hop_url, tool, stateless, 1, calls, None).await;
+        println!(
+            "{revision:<12} one connection: direct p50 {:.2} ms, via A p50 {:.2} ms, added p50 {:.2} ms",
+            direct.p50_ms,
+            hop.p50_ms,
+            hop.p50_ms - direct.p50_ms
         );
     }
 }

@@ -9,6 +9,11 @@ use fedmcp::app::Host;
 use fedmcp::config::HostConfig;
 use tokio_util::sync::CancellationToken;
 
+// glibc's allocator was a fifth of the CPU of a forwarded call; with mimalloc tools/call
+// throughput rose 20-50% (`cargo bench --bench http_calls`, which uses it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long calls in flight may run after SIGTERM or Ctrl-C.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 

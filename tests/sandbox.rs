@@ -114,6 +114,12 @@ async fn a_plugin_without_grants_is_refused_everything_and_the_host_keeps_servin
             json!({ "address": format!("127.0.0.1:{closed_port}") }),
             &["connecting", "capabilities.network"],
         ),
+        (
+            "an HTTP origin not on the allow-list (listening, and the plugin's TCP is not asked)",
+            "hostile__http_get",
+            json!({ "address": format!("127.0.0.1:{closed_port}") }),
+            &["requesting http://", "HttpRequestDenied", "capabilities.http"],
+        ),
         ("an allocation past the memory cap", "hostile__allocate", json!({ "size": 64 }), &["memory"]),
         ("a response past the size cap", "hostile__big_response", json!({ "size": 128 }), &["max_response_kb"]),
         ("a trap", "hostile__trap", json!({}), &["trapped"]),
@@ -146,10 +152,11 @@ async fn a_plugin_without_grants_is_refused_everything_and_the_host_keeps_servin
 #[tokio::test]
 async fn the_same_plugin_granted_each_capability_succeeds() {
     let port = allowed_host();
+    let http_port = allowed_host();
     let fixture = Fixture::new(&format!(
         "[capabilities]\nfiles = [{{ host = \"../granted\", guest = \"/data\", mode = \"read-write\" }}]\n\
-         env = [\"{SECRET_VAR}\"]\nnetwork = [\"127.0.0.1:{port}\"]\nmemory_mb = 64\nmax_response_kb = 256\n\
-         sampling = true\nelicitation = true\n"
+         env = [\"{SECRET_VAR}\"]\nnetwork = [\"127.0.0.1:{port}\"]\nhttp = [\"127.0.0.1:{http_port}\"]\n\
+         memory_mb = 64\nmax_response_kb = 256\nsampling = true\nelicitation = true\n"
     ));
     let server = start(&fixture.plugins());
     let mut client = StatelessClient::new(&server);
@@ -163,6 +170,13 @@ async fn the_same_plugin_granted_each_capability_succeeds() {
     assert_eq!(env.as_ref().map(text), Ok("s3cret"), "{env:?}");
     let connected = client.call("hostile__connect", json!({ "address": format!("127.0.0.1:{port}") })).await;
     assert!(connected.as_ref().map(text).is_ok_and(|t| t.contains("hello from the allowed host")), "{connected:?}");
+    let fetched = client.call("hostile__http_get", json!({ "address": format!("127.0.0.1:{http_port}") })).await;
+    assert!(fetched.as_ref().map(text).is_ok_and(|t| t == "200 hello from the allowed host"), "{fetched:?}");
+    // A TCP grant is not an HTTP grant, nor the other way round.
+    let other = client.call("hostile__http_get", json!({ "address": format!("127.0.0.1:{port}") })).await;
+    assert!(other.as_ref().is_err_and(|e| e.contains("capabilities.http")), "{other:?}");
+    let raw = client.call("hostile__connect", json!({ "address": format!("127.0.0.1:{http_port}") })).await;
+    assert!(raw.as_ref().is_err_and(|e| e.contains("capabilities.network")), "{raw:?}");
     let allocated = client.call("hostile__allocate", json!({ "size": 16 })).await;
     assert_eq!(allocated.as_ref().map(text), Ok("allocated 16 MiB"), "{allocated:?}");
     let big = client.call("hostile__big_response", json!({ "size": 128 })).await;

@@ -27,6 +27,24 @@ pub struct NetworkGrant {
     pub addresses: Vec<SocketAddr>,
 }
 
+/// One origin a plugin may reach with wasi:http. Requests are checked by the name in their
+/// URL (the host resolves it), so a grant for `localhost:8080` does not admit `127.0.0.1:8080`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpGrant {
+    /// As written in the manifest.
+    pub entry: String,
+    /// Lowercase host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl HttpGrant {
+    /// Whether a request to `host`:`port` is covered.
+    pub fn admits(&self, host: &str, port: u16) -> bool {
+        self.port == port && self.host.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
+    }
+}
+
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Manifest {
@@ -37,6 +55,8 @@ pub struct Manifest {
     /// Names of host environment variables the plugin may read.
     pub env: Vec<String>,
     pub network: Vec<NetworkGrant>,
+    /// Origins (`host:port`) the plugin may send HTTP requests to through wasi:http.
+    pub http: Vec<HttpGrant>,
     pub memory_mb: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub max_response_kb: Option<u64>,
@@ -64,7 +84,8 @@ struct RawCapabilities {
     env: Vec<String>,
     #[serde(default)]
     network: Vec<String>,
-    http: Option<Vec<String>>,
+    #[serde(default)]
+    http: Vec<String>,
     memory_mb: Option<u64>,
     timeout_ms: Option<u64>,
     max_response_kb: Option<u64>,
@@ -137,11 +158,6 @@ impl Manifest {
             }
         }
         let caps = raw.capabilities;
-        if caps.http.is_some() {
-            return Err("capabilities.http: outgoing wasi:http is not supported yet; grant raw TCP destinations \
-                        with capabilities.network = [\"host:port\"]"
-                .into());
-        }
         for (field, value) in
             [("memory_mb", caps.memory_mb), ("timeout_ms", caps.timeout_ms), ("max_response_kb", caps.max_response_kb)]
         {
@@ -186,11 +202,30 @@ impl Manifest {
                 entry.to_socket_addrs().map_err(|e| format!("{field}: {entry:?} does not resolve: {e}"))?.collect();
             network.push(NetworkGrant { entry, addresses });
         }
+        let mut http = Vec::with_capacity(caps.http.len());
+        for (i, entry) in caps.http.into_iter().enumerate() {
+            let field = format!("capabilities.http[{i}]");
+            if entry.contains("://") || entry.contains('/') {
+                return Err(format!("{field}: {entry:?} must be host:port, without a scheme or path"));
+            }
+            let Some((host, port)) = entry.rsplit_once(':') else {
+                return Err(format!("{field}: {entry:?} lacks a port (write \"{entry}:443\" or \"{entry}:80\")"));
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+            let Ok(port) = port.parse::<u16>() else {
+                return Err(format!("{field}: {entry:?} is not host:port"));
+            };
+            if host.is_empty() {
+                return Err(format!("{field}: {entry:?} is not host:port"));
+            }
+            http.push(HttpGrant { entry, host, port });
+        }
         Ok(Self {
             namespace: raw.namespace,
             files,
             env: caps.env,
             network,
+            http,
             memory_mb: caps.memory_mb,
             timeout_ms: caps.timeout_ms,
             max_response_kb: caps.max_response_kb,
@@ -228,17 +263,19 @@ impl Manifest {
             }
         }
         if let Some(allowed) = ceilings.network {
-            for (i, grant) in self.network.iter().enumerate() {
-                let host = grant.entry.rsplit_once(':').map_or("", |(host, _)| host);
+            let destinations = self.network.iter().map(|grant| ("network", &grant.entry));
+            let origins = self.http.iter().map(|grant| ("http", &grant.entry));
+            let mut index = std::collections::HashMap::new();
+            for (kind, entry) in destinations.chain(origins) {
+                let i = index.entry(kind).and_modify(|i| *i += 1).or_insert(0);
+                let host = entry.rsplit_once(':').map_or("", |(host, _)| host);
                 let permitted = allowed.iter().any(|pattern| {
-                    pattern == &grant.entry
-                        || pattern.strip_suffix(":*").is_some_and(|pattern_host| pattern_host == host)
+                    pattern == entry || pattern.strip_suffix(":*").is_some_and(|pattern_host| pattern_host == host)
                 });
                 if !permitted {
                     return Err(format!(
-                        "capabilities.network[{i}]: {} is not among the destinations this host lets plugins reach \
-                         (plugins.network_allowed)",
-                        grant.entry
+                        "capabilities.{kind}[{i}]: {entry} is not among the destinations this host lets plugins \
+                         reach (plugins.network_allowed)"
                     ));
                 }
             }
@@ -259,6 +296,10 @@ impl Manifest {
         if !self.network.is_empty() {
             let entries: Vec<&str> = self.network.iter().map(|n| n.entry.as_str()).collect();
             grants.push(format!("network {}", entries.join(", ")));
+        }
+        if !self.http.is_empty() {
+            let entries: Vec<&str> = self.http.iter().map(|n| n.entry.as_str()).collect();
+            grants.push(format!("http {}", entries.join(", ")));
         }
         for (granted, name) in [(self.sampling, "sampling"), (self.elicitation, "elicitation"), (self.roots, "roots")] {
             if granted {
@@ -304,6 +345,9 @@ mod tests {
             (grant("allowed", "HOME", "127.0.0.1:8080"), "capabilities.env[0]"),
             (grant("allowed", "API_KEY", "127.0.0.1:8081"), "capabilities.network[0]"),
         ];
+        let http = Manifest::parse("[capabilities]\nhttp = [\"localhost:1\", \"10.0.0.1:80\"]", dir.path()).unwrap();
+        let refused_http = http.check_ceilings(&ceilings);
+        assert!(refused_http.as_ref().is_err_and(|e| e.contains("capabilities.http[1]")), "{refused_http:?}");
         for (result, field) in refused {
             assert!(result.as_ref().is_err_and(|e| e.contains(field)), "{result:?} should name {field}");
         }
@@ -339,6 +383,17 @@ mod tests {
     }
 
     #[test]
+    fn http_grants_admit_only_their_origin() {
+        let m = parse("[capabilities]\nhttp = [\"API.example.com:443\", \"[::1]:8080\"]").unwrap();
+        assert!(m.http[0].admits("api.example.com", 443));
+        assert!(!m.http[0].admits("api.example.com", 80));
+        assert!(!m.http[0].admits("example.com", 443));
+        assert!(m.http[1].admits("[::1]", 8080));
+        assert!(!m.http[1].admits("127.0.0.1", 8080));
+        assert_eq!(m.describe_grants(), "http API.example.com:443, [::1]:8080");
+    }
+
+    #[test]
     fn bad_manifests_name_the_field() {
         let cases = [
             ("namespace = \"a b\"", "namespace"),
@@ -360,7 +415,9 @@ mod tests {
                 "capabilities.files[0].host",
             ),
             ("[capabilities]\nenv = [\"A=B\"]", "capabilities.env[0]"),
-            ("[capabilities]\nhttp = [\"example.com:443\"]", "capabilities.http"),
+            ("[capabilities]\nhttp = [\"example.com\"]", "capabilities.http[0]"),
+            ("[capabilities]\nhttp = [\"https://example.com:443\"]", "capabilities.http[0]"),
+            ("[capabilities]\nhttp = [\"example.com:http\"]", "capabilities.http[0]"),
         ];
         for (text, field) in cases {
             let error = parse(text).unwrap_err();

@@ -12,9 +12,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::fedmcp::plugin::{host, types};
-use super::manifest::Manifest;
+use super::manifest::{HttpGrant, Manifest};
 use super::{CallContext, CallError, CallEvent, ListKind};
 
 /// The resource limits of one call.
@@ -31,6 +32,8 @@ pub type Denials = Arc<Mutex<Vec<String>>>;
 /// A call's store data.
 pub struct CallState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_gate: HttpGate,
     table: ResourceTable,
     limits: StoreLimits,
     events: Option<tokio::sync::mpsc::UnboundedSender<CallEvent>>,
@@ -40,6 +43,56 @@ pub struct CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.http_gate, table: &mut self.table, ctx: &mut self.http }
+    }
+}
+
+/// Outgoing wasi:http requests go only to the origins the manifest lists; the host makes
+/// the connection (the guest's socket grants play no part in it).
+struct HttpGate {
+    plugin: String,
+    allowed: Vec<HttpGrant>,
+    denials: Denials,
+}
+
+type PendingResponse = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _response_errors: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> PendingResponse {
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if !self.allowed.iter().any(|grant| grant.admits(host, port)) {
+            let origin = format!("{host}:{port}");
+            tracing::warn!(plugin = %self.plugin, %origin, method = %request.method(), "HTTP request denied");
+            if let Ok(mut denials) = self.denials.lock() {
+                denials.push(format!("http {} {origin} (not in capabilities.http)", request.method()));
+            }
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+        })
     }
 }
 
@@ -84,10 +137,11 @@ impl host::Host for CallState {
     }
 }
 
-/// Link WASI p2 and the fedmcp host interface. Every WASI import links so any component
+/// Link WASI p2 (wasi:http's outgoing handler included) and the fedmcp host interface. Every WASI import links so any component
 /// instantiates; what it may actually reach is decided per call in [`store`].
 pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     host::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)?;
     types::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)?;
     Ok(())
@@ -144,8 +198,11 @@ pub fn store(
 ) -> wasmtime::Result<Store<CallState>> {
     let wasi = wasi_context(plugin, manifest, denials)?;
     let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+    let http_gate = HttpGate { plugin: plugin.to_owned(), allowed: manifest.http.clone(), denials: denials.clone() };
     let state = CallState {
         wasi,
+        http: WasiHttpCtx::new(),
+        http_gate,
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
         events: cx.events,

@@ -53,6 +53,32 @@ fn denied(what: &str, error: impl std::fmt::Display) -> Error {
     Error::internal(format!("{what} failed: {error}"))
 }
 
+/// GET http://<address>/ through wasi:http's outgoing handler; the status and body.
+fn http_get(address: &str) -> Result<String, Error> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let failed = |e: &dyn std::fmt::Debug| denied(&format!("requesting http://{address}/"), format!("{e:?}"));
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).map_err(|e| failed(&e))?;
+    request.set_authority(Some(address)).map_err(|e| failed(&e))?;
+    request.set_path_with_query(Some("/")).map_err(|e| failed(&e))?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| failed(&e))?;
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(failed(&code)),
+        other => return Err(failed(&other.map(|_| ()))),
+    };
+    let status = response.status();
+    let body = response.consume().map_err(|e| failed(&e))?;
+    let stream = body.stream().map_err(|e| failed(&e))?;
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(16 * 1024) {
+        bytes.extend(chunk);
+    }
+    Ok(format!("{status} {}", String::from_utf8_lossy(&bytes)))
+}
+
 struct Hostile;
 
 impl Plugin for Hostile {
@@ -74,6 +100,9 @@ impl Plugin for Hostile {
             let mut reply = String::new();
             stream.read_to_string(&mut reply).map_err(|e| denied("receiving", e))?;
             Ok(reply)
+        });
+        tools.add("http_get", "GET http://<address>/ with wasi:http", |a: AddressArg, _cx| {
+            http_get(&a.address)
         });
         tools.add("spin", "Loop forever", |_: Nothing, _cx| -> Result<ToolResult, Error> {
             let mut n: u64 = 0;

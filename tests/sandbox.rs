@@ -139,6 +139,18 @@ async fn a_plugin_without_grants_is_refused_everything_and_the_host_keeps_servin
         client.still_serving().await;
     }
     assert!(!fixture.path("granted/new.txt").exists(), "the read-only folder was written");
+    // The host log names the plugin, the call and the capability of each refusal.
+    let lines = server.log_lines();
+    let logged = |target: &str, capability: &str| {
+        lines.iter().any(|line| {
+            line.contains("plugin call was refused access")
+                && line.contains("plugin=hostile")
+                && line.contains(&format!("target={target}"))
+                && line.contains(capability)
+        })
+    };
+    assert!(logged("connect", "capabilities.network"), "{lines:?}");
+    assert!(logged("http_get", "capabilities.http"), "{lines:?}");
 
     let started = Instant::now();
     let spun = client.call("hostile__spin", json!({})).await;

@@ -272,7 +272,7 @@ impl Plugin {
     async fn refresh_lists(&mut self) -> Result<(), (&'static str, CallError)> {
         if let Some(indices) = &self.indices.tools {
             let raw = self
-                .run(CallContext::default(), async |store, instance| {
+                .run(("tools/list", ""), CallContext::default(), async |store, instance| {
                     indices.load(&mut *store, instance)?.call_list_tools(&mut *store).await
                 })
                 .await
@@ -286,7 +286,7 @@ impl Plugin {
         }
         if let Some(indices) = &self.indices.resources {
             let (resources, templates) = self
-                .run(CallContext::default(), async |store, instance| {
+                .run(("resources/list", ""), CallContext::default(), async |store, instance| {
                     let guest = indices.load(&mut *store, instance)?;
                     let resources = guest.call_list_resources(&mut *store).await?;
                     let templates = guest.call_list_resource_templates(&mut *store).await?;
@@ -302,7 +302,7 @@ impl Plugin {
         }
         if let Some(indices) = &self.indices.prompts {
             let prompts = self
-                .run(CallContext::default(), async |store, instance| {
+                .run(("prompts/list", ""), CallContext::default(), async |store, instance| {
                     indices.load(&mut *store, instance)?.call_list_prompts(&mut *store).await
                 })
                 .await
@@ -317,9 +317,11 @@ impl Plugin {
         Ok(())
     }
 
-    /// Instantiate a fresh sandbox, run `f` in it, and drop it.
+    /// Instantiate a fresh sandbox, run `f` in it, and drop it. `call` (method, target) names
+    /// the call in the log line that records what the sandbox refused.
     async fn run<R>(
         &self,
+        call: (&str, &str),
         cx: CallContext,
         f: impl AsyncFnOnce(&mut wasmtime::Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, String), CallError> {
@@ -336,6 +338,10 @@ impl Plugin {
         let result = result.map_err(|error| sandbox::call_error(&self.name, &self.limits, &store, error));
         drop(store);
         let denied = denials.lock().map(|d| d.join("; ")).unwrap_or_default();
+        if !denied.is_empty() {
+            let (method, target) = call;
+            tracing::warn!(plugin = %self.name, %method, %target, %denied, "plugin call was refused access");
+        }
         match result {
             Ok(value) => Ok((value, denied)),
             Err(error) => Err(self.with_denials(error, &denied)),
@@ -399,7 +405,7 @@ impl Plugin {
         let wit_cx = convert::request_context(&cx);
         let arguments = arguments.to_string();
         let outcome = self
-            .run(cx, async |store, instance| {
+            .run(("tools/call", name), cx, async |store, instance| {
                 indices.load(&mut *store, instance)?.call_call_tool(&mut *store, name, &arguments, &wit_cx).await
             })
             .await?;
@@ -412,7 +418,7 @@ impl Plugin {
         let indices = self.indices.resources.as_ref().ok_or_else(|| self.unsupported("resources"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
-            .run(cx, async |store, instance| {
+            .run(("resources/read", uri), cx, async |store, instance| {
                 indices.load(&mut *store, instance)?.call_read_resource(&mut *store, uri, &wit_cx).await
             })
             .await?;
@@ -430,7 +436,7 @@ impl Plugin {
         let indices = self.indices.prompts.as_ref().ok_or_else(|| self.unsupported("prompts"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
-            .run(cx, async |store, instance| {
+            .run(("prompts/get", name), cx, async |store, instance| {
                 indices.load(&mut *store, instance)?.call_get_prompt(&mut *store, name, arguments, &wit_cx).await
             })
             .await?;
@@ -455,7 +461,7 @@ impl Plugin {
             Err(template) => exports::completions::CompletionReference::ResourceTemplate(template.to_owned()),
         };
         let completion = self
-            .run(CallContext::default(), async |store, instance| {
+            .run(("completion/complete", ""), CallContext::default(), async |store, instance| {
                 indices
                     .load(&mut *store, instance)?
                     .call_complete(&mut *store, &reference, argument, value, context)

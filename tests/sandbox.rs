@@ -65,6 +65,21 @@ fn allowed_host() -> u16 {
     port
 }
 
+/// A granted host that accepts connections and never answers (they stay open until the
+/// test process ends).
+fn silent_host() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::park();
+    });
+    port
+}
+
 fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()
 }
@@ -76,10 +91,11 @@ fn start(plugins: &Path) -> Server {
 #[tokio::test]
 async fn a_plugin_without_grants_is_refused_everything_and_the_host_keeps_serving() {
     let closed_port = allowed_host(); // listening, but not granted
-    let fixture = Fixture::new(
-        "[capabilities]\nfiles = [{ host = \"../granted\", guest = \"/data\", mode = \"read\" }]\n\
-         timeout_ms = 500\nmemory_mb = 16\nmax_response_kb = 64\n",
-    );
+    let silent_port = silent_host(); // granted, never answers
+    let fixture = Fixture::new(&format!(
+        "[capabilities]\nfiles = [{{ host = \"../granted\", guest = \"/data\", mode = \"read\" }}]\n\
+         network = [\"127.0.0.1:{silent_port}\"]\ntimeout_ms = 500\nmemory_mb = 16\nmax_response_kb = 64\n",
+    ));
     let server = start(&fixture.plugins());
     let client = StatelessClient::new(&server);
 
@@ -151,6 +167,14 @@ async fn a_plugin_without_grants_is_refused_everything_and_the_host_keeps_servin
     };
     assert!(logged("connect", "capabilities.network"), "{lines:?}");
     assert!(logged("http_get", "capabilities.http"), "{lines:?}");
+
+    // Waiting on a host that never answers is bounded by the same limit as computing.
+    let started = Instant::now();
+    let waited = client.call("hostile__connect", json!({ "address": format!("127.0.0.1:{silent_port}") })).await;
+    let elapsed = started.elapsed();
+    let error = waited.expect_err("a call waiting forever must be stopped");
+    assert!(error.contains("time limit of 500 ms"), "{error}");
+    assert!(elapsed < Duration::from_millis(1000), "stopped after {elapsed:?}, more than twice the 500 ms limit");
 
     let started = Instant::now();
     let spun = client.call("hostile__spin", json!({})).await;

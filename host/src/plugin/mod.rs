@@ -331,11 +331,22 @@ impl Plugin {
                 plugin: self.name.clone(),
                 message: format!("cannot set up its sandbox: {e:#}"),
             })?;
-        let result = match self.pre.instantiate_async(&mut store).await {
-            Ok(instance) => f(&mut store, &instance).await,
-            Err(error) => Err(error),
+        // The epoch deadline stops a guest that computes; a guest waiting on the host (a
+        // socket or HTTP origin that never answers) runs no code to interrupt, so the wait
+        // itself is bounded too. Dropping the call's future mid-way is safe: the store goes next.
+        let running = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            f(&mut store, &instance).await
         };
-        let result = result.map_err(|error| sandbox::call_error(&self.name, &self.limits, &store, error));
+        let outcome = tokio::time::timeout(self.limits.timeout, running).await;
+        let result = match outcome {
+            Ok(result) => result.map_err(|error| sandbox::call_error(&self.name, &self.limits, &store, error)),
+            Err(_) => {
+                tracing::warn!(plugin = %self.name, limit_ms = self.limits.timeout.as_millis() as u64,
+                    "plugin call stopped at its time limit while waiting on the host");
+                Err(CallError::Timeout { plugin: self.name.clone(), limit_ms: self.limits.timeout.as_millis() as u64 })
+            }
+        };
         drop(store);
         let denied = denials.lock().map(|d| d.join("; ")).unwrap_or_default();
         if !denied.is_empty() {

@@ -204,3 +204,81 @@ async fn a_peer_that_dies_fails_only_its_own_calls_and_comes_back() {
     eventually("b's tools work again", PATIENCE, async || client.call("b__greeter__version", json!({})).await.is_ok())
         .await;
 }
+
+/// A stateless tools/call for a 2026-07-28 peer is relayed as JSON (host/src/relay.rs) rather
+/// than decoded and re-encoded by rmcp; the listener's Host and Origin guards, the rate limit,
+/// the audit and MRTR hold on that path as on the normal one.
+#[tokio::test]
+async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
+    let b = Server::start(&example_plugins());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let dir = tempfile::tempdir().expect("a folder for the config and audit log");
+    let audit = dir.path().join("audit.jsonl");
+    let text =
+        format!("{}[audit]\nfile = {:?}\n[limits]\nper_minute = 1\nburst = 4\n", peer("b", "b", &b.url()), audit);
+    let config = write_config(dir.path(), &text);
+    let a =
+        Server::start_configured_with_env(empty.path(), &config, "127.0.0.1:0", &[("RUST_LOG", "fedmcp=debug,warn")]);
+    a.wait_for_peer("b").await;
+    let client = StatelessClient::new(&a);
+    let tool = "b__text-tools__slugify";
+
+    let result = client.call(tool, json!({ "text": "Hello, Relay" })).await;
+    assert_eq!(result.map(|r| text_of(&r)), Ok("hello-relay".to_owned()));
+    let relayed = |lines: &[String]| lines.iter().filter(|l| l.contains("relaying a stateless tools/call")).count();
+    eventually("A logs the relayed call", PATIENCE, async || relayed(&a.log_lines()) > 0).await;
+
+    // The DNS-rebinding guards still answer first: a foreign Origin or Host is refused.
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": { "text": "x" },
+        "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } });
+    let post = || {
+        client
+            .post()
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .body(body.to_string())
+    };
+    let (status, reply) = client.raw(post().header("origin", "http://evil.example")).await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{reply}");
+    let (status, reply) = client.raw(post().header("host", "evil.example")).await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{reply}");
+
+    // A peer's MRTR question comes back with a requestState this host sealed; the retry
+    // (which takes the normal path) opens it and reaches the peer's plugin.
+    let asked = client.call("b__test_elicitation", json!({ "message": "Who are you?" })).await.expect("input required");
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    let state = asked["requestState"].as_str().expect("a requestState").to_owned();
+    let key = asked["inputRequests"].as_object().and_then(|r| r.keys().next().cloned()).expect("one input request");
+    let retry = json!({
+        "name": "b__test_elicitation", "arguments": { "message": "Who are you?" },
+        "inputResponses": { key: { "action": "accept", "content": { "username": "ada", "email": "ada@example.com" } } },
+        "requestState": state,
+    });
+    let (_, answered) = client.request("tools/call", retry).await;
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("User response:") && text.contains("ada"), "{answered}");
+    // A requestState the peer made, not sealed by this host, is refused.
+    let forged = json!({
+        "name": "b__test_elicitation", "arguments": { "message": "Who are you?" },
+        "inputResponses": { "form": { "action": "accept" } }, "requestState": "not-sealed-here",
+    });
+    let (_, refused) = client.request("tools/call", forged).await;
+    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("requestState"), "{refused}");
+
+    // The burst of 4 is spent (two relayed calls, the retry and the forged retry): the next
+    // relayed call is refused, and audited.
+    let limited = client.call(tool, json!({ "text": "again" })).await.expect_err("rate limited");
+    assert!(limited.contains("rate limit"), "{limited}");
+    let lines: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each audit line is JSON"))
+        .collect();
+    let of_tool = |decision: &str| lines.iter().filter(|l| l["entry"] == tool && l["decision"] == decision).count();
+    assert_eq!(of_tool("allowed"), 1, "{lines:?}");
+    assert!(lines.iter().any(|l| l["entry"] == tool && l["outcome"] == "ok"), "{lines:?}");
+    assert_eq!(of_tool("denied"), 1, "{lines:?}");
+    assert!(lines.iter().any(|l| l["entry"] == "b__test_elicitation" && l["outcome"] == "input required"), "{lines:?}");
+}

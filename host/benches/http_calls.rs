@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --bench http_calls` (after `cargo xtask plugins`). Loopback only; every
 //! load loop is bounded by a call count and a time limit.
-//! Environment: BENCH_CONNECTIONS (default 8), BENCH_CALLS (per connection, default 500).
+//! Environment: BENCH_CONNECTIONS (default 8), BENCH_CALLS (per connection, default 500),
+//! BENCH_ONLY=hop (only the one-hop figures, e.g. to profile A's side of a forwarded call).
 
 // Sampling and logging types are deprecated by SEP-2577 but used by rmcp's handler API.
 #![allow(deprecated)]
@@ -169,14 +170,17 @@ async fn load(
     calls: usize,
     token: Option<&str>,
 ) -> Figures {
+    // Clients (and legacy sessions) are made before the clock starts: building a TLS-capable
+    // HTTP client loads the platform's root certificates, which is not a call's cost.
+    let mut callers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        callers.push(Caller::new(url, stateless, token.map(str::to_owned)).await);
+    }
     let started = Instant::now();
     let mut workers = Vec::new();
-    for worker in 0..connections {
-        let url = url.to_owned();
+    for (worker, caller) in callers.into_iter().enumerate() {
         let tool = tool.to_owned();
-        let token = token.map(str::to_owned);
         workers.push(tokio::spawn(async move {
-            let caller = Caller::new(&url, stateless, token).await;
             let mut latencies = Vec::with_capacity(calls);
             for i in 0..calls {
                 if started.elapsed() > TIME_LIMIT {
@@ -300,7 +304,18 @@ async fn main() {
         runtime.pooling()
     );
     println!("{:<12} {:<8} {:>8} {:>10} {:>9} {:>9}", "revision", "tool", "calls", "calls/s", "p50 ms", "p99 ms");
+    let only_hop = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "hop");
     for (revision, stateless) in [("2025-11-25", false), ("2026-07-28", true)] {
+        if only_hop {
+            let tool = "text-tools__slugify";
+            load(&hop_url, tool, stateless, connections, 20, None).await;
+            let hop = load(&hop_url, tool, stateless, connections, calls, None).await;
+            println!(
+                "{revision:<12} via A    {:>8} {:>10.0} {:>9.2} {:>9.2}",
+                hop.calls, hop.per_second, hop.p50_ms, hop.p99_ms
+            );
+            continue;
+        }
         // Warm both servers (connection setup, first compile of code paths) before measuring.
         let tool = "text-tools__slugify";
         load(&native_url, "slugify", stateless, connections, 20, None).await;

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub mod plugin;
+pub mod relay;
 pub mod scaffold;
 pub mod session;
 pub mod tls;

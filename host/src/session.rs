@@ -68,6 +68,37 @@ impl Shared {
         Arc::new(Self { catalog, federation, codec, instructions, guard })
     }
 
+    /// Take one use from the caller's rate limit (a refusal is audited).
+    pub fn limit(&self, identity: &Identity, method: &str, entry: &str) -> Result<(), McpError> {
+        let Some(limiter) = &self.guard.limits else { return Ok(()) };
+        let Err(exceeded) = limiter.check(&identity.limit_key()) else { return Ok(()) };
+        let message = format!(
+            "rate limit exceeded for {}: {} uses a minute; retry in {:.1} s",
+            identity.describe(),
+            exceeded.per_minute,
+            exceeded.retry_after.as_secs_f64()
+        );
+        self.guard.audit.record(Record {
+            identity: Some(identity),
+            method,
+            entry,
+            decision: Decision::Denied(message.clone()),
+            outcome: None,
+            duration: None,
+        });
+        let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
+        Err(McpError::new(rmcp::model::ErrorCode(-32029), message, Some(data)))
+    }
+
+    /// Seal what an MRTR retry must bring back unchanged, bound to the method and entry.
+    pub fn seal_state(&self, method: &str, target: &str, state: &Option<String>) -> Result<String, McpError> {
+        let binding = state_binding(method, target);
+        let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
+        self.codec
+            .seal_json_with(state, &options)
+            .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
+    }
+
     /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
     pub fn entry_of(&self, message: &Value) -> Option<(EntryKind, String)> {
         let params = message.get("params")?;
@@ -138,17 +169,7 @@ impl Session {
 
     /// Take one use from the caller's rate limit.
     fn limit(&self, identity: &Identity, method: &str, entry: &str) -> Result<(), McpError> {
-        let Some(limiter) = &self.shared.guard.limits else { return Ok(()) };
-        let Err(exceeded) = limiter.check(&identity.limit_key()) else { return Ok(()) };
-        let message = format!(
-            "rate limit exceeded for {}: {} uses a minute; retry in {:.1} s",
-            identity.describe(),
-            exceeded.per_minute,
-            exceeded.retry_after.as_secs_f64()
-        );
-        self.audit_refusal(identity, method, entry, Decision::Denied(message.clone()));
-        let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
-        Err(McpError::new(rmcp::model::ErrorCode(-32029), message, Some(data)))
+        self.shared.limit(identity, method, entry)
     }
 
     /// Apply the consent policy to a tool call. `Ok(None)`: go on (with `decision` to audit);
@@ -262,7 +283,8 @@ fn client_support(cx: &RequestContext<RoleServer>) -> ClientSupport {
     }
 }
 
-fn call_error(error: CallError) -> McpError {
+/// A failed call as the MCP error its caller gets.
+pub(crate) fn call_error(error: CallError) -> McpError {
     match &error {
         CallError::InvalidParams(message) => McpError::invalid_params(message.clone(), None),
         CallError::NotFound(message) => McpError::resource_not_found(message.clone(), None),
@@ -367,12 +389,7 @@ impl Session {
     }
 
     fn seal_state(&self, method: &str, target: &str, state: &Option<String>) -> Result<String, McpError> {
-        let binding = state_binding(method, target);
-        let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
-        self.shared
-            .codec
-            .seal_json_with(state, &options)
-            .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
+        self.shared.seal_state(method, target, state)
     }
 
     /// The request's `_meta` as a peer should see it. A legacy session's log level is set once

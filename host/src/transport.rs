@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
 use crate::auth::edge::{self, Gate};
+use crate::relay::{self, RelayScope};
 use crate::session::{Session, Shared};
 
 /// Origins of loopback pages; any other browser origin is refused (DNS-rebinding guard).
@@ -48,6 +49,7 @@ pub struct HttpOptions {
 pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationToken, requests: TaskTracker) -> Router {
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from).to_vec();
     hosts.extend(options.allowed_hosts);
+    let scope = Arc::new(RelayScope::new(&hosts));
     let mut origins: Vec<String> = LOOPBACK_ORIGINS.map(String::from).to_vec();
     origins.extend(options.allowed_origins);
     let config = StreamableHttpServerConfig::default()
@@ -71,7 +73,8 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     let edge_shared = shared.clone();
     let check_gate = gate.clone();
     let mut mcp = Router::new().nest_service("/mcp", mcp).layer(axum::middleware::from_fn(move |request, next| {
-        track_until_sent(request, next, requests.clone(), limit, edge_shared.clone(), check_gate.clone())
+        let edge = Edge { shared: edge_shared.clone(), gate: check_gate.clone(), scope: scope.clone(), limit };
+        track_until_sent(request, next, requests.clone(), edge)
     }));
     if let Some(gate) = gate {
         // Outermost: a request without a valid token is answered before its body is read.
@@ -90,19 +93,20 @@ fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn track_until_sent(
-    request: Request,
-    next: Next,
-    requests: TaskTracker,
-    limit: usize,
+/// What the `/mcp` middleware checks a POST against.
+struct Edge {
     shared: Arc<Shared>,
     gate: Option<Arc<Gate>>,
-) -> Response {
+    scope: Arc<RelayScope>,
+    limit: usize,
+}
+
+async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, edge: Edge) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
     let in_flight = requests.token();
-    let response = reject_malformed(request, next, limit, &shared, gate.as_deref()).await;
+    let response = reject_malformed(request, next, &edge).await;
     // The token lives as long as the response body: hyper drops it once the last byte is out.
     response.map(|body| {
         Body::new(body.map_frame(move |frame| {
@@ -114,14 +118,10 @@ async fn track_until_sent(
 
 /// Answer what is not a single JSON-RPC message with a JSON-RPC error before it reaches the
 /// protocol layer: malformed JSON (-32700) and batches (-32600, removed in 2025-06-18); and
-/// answer a use of an entry outside the caller's grant with `403 insufficient_scope`.
-async fn reject_malformed(
-    request: Request,
-    next: Next,
-    limit: usize,
-    shared: &Shared,
-    gate: Option<&Gate>,
-) -> Response {
+/// answer a use of an entry outside the caller's grant with `403 insufficient_scope`; relay
+/// what the relay takes (see `crate::relay`).
+async fn reject_malformed(request: Request, next: Next, edge: &Edge) -> Response {
+    let (shared, limit) = (&edge.shared, edge.limit);
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
@@ -144,7 +144,7 @@ async fn reject_malformed(
         }
         Ok(message) => message,
     };
-    if let Some(gate) = gate
+    if let Some(gate) = edge.gate.as_deref()
         && let Some(identity) = parts.extensions.get::<Arc<Identity>>()
         && let Some((kind, name)) = shared.entry_of(&message)
         && !identity.allows(kind, &name)
@@ -158,6 +158,9 @@ async fn reject_malformed(
             duration: None,
         });
         return gate.forbidden(&parts.headers, identity, kind, &name);
+    }
+    if let Some(response) = relay::try_relay(shared, &edge.scope, &parts, &message).await {
+        return response;
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }

@@ -115,6 +115,12 @@ impl Server {
         Self::spawn(plugins, listen, &["--config", config], &[])
     }
 
+    /// `start_configured` with extra environment variables (`RUST_LOG` among them).
+    pub fn start_configured_with_env(plugins: &Path, config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
+        let config = config.to_str().expect("a UTF-8 path");
+        Self::spawn(plugins, listen, &["--config", config], env)
+    }
+
     fn spawn(plugins: &Path, listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         // reqwest is built with rustls and no provider of its own: the tests' clients use ring.
         fedmcp::tls::install_default_provider();
@@ -122,8 +128,8 @@ impl Server {
             .args(["serve", "--listen", listen, "--plugins"])
             .arg(plugins)
             .args(extra_args)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "fedmcp=info,warn")
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

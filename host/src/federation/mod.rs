@@ -21,7 +21,7 @@ mod peer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use peer::{Peer, PeerListing};
+pub use peer::{Peer, PeerListing, Relay};
 
 use crate::auth::keys::Signer;
 use crate::config::{PeerConfig, PeerCredentials};

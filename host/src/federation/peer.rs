@@ -34,6 +34,16 @@ fn peer_http_client(tls: &crate::tls::PeerTls) -> Result<reqwest::Client, String
 /// rmcp's handle on the peer, as its client.
 type Upstream = rmcp::Peer<RoleClient>;
 
+/// How a stateless tools/call reaches a 2026-07-28 peer over HTTP without rmcp's client: the
+/// same HTTP client, URL, headers and credentials as the peer's connection (see
+/// `crate::relay`).
+pub struct Relay {
+    http: reqwest::Client,
+    url: String,
+    /// The configured headers, and the static token of `token_file`.
+    headers: reqwest::header::HeaderMap,
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
@@ -80,6 +90,8 @@ pub struct Peer {
     lost: Notify,
     /// Mints this host's tokens for the peer (`auth = "identity"`).
     minter: Option<Arc<Minter>>,
+    /// Set while the peer is up, speaks 2026-07-28 and is reached over HTTP.
+    relay: std::sync::RwLock<Option<Arc<Relay>>>,
 }
 
 impl Peer {
@@ -97,6 +109,7 @@ impl Peer {
             attempted: watch::Sender::new(false),
             lost: Notify::new(),
             minter,
+            relay: std::sync::RwLock::new(None),
         });
         tokio::spawn(peer.clone().supervise());
         peer
@@ -193,18 +206,19 @@ impl Peer {
                 PeerClient { peer_name: self.config.name.clone(), calls: self.calls.clone(), changed: changed_tx };
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(client)).await;
             let connected = match connected {
-                Ok(Ok(service)) => match self.refresh(service.peer(), Vec::new()).await {
-                    Ok(()) => Ok(Ok(service)),
+                Ok(Ok((service, relay))) => match self.refresh(service.peer(), Vec::new()).await {
+                    Ok(()) => Ok(Ok((service, relay))),
                     Err(reason) => Ok(Err(reason)),
                 },
-                other => other,
+                Ok(Err(reason)) => Ok(Err(reason)),
+                Err(elapsed) => Err(elapsed),
             };
             self.attempted.send_replace(true);
             match connected {
-                Ok(Ok(service)) => {
+                Ok(Ok((service, relay))) => {
                     attempt = 0;
                     backoff = FIRST_BACKOFF;
-                    let reason = self.serve(service, changed_rx).await;
+                    let reason = self.serve(service, changed_rx, relay).await;
                     tracing::warn!(peer = %self.config.name, %reason, "peer connection lost; reconnecting");
                     self.set_state(State::Down { reason, attempt: 0 });
                 }
@@ -223,7 +237,11 @@ impl Peer {
         }
     }
 
-    async fn connect(&self, client: PeerClient) -> Result<RunningService<RoleClient, PeerClient>, String> {
+    /// Connect with rmcp's client; for an HTTP peer, also what a relayed call needs.
+    async fn connect(
+        &self,
+        client: PeerClient,
+    ) -> Result<(RunningService<RoleClient, PeerClient>, Option<Relay>), String> {
         // A peer that speaks 2026-07-28 is used statelessly, so it asks for input with MRTR
         // and the caller's protocol decides how that input is gathered; others get a legacy
         // session.
@@ -248,10 +266,19 @@ impl Peer {
                         .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
                     config.auth_header = Some(token.trim().to_owned());
                 }
-                let http = PeerHttpClient { inner: peer_http_client(&self.config.tls)?, minter: self.minter.clone() };
+                let mut headers: reqwest::header::HeaderMap = config.custom_headers.clone().into_iter().collect();
+                if let Some(token) = &config.auth_header {
+                    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                        .map_err(|e| format!("the token file's token cannot be sent: {e}"))?;
+                    headers.insert(reqwest::header::AUTHORIZATION, value);
+                }
+                let inner = peer_http_client(&self.config.tls)?;
+                let relay = Relay { http: inner.clone(), url: url.to_string(), headers };
+                let http = PeerHttpClient { inner, minter: self.minter.clone() };
                 let transport = StreamableHttpClientTransport::with_client(http, config);
                 let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
-                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))
+                let service = client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))?;
+                Ok((service, Some(relay)))
             }
             PeerTarget::Command { program, args, env } => {
                 let mut command = tokio::process::Command::new(program);
@@ -259,7 +286,8 @@ impl Peer {
                 let transport = rmcp::transport::TokioChildProcess::new(command)
                     .map_err(|e| format!("cannot start {program}: {e}"))?;
                 let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
-                client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))
+                let service = client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))?;
+                Ok((service, None))
             }
         }
     }
@@ -269,6 +297,7 @@ impl Peer {
         &self,
         service: RunningService<RoleClient, PeerClient>,
         mut changed: mpsc::UnboundedReceiver<ListKind>,
+        relay: Option<Relay>,
     ) -> String {
         let upstream = service.peer().clone();
         let protocol = upstream.peer_info().map(|info| info.protocol_version.to_string()).unwrap_or_default();
@@ -293,6 +322,7 @@ impl Peer {
         };
         tracing::info!(peer = %self.config.name, %protocol, "peer connected");
         self.set_state(State::Up { protocol, since: Instant::now() });
+        self.set_relay(relay.filter(|_| modern).map(Arc::new));
         self.upstream.send_replace(Some(upstream.clone()));
         let mut liveness = tokio::time::interval(LIVENESS_CHECK);
         let reason = loop {
@@ -333,6 +363,7 @@ impl Peer {
                 }
             }
         };
+        self.set_relay(None);
         self.upstream.send_replace(None);
         drop(subscription);
         service.cancellation_token().cancel();
@@ -386,6 +417,73 @@ impl Peer {
         listing.templates = templates;
         self.listing.send_replace(Arc::new(listing));
         Ok(())
+    }
+
+    fn set_relay(&self, relay: Option<Arc<Relay>>) {
+        if let Ok(mut slot) = self.relay.write() {
+            *slot = relay;
+        }
+    }
+
+    /// What a relayed call needs, while the peer is up and can take one.
+    pub fn relay(&self) -> Option<Arc<Relay>> {
+        self.relay.read().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Post one stateless tools/call (already rewritten for the peer) over `relay`, with the
+    /// caller's credentials for the peer and the caller's `Mcp-*` headers; the peer's response
+    /// (its body not yet read). The time limit is the caller's to apply to the body.
+    pub async fn relay_post(
+        &self,
+        relay: &Relay,
+        body: Vec<u8>,
+        caller: &str,
+        headers: reqwest::header::HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Result<reqwest::Response, CallError> {
+        let mut request = relay
+            .http
+            .post(&relay.url)
+            .headers(relay.headers.clone())
+            .headers(headers)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json, text/event-stream");
+        if let Some(minter) = &self.minter {
+            let token = minter.token_for(Some(caller)).map_err(|e| CallError::Peer {
+                peer: self.config.name.clone(),
+                message: format!("cannot mint a token for the peer: {e}"),
+            })?;
+            request = request.bearer_auth(token);
+        }
+        let sent = tokio::time::timeout_at(deadline, request.body(body).send()).await;
+        match sent {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => {
+                self.lost.notify_one();
+                Err(CallError::PeerUnavailable { peer: self.config.name.clone(), reason: with_causes(&error) })
+            }
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// The error of a call that outlived the peer's time limit.
+    pub fn timed_out(&self) -> CallError {
+        CallError::PeerTimeout { peer: self.config.name.clone(), limit_ms: self.config.timeout.as_millis() as u64 }
+    }
+
+    /// The peer's time limit for one call.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// The host's id, which forwarded requests add to the hosts they crossed.
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    /// Refuse a forwarded request that already passed through this host or crossed too many.
+    pub fn check_hops(&self, via: &[String]) -> Result<(), CallError> {
+        loops::check_request(via, &self.host_id, self.max_hops).map_err(CallError::Loop)
     }
 
     /// The live connection, waiting briefly for one that is being made.

@@ -1,0 +1,565 @@
+//! Stateless tool calls relayed to a 2026-07-28 peer over HTTP as JSON, without decoding them
+//! into rmcp's types and encoding them again on both sides of this host.
+//!
+//! Why: through rmcp's server and then its client, a forwarded call cost this host as much CPU
+//! as serving a call from a plugin does (measured with `cargo bench --bench http_calls`: one
+//! hop kept ~50% of direct throughput). A stateless 2026-07-28 request is self-contained, so
+//! the host can read it once, rewrite the tool's name and the `_meta` the peer must see, and
+//! pass the peer's answer back, changing only what the normal path changes too (an MRTR
+//! `requestState`, sealed to the method and entry).
+//!
+//! The relay takes only requests it can judge exactly as the normal path would; anything else
+//! (a legacy session, an MRTR retry, a browser `Origin`, missing or unusual headers, a tool
+//! whose consent policy is not `allow`, a peer over stdio or on 2025-11-25) goes the normal
+//! way, where rmcp validates it and the session decides. The normal path's rules hold here:
+//! the caller's grant, the rate limit, the loop guard and hop limit, the peer's time limit and
+//! the audit record.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use rmcp::ErrorData as McpError;
+use serde_json::{Map, Value, json};
+
+use crate::auth::audit::{Decision, Record};
+use crate::auth::consent::Policy;
+use crate::auth::{EntryKind, Identity};
+use crate::call::CallError;
+use crate::catalog::Owner;
+use crate::federation::credentials::CALLER_KEY;
+use crate::federation::{Peer, Relay, loops};
+use crate::session::{Shared, call_error};
+
+const PROTOCOL: &str = "2026-07-28";
+const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The most of a peer's JSON answer the relay reads.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
+/// The most of a peer's refusal (a non-2xx answer) quoted in the error.
+const MAX_REFUSAL_BYTES: usize = 4096;
+
+/// Which `Host` headers the listener serves (the same list rmcp checks on the normal path).
+pub struct RelayScope {
+    hosts: Vec<String>,
+}
+
+impl RelayScope {
+    pub fn new(hosts: &[String]) -> Self {
+        Self { hosts: hosts.to_vec() }
+    }
+
+    fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+        let Ok(authority) = host.parse::<axum::http::uri::Authority>() else { return false };
+        self.hosts.iter().any(|allowed| match allowed.parse::<axum::http::uri::Authority>() {
+            Ok(allowed) => {
+                allowed.host().eq_ignore_ascii_case(authority.host())
+                    && allowed.port_u16().is_none_or(|port| authority.port_u16() == Some(port))
+            }
+            Err(_) => false,
+        })
+    }
+}
+
+/// A request the relay may take, as read from it.
+struct Call<'a> {
+    headers: &'a HeaderMap,
+    id: &'a Value,
+    name: &'a str,
+    capabilities: &'a Map<String, Value>,
+}
+
+/// The one value of a header, if it has exactly one.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?.to_str().ok()?;
+    values.next().is_none().then_some(value)
+}
+
+/// The media types of a header, without parameters.
+fn media_types(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or_default().trim())
+}
+
+/// Whether the request is one the relay judges as the normal path would, and what it says.
+fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Value) -> Option<Call<'a>> {
+    let headers = &parts.headers;
+    if headers.contains_key(header::ORIGIN) || headers.contains_key("mcp-session-id") || !scope.host_allowed(headers) {
+        return None;
+    }
+    let content_type = media_types(headers, header::CONTENT_TYPE).collect::<Vec<_>>();
+    if content_type.len() != 1 || !content_type[0].eq_ignore_ascii_case("application/json") {
+        return None;
+    }
+    let accepts = |wanted: &str| media_types(headers, header::ACCEPT).any(|m| m.eq_ignore_ascii_case(wanted));
+    if !accepts("application/json") || !accepts("text/event-stream") {
+        return None;
+    }
+    if single(headers, "mcp-protocol-version")? != PROTOCOL || single(headers, "mcp-method")? != "tools/call" {
+        return None;
+    }
+    let message = message.as_object()?;
+    if message.len() != 4 || message.get("jsonrpc")? != "2.0" || message.get("method")? != "tools/call" {
+        return None;
+    }
+    let id = message.get("id").filter(|id| id.is_string() || id.is_u64() || id.is_i64())?;
+    let params = message.get("params")?.as_object()?;
+    if params.keys().any(|key| !matches!(key.as_str(), "name" | "arguments" | "_meta")) {
+        return None;
+    }
+    let name = params.get("name")?.as_str()?;
+    if single(headers, "mcp-name")? != name || params.get("arguments").is_some_and(|a| !a.is_object()) {
+        return None;
+    }
+    let meta = params.get("_meta")?.as_object()?;
+    if meta.get(META_PROTOCOL)? != PROTOCOL {
+        return None;
+    }
+    let capabilities = meta.get(META_CAPABILITIES)?.as_object()?;
+    Some(Call { headers, id, name, capabilities })
+}
+
+/// Answer the request by relaying it to the peer that owns its tool, or `None` to leave it to
+/// the normal path.
+pub async fn try_relay(shared: &Arc<Shared>, scope: &RelayScope, parts: &Parts, message: &Value) -> Option<Response> {
+    let call = eligible(scope, parts, message)?;
+    let route = shared.catalog.tool(call.name)?;
+    let Owner::Peer(peer) = &route.owner else { return None };
+    let relay = peer.relay()?;
+    let identity = parts.extensions.get::<Arc<Identity>>().cloned().unwrap_or_else(|| shared.guard.local.clone());
+    if !identity.allows(EntryKind::Tool, call.name)
+        || shared.guard.consent.policy_for(call.name, route.annotations.as_ref()) != Policy::Allow
+    {
+        return None;
+    }
+    let started = Instant::now();
+    let audit = Audit { shared: shared.clone(), identity, tool: call.name.to_owned(), started };
+    if let Err(error) = shared.limit(&audit.identity, "tools/call", call.name) {
+        return Some(error_response(call.id, &error));
+    }
+    tracing::debug!(tool = call.name, peer = peer.name(), "relaying a stateless tools/call");
+    let outcome = forward(peer, &relay, &route.local_name, &call, message, &audit).await;
+    Some(match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            let error = call_error(error);
+            audit.done(format!("error: {}", error.message));
+            error_response(call.id, &error)
+        }
+    })
+}
+
+/// The audit record of one relayed call, written when its answer is known.
+struct Audit {
+    shared: Arc<Shared>,
+    identity: Arc<Identity>,
+    tool: String,
+    started: Instant,
+}
+
+impl Audit {
+    fn done(&self, outcome: String) {
+        self.shared.guard.audit.record(Record {
+            identity: Some(&self.identity),
+            method: "tools/call",
+            entry: &self.tool,
+            decision: Decision::Allowed,
+            outcome: Some(outcome),
+            duration: Some(self.started.elapsed()),
+        });
+    }
+}
+
+/// Send the call to the peer and turn its answer into this host's.
+async fn forward(
+    peer: &Arc<Peer>,
+    relay: &Relay,
+    local_name: &str,
+    call: &Call<'_>,
+    message: &Value,
+    audit: &Audit,
+) -> Result<Response, CallError> {
+    let mut outgoing = message.clone();
+    let params = &mut outgoing["params"];
+    params["name"] = Value::String(local_name.to_owned());
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        // Only a token this host mints says who the caller is; no client sets it.
+        meta.remove(CALLER_KEY);
+        let mut via = loops::via(meta);
+        peer.check_hops(&via)?;
+        via.push(peer.host_id().to_owned());
+        meta.insert(loops::VIA_KEY.to_owned(), json!(via));
+    }
+    let body = serde_json::to_vec(&outgoing).map_err(|e| CallError::InvalidParams(e.to_string()))?;
+    let headers = peer_headers(call.headers, local_name)?;
+    let deadline = tokio::time::Instant::now() + peer.timeout();
+    let response = peer.relay_post(relay, body, &audit.identity.subject, headers, deadline).await?;
+    let status = response.status();
+    let is_sse = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+    if !status.is_success() {
+        let text = read_limited(peer, response, MAX_REFUSAL_BYTES, deadline, true).await?;
+        let text = String::from_utf8_lossy(&text);
+        if let Ok(answer) = serde_json::from_str::<Value>(&text)
+            && let Some(error) = answer.get("error").and_then(|e| serde_json::from_value::<McpError>(e.clone()).ok())
+        {
+            return Err(CallError::Upstream(error));
+        }
+        return Err(CallError::Peer {
+            peer: peer.name().to_owned(),
+            message: format!("answered HTTP {status}: {}", text.trim()),
+        });
+    }
+    if is_sse {
+        return Ok(relay_stream(peer.clone(), response, call, audit, deadline));
+    }
+    let bytes = read_limited(peer, response, MAX_ANSWER_BYTES, deadline, false).await?;
+    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| CallError::Peer {
+        peer: peer.name().to_owned(),
+        message: format!("answered with invalid JSON: {e}"),
+    })?;
+    match settle(peer.name(), call, audit, answer)? {
+        Settled::AsIs => Ok(json_response(bytes)),
+        Settled::Rewritten(answer) => Ok(json_response(answer.to_string())),
+    }
+}
+
+/// The `Mcp-*` headers the peer gets: the caller's (its `Mcp-Param-*` ones too, which the
+/// peer checks against the arguments), with the name the peer knows the tool by.
+fn peer_headers(caller: &HeaderMap, local_name: &str) -> Result<reqwest::header::HeaderMap, CallError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in caller {
+        let name = name.as_str();
+        if name.starts_with("mcp-") && name != "mcp-session-id" && name != "mcp-name" {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| CallError::InvalidParams(e.to_string()))?;
+            let value = reqwest::header::HeaderValue::from_bytes(value.as_bytes())
+                .map_err(|e| CallError::InvalidParams(e.to_string()))?;
+            headers.append(name, value);
+        }
+    }
+    let name = reqwest::header::HeaderValue::from_str(local_name)
+        .map_err(|_| CallError::InvalidParams(format!("the tool name {local_name:?} cannot go in a header")))?;
+    headers.insert("mcp-name", name);
+    Ok(headers)
+}
+
+/// Read at most `limit` bytes of the peer's answer before the deadline (`truncate`: stop
+/// there; otherwise more is an error).
+async fn read_limited(
+    peer: &Peer,
+    response: reqwest::Response,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    truncate: bool,
+) -> Result<Vec<u8>, CallError> {
+    let mut body = response.bytes_stream();
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
+            Err(_) => return Err(peer.timed_out()),
+            Ok(None) => return Ok(bytes),
+            Ok(Some(chunk)) => chunk.map_err(|e| CallError::PeerUnavailable {
+                peer: peer.name().to_owned(),
+                reason: crate::federation::credentials::with_causes(&e),
+            })?,
+        };
+        if bytes.len() + chunk.len() > limit {
+            if truncate {
+                bytes.extend_from_slice(&chunk[..limit - bytes.len()]);
+                return Ok(bytes);
+            }
+            return Err(CallError::Peer {
+                peer: peer.name().to_owned(),
+                message: format!("answered with more than {limit} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+}
+
+enum Settled {
+    AsIs,
+    Rewritten(Value),
+}
+
+/// Check the peer's answer to the call and audit it; an MRTR result gets its `requestState`
+/// sealed as the normal path seals it, so the caller's retry is verified the same way.
+fn settle(peer: &str, call: &Call<'_>, audit: &Audit, mut answer: Value) -> Result<Settled, CallError> {
+    let failed = |message: &str| CallError::Peer { peer: peer.to_owned(), message: message.to_owned() };
+    if answer.get("id") != Some(call.id) {
+        return Err(failed("answered another request"));
+    }
+    if let Some(error) = answer.get("error") {
+        let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
+        audit.done(format!("error: {message}"));
+        return Ok(Settled::AsIs);
+    }
+    let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
+        return Err(failed("answered without a result"));
+    };
+    if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+        let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
+        audit.done(if failed { "tool error" } else { "ok" }.to_owned());
+        return Ok(Settled::AsIs);
+    }
+    let mut missing = Map::new();
+    for request in result.get("inputRequests").and_then(Value::as_object).into_iter().flat_map(|r| r.values()) {
+        let capability = match request.get("method").and_then(Value::as_str) {
+            Some("elicitation/create") => "elicitation",
+            Some("sampling/createMessage") => "sampling",
+            Some("roots/list") => "roots",
+            other => {
+                return Err(CallError::InvalidParams(format!(
+                    "the peer asked for input fedmcp cannot relay: {}",
+                    other.unwrap_or("(no method)")
+                )));
+            }
+        };
+        if !call.capabilities.contains_key(capability) {
+            missing.insert(capability.to_owned(), json!({}));
+        }
+    }
+    if !missing.is_empty() {
+        let missing = serde_json::from_value(Value::Object(missing)).unwrap_or_default();
+        return Err(CallError::Upstream(McpError::missing_required_client_capability(missing)));
+    }
+    let state = result.get("requestState").and_then(Value::as_str).map(str::to_owned);
+    let sealed = audit.shared.seal_state("tools/call", call.name, &state).map_err(CallError::Upstream)?;
+    result.insert("requestState".to_owned(), Value::String(sealed));
+    audit.done("input required".to_owned());
+    Ok(Settled::Rewritten(answer))
+}
+
+/// Pass the peer's SSE answer on event by event (its progress and log notifications carry
+/// the caller's own progress token, which was forwarded unchanged), settling the response.
+fn relay_stream(
+    peer: Arc<Peer>,
+    response: reqwest::Response,
+    call: &Call<'_>,
+    audit: &Audit,
+    deadline: tokio::time::Instant,
+) -> Response {
+    struct Relayed {
+        events: futures::stream::BoxStream<'static, Result<sse_stream::Sse, sse_stream::Error>>,
+        peer: Arc<Peer>,
+        headers: HeaderMap,
+        id: Value,
+        name: String,
+        capabilities: Map<String, Value>,
+        audit: Audit,
+        deadline: tokio::time::Instant,
+        answered: bool,
+    }
+    let state = Relayed {
+        events: sse_stream::SseStream::from_bytes_stream(response.bytes_stream()).boxed(),
+        peer,
+        headers: HeaderMap::new(),
+        id: call.id.clone(),
+        name: call.name.to_owned(),
+        capabilities: call.capabilities.clone(),
+        audit: Audit {
+            shared: audit.shared.clone(),
+            identity: audit.identity.clone(),
+            tool: audit.tool.clone(),
+            started: audit.started,
+        },
+        deadline,
+        answered: false,
+    };
+    let stream = futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        let failure = match tokio::time::timeout_at(state.deadline, state.events.next()).await {
+            Ok(Some(Ok(event))) => {
+                let Some(data) = event.data.as_deref() else {
+                    return Some((Ok::<_, std::convert::Infallible>(encode_event(&event, None)), Some(state)));
+                };
+                let answer = serde_json::from_str::<Value>(data).ok().filter(|a| a.get("id") == Some(&state.id));
+                let Some(answer) = answer.filter(|a| a.get("result").is_some() || a.get("error").is_some()) else {
+                    return Some((Ok(encode_event(&event, None)), Some(state)));
+                };
+                let call = Call {
+                    headers: &state.headers,
+                    id: &state.id,
+                    name: &state.name,
+                    capabilities: &state.capabilities,
+                };
+                match settle(state.peer.name(), &call, &state.audit, answer) {
+                    Ok(Settled::AsIs) => {
+                        state.answered = true;
+                        return Some((Ok(encode_event(&event, None)), Some(state)));
+                    }
+                    Ok(Settled::Rewritten(answer)) => {
+                        state.answered = true;
+                        return Some((Ok(encode_event(&event, Some(&answer.to_string()))), Some(state)));
+                    }
+                    Err(error) => error,
+                }
+            }
+            Ok(Some(Err(error))) => CallError::PeerUnavailable {
+                peer: state.peer.name().to_owned(),
+                reason: format!("its answer stream broke: {error}"),
+            },
+            Ok(None) if state.answered => return None,
+            Ok(None) => CallError::PeerUnavailable {
+                peer: state.peer.name().to_owned(),
+                reason: "it closed the answer stream before answering".to_owned(),
+            },
+            Err(_) if state.answered => return None,
+            Err(_) => state.peer.timed_out(),
+        };
+        let error = call_error(failure);
+        state.audit.done(format!("error: {}", error.message));
+        let message = error_message(&state.id, &error);
+        let event = sse_stream::Sse::default().data(String::from_utf8_lossy(&message).into_owned());
+        Some((Ok(encode_event(&event, None)), None))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// One SSE event as text, with its data replaced when `data` is given.
+fn encode_event(event: &sse_stream::Sse, data: Option<&str>) -> Bytes {
+    let mut text = String::new();
+    if let Some(name) = &event.event {
+        text.push_str(&format!("event: {name}\n"));
+    }
+    if let Some(id) = &event.id {
+        text.push_str(&format!("id: {id}\n"));
+    }
+    if let Some(retry) = event.retry {
+        text.push_str(&format!("retry: {retry}\n"));
+    }
+    for line in data.or(event.data.as_deref()).unwrap_or_default().split('\n') {
+        text.push_str("data: ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push('\n');
+    text.into()
+}
+
+fn error_message(id: &Value, error: &McpError) -> Bytes {
+    json!({ "jsonrpc": "2.0", "id": id, "error": error }).to_string().into()
+}
+
+/// The error answer to a call, with the HTTP status rmcp gives it on the normal path: a
+/// stateless request's protocol errors are HTTP errors too.
+fn error_response(id: &Value, error: &McpError) -> Response {
+    use rmcp::model::ErrorCode;
+    let status = match error.code {
+        ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
+        | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
+        ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    };
+    let mut response = json_response(error_message(id, error));
+    *response.status_mut() = status;
+    response
+}
+
+fn json_response(body: impl Into<Bytes>) -> Response {
+    let mut response = (StatusCode::OK, body.into()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = axum::http::Request::post("/mcp");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("a request").into_parts().0
+    }
+
+    const GOOD: [(&str, &str); 6] = [
+        ("host", "127.0.0.1:8931"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "b__slugify"),
+    ];
+
+    fn message() -> Value {
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "b__slugify", "arguments": { "text": "x" },
+            "_meta": { META_PROTOCOL: PROTOCOL, META_CAPABILITIES: {} } } })
+    }
+
+    fn scope() -> RelayScope {
+        RelayScope::new(&["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()])
+    }
+
+    fn with(change: (&'static str, &'static str)) -> Vec<(&'static str, &'static str)> {
+        let mut headers: Vec<_> = GOOD.iter().copied().filter(|(name, _)| *name != change.0).collect();
+        headers.push(change);
+        headers
+    }
+
+    #[test]
+    fn a_plain_stateless_tool_call_is_taken() {
+        let parts = request(&GOOD);
+        let message = message();
+        let call = eligible(&scope(), &parts, &message).expect("eligible");
+        assert_eq!((call.name, call.id), ("b__slugify", &json!(3)));
+    }
+
+    #[test]
+    fn anything_the_normal_path_must_judge_is_left_to_it() {
+        let message = message();
+        let refused_headers = [
+            with(("host", "evil.example")),
+            with(("host", "127.0.0.1.evil.example:80")),
+            with(("origin", "http://localhost:3000")),
+            with(("mcp-session-id", "abc")),
+            with(("content-type", "text/plain")),
+            with(("accept", "application/json")),
+            with(("mcp-protocol-version", "2025-11-25")),
+            with(("mcp-method", "tools/list")),
+            with(("mcp-name", "b__other")),
+            GOOD.iter().copied().filter(|(name, _)| *name != "mcp-name").collect(),
+        ];
+        for headers in refused_headers {
+            assert!(eligible(&scope(), &request(&headers), &message).is_none(), "{headers:?}");
+        }
+        let parts = request(&GOOD);
+        let mut retry = message.clone();
+        retry["params"]["requestState"] = json!("s");
+        let mut task = message.clone();
+        task["params"]["task"] = json!({});
+        let mut legacy_meta = message.clone();
+        legacy_meta["params"]["_meta"][META_PROTOCOL] = json!("2025-11-25");
+        let mut no_capabilities = message.clone();
+        no_capabilities["params"]["_meta"].as_object_mut().map(|m| m.remove(META_CAPABILITIES));
+        let mut notification = message.clone();
+        notification.as_object_mut().map(|m| m.remove("id"));
+        let mut bad_arguments = message.clone();
+        bad_arguments["params"]["arguments"] = json!([1]);
+        for refused in [retry, task, legacy_meta, no_capabilities, notification, bad_arguments] {
+            assert!(eligible(&scope(), &parts, &refused).is_none(), "{refused}");
+        }
+    }
+}

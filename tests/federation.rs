@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    Server, StatelessClient, eventually, example_plugins, fixture, free_port, node, node_package_bin, run_conformance,
+    LegacySession, Server, StatelessClient, eventually, example_plugins, fixture, free_port, node, node_package_bin,
+    run_conformance,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -281,4 +282,31 @@ async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
     assert!(lines.iter().any(|l| l["entry"] == tool && l["outcome"] == "ok"), "{lines:?}");
     assert_eq!(of_tool("denied"), 1, "{lines:?}");
     assert!(lines.iter().any(|l| l["entry"] == "b__test_elicitation" && l["outcome"] == "input required"), "{lines:?}");
+}
+
+/// A client subscribed on A to a resource B's plugin serves is told when B replaces the
+/// plugin: B tells its subscribers (A subscribes to every resource it imports), and A tells
+/// its own.
+#[tokio::test]
+async fn a_peers_resource_updates_reach_the_client_that_subscribed() {
+    let b_plugins = tempfile::tempdir().expect("B's plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(example_plugins().join(file), b_plugins.path().join(file)).expect("copy the plugin");
+    }
+    let b = Server::start(b_plugins.path());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = write_config(empty.path(), &peer("b", "b", &b.url()));
+    let a = Server::start_configured(empty.path(), &config, "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+    let mut client = LegacySession::open(&a).await;
+    let uri = "test://watched-resource";
+    let subscribed = client.request("resources/subscribe", json!({ "uri": uri })).await;
+    assert!(subscribed.get("error").is_none(), "{subscribed}");
+
+    // Replace the plugin the way deploy tools do: write beside it, rename over it.
+    let incoming = b_plugins.path().join(".incoming.tmp");
+    std::fs::copy(example_plugins().join("conformance.wasm"), &incoming).expect("copy");
+    std::fs::rename(&incoming, b_plugins.path().join("conformance.wasm")).expect("rename");
+    let updated = client.expect_notification("notifications/resources/updated").await;
+    assert_eq!(updated["uri"], uri, "{updated}");
 }

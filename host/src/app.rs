@@ -45,10 +45,25 @@ impl Host {
         for peer in &federation.peers {
             let (catalog, peer) = (catalog.clone(), peer.clone());
             let mut listing = peer.listing();
+            let mut updates = peer.updates();
+            let (updated_catalog, updated_peer) = (catalog.clone(), peer.clone());
             tokio::spawn(async move {
                 while listing.changed().await.is_ok() {
                     let current = listing.borrow_and_update().clone();
                     catalog.set_peer(peer.clone(), current);
+                }
+            });
+            // A peer's resource updates reach this host's subscribers, for the resources this
+            // host serves from that peer (another owner may have kept the URI).
+            tokio::spawn(async move {
+                loop {
+                    match updates.recv().await {
+                        Ok(uri) if updated_catalog.peer_serves(&updated_peer, &uri) => {
+                            updated_catalog.resource_updated(&uri);
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
                 }
             });
         }

@@ -151,17 +151,21 @@ pub struct Catalog {
     snapshot: RwLock<Arc<Snapshot>>,
     failures: RwLock<Vec<LoadFailure>>,
     changes: broadcast::Sender<ListKind>,
+    /// URIs of resources whose contents may have changed, for subscribed sessions.
+    updates: broadcast::Sender<String>,
 }
 
 impl Catalog {
     pub fn new(host_id: String) -> Self {
         let (changes, _) = broadcast::channel(64);
+        let (updates, _) = broadcast::channel(256);
         Self {
             host_id,
             peers: RwLock::default(),
             snapshot: RwLock::new(Arc::default()),
             failures: RwLock::default(),
             changes,
+            updates,
         }
     }
 
@@ -178,13 +182,47 @@ impl Catalog {
 
     /// Replace the served plugins (and the record of failed loads). Listeners are told about
     /// each list that changed, and only those.
+    /// A plugin replaced by a new version may serve its resources differently, so sessions
+    /// subscribed to them are told they were updated.
     pub fn set_plugins(&self, mut plugins: Vec<Arc<Plugin>>, failures: Vec<LoadFailure>) {
         plugins.sort_by(|a, b| a.name.cmp(&b.name));
         match self.failures.write() {
             Ok(mut guard) => *guard = failures,
             Err(poisoned) => *poisoned.into_inner() = failures,
         }
+        let previous = self.current().plugins.clone();
+        let replaced: Vec<Arc<Plugin>> = plugins
+            .iter()
+            .filter(|p| previous.iter().any(|old| old.name == p.name && !Arc::ptr_eq(old, p)))
+            .cloned()
+            .collect();
         self.rebuild(Some(plugins), &[]);
+        let snapshot = self.current();
+        for plugin in replaced {
+            for resource in &plugin.resources {
+                let served = matches!(snapshot.resource_routes.get(&resource.uri),
+                    Some(Owner::Plugin(owner)) if Arc::ptr_eq(owner, &plugin));
+                if served {
+                    self.resource_updated(&resource.uri);
+                }
+            }
+        }
+    }
+
+    /// Tell subscribed sessions that a resource's contents may have changed.
+    pub fn resource_updated(&self, uri: &str) {
+        // No receivers simply means nobody is listening.
+        let _ = self.updates.send(uri.to_owned());
+    }
+
+    /// URIs of resources that were updated, for sessions to pass on to their subscribers.
+    pub fn subscribe_updates(&self) -> broadcast::Receiver<String> {
+        self.updates.subscribe()
+    }
+
+    /// Whether `peer` serves the listed resource `uri` here.
+    pub fn peer_serves(&self, peer: &Peer, uri: &str) -> bool {
+        matches!(self.current().resource_routes.get(uri), Some(Owner::Peer(owner)) if std::ptr::eq(owner.as_ref(), peer))
     }
 
     /// Replace what a peer serves. Lists the peer announced as changed are passed on even if

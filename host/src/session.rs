@@ -22,8 +22,8 @@ use rmcp::model::{
     InputRequest as McpInputRequest, InputRequests, InputRequiredResult, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
     PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, RequestStateCodec, SealOptions, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    ReadResourceResponse, RequestStateCodec, ResourceUpdatedNotificationParam, SealOptions, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -538,19 +538,34 @@ impl Session {
         Err(McpError::internal_error(format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"), None))
     }
 
+    /// Pass the catalog's list changes, and updates of the resources this session subscribed
+    /// to, on to a legacy session's client.
     fn forward_changes(&self, peer: rmcp::Peer<RoleServer>) {
+        use tokio::sync::broadcast::error::RecvError;
         let mut changes = self.catalog().subscribe();
+        let mut updates = self.catalog().subscribe_updates();
+        let subscriptions = self.subscriptions.clone();
         tokio::spawn(async move {
             loop {
-                let kind = match changes.recv().await {
-                    Ok(kind) => kind,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                };
-                let sent = match kind {
-                    ListKind::Tools => peer.notify_tool_list_changed().await,
-                    ListKind::Resources => peer.notify_resource_list_changed().await,
-                    ListKind::Prompts => peer.notify_prompt_list_changed().await,
+                let sent = tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(ListKind::Tools) => peer.notify_tool_list_changed().await,
+                        Ok(ListKind::Resources) => peer.notify_resource_list_changed().await,
+                        Ok(ListKind::Prompts) => peer.notify_prompt_list_changed().await,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => break,
+                    },
+                    update = updates.recv() => match update {
+                        Ok(uri) => {
+                            let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
+                            if !subscribed {
+                                continue;
+                            }
+                            peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await
+                        }
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => break,
+                    },
                 };
                 if sent.is_err() {
                     break; // the session is gone
@@ -801,9 +816,27 @@ impl ServerHandler for Session {
 
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
         let mut changes = self.catalog().subscribe();
+        let mut updates = self.catalog().subscribe_updates();
         loop {
             tokio::select! {
                 () = subscription.cancelled() => return Ok(()),
+                update = updates.recv() => {
+                    let uri = match update {
+                        Ok(uri) => uri,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                    };
+                    let wanted = subscription.accepted().resource_subscriptions.as_ref().is_some_and(|uris| uris.contains(&uri));
+                    if !wanted {
+                        continue;
+                    }
+                    let notification = rmcp::model::ServerNotification::ResourceUpdatedNotification(
+                        rmcp::model::ResourceUpdatedNotification::new(ResourceUpdatedNotificationParam::new(uri)),
+                    );
+                    if subscription.sink().send(notification).await.is_err() {
+                        return Ok(());
+                    }
+                }
                 change = changes.recv() => {
                     let kind = match change {
                         Ok(kind) => kind,

@@ -317,3 +317,98 @@ impl StatelessClient {
         assert!(reply["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{reply}");
     }
 }
+
+/// A 2025-11-25 client: an initialized session with its GET stream open.
+pub struct LegacySession {
+    http: reqwest::Client,
+    url: String,
+    pub id: String,
+    notifications: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    next_id: u64,
+}
+
+impl LegacySession {
+    pub async fn open(server: &Server) -> Self {
+        let http = reqwest::Client::new();
+        let url = server.url();
+        let init = serde_json::json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "reload-test", "version": "1" } } });
+        let response = Self::post_to(&http, &url, None).body(init.to_string()).send().await.expect("initialize");
+        let id = response.headers()["mcp-session-id"].to_str().expect("ASCII session id").to_owned();
+        let _ = response.text().await;
+        let initialized = serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let _ = Self::post_to(&http, &url, Some(&id)).body(initialized.to_string()).send().await.expect("initialized");
+        let mut stream = http
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("GET stream");
+        assert!(stream.status().is_success(), "GET stream refused: {}", stream.status());
+        let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                for line in String::from_utf8_lossy(&chunk).lines() {
+                    if let Some(data) = line.strip_prefix("data:")
+                        && let Ok(message) = serde_json::from_str::<serde_json::Value>(data.trim())
+                        && message["method"].is_string()
+                    {
+                        let _ = sender.send(message);
+                    }
+                }
+            }
+        });
+        Self { http, url, id, notifications, next_id: 1 }
+    }
+
+    pub fn post_to(http: &reqwest::Client, url: &str, session: Option<&str>) -> reqwest::RequestBuilder {
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request
+    }
+
+    pub async fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
+        let response = Self::post_to(&self.http, &self.url, Some(&self.id)).body(body.to_string()).send().await;
+        jsonrpc_message(&response.expect("request").text().await.unwrap_or_default())
+    }
+
+    pub async fn tool_names(&mut self) -> Vec<String> {
+        let reply = self.request("tools/list", serde_json::json!({})).await;
+        reply["result"]["tools"]
+            .as_array()
+            .map(|tools| tools.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    pub async fn call_text(&mut self, tool: &str, arguments: serde_json::Value) -> String {
+        let reply = self.request("tools/call", serde_json::json!({ "name": tool, "arguments": arguments })).await;
+        reply["result"]["content"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| reply.to_string())
+    }
+
+    /// Wait for a notification with this method on the GET stream; its params.
+    pub async fn expect_notification(&mut self, method: &str) -> serde_json::Value {
+        const PATIENCE: Duration = Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            match tokio::time::timeout(remaining, self.notifications.recv()).await {
+                Ok(Some(m)) if m["method"] == method => return m["params"].clone(),
+                Ok(Some(_)) => continue,
+                _ => panic!("no {method} on the GET stream within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    pub fn drain_notifications(&mut self) {
+        while self.notifications.try_recv().is_ok() {}
+    }
+}

@@ -128,6 +128,8 @@ pub struct PeerClient {
     pub calls: Arc<ActiveCalls>,
     /// Lists the peer said changed.
     pub changed: mpsc::UnboundedSender<ListKind>,
+    /// URIs of the peer's resources it says were updated.
+    pub updated: tokio::sync::broadcast::Sender<String>,
 }
 
 impl PeerClient {
@@ -214,6 +216,14 @@ impl ClientHandler for PeerClient {
 
     async fn on_resource_list_changed(&self, _cx: NotificationContext<RoleClient>) {
         let _ = self.changed.send(ListKind::Resources);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _cx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.updated.send(params.uri);
     }
 }
 

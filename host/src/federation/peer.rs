@@ -92,6 +92,8 @@ pub struct Peer {
     minter: Option<Arc<Minter>>,
     /// Set while the peer is up, speaks 2026-07-28 and is reached over HTTP.
     relay: std::sync::RwLock<Option<Arc<Relay>>>,
+    /// URIs of imported resources the peer says were updated.
+    updated: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Peer {
@@ -110,6 +112,7 @@ impl Peer {
             lost: Notify::new(),
             minter,
             relay: std::sync::RwLock::new(None),
+            updated: tokio::sync::broadcast::channel(256).0,
         });
         tokio::spawn(peer.clone().supervise());
         peer
@@ -122,6 +125,12 @@ impl Peer {
     /// The namespace its entries are served under (`""`: none).
     pub fn namespace(&self) -> &str {
         &self.config.namespace
+    }
+
+    /// URIs of the peer's resources it says were updated (this host subscribes to every
+    /// resource it imports, so it can tell its own subscribers).
+    pub fn updates(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.updated.subscribe()
     }
 
     /// What the peer lists, updated on every refresh.
@@ -202,8 +211,12 @@ impl Peer {
             attempt += 1;
             self.set_state(State::Connecting { attempt });
             let (changed_tx, changed_rx) = mpsc::unbounded_channel();
-            let client =
-                PeerClient { peer_name: self.config.name.clone(), calls: self.calls.clone(), changed: changed_tx };
+            let client = PeerClient {
+                peer_name: self.config.name.clone(),
+                calls: self.calls.clone(),
+                changed: changed_tx,
+                updated: self.updated.clone(),
+            };
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(client)).await;
             let connected = match connected {
                 Ok(Ok((service, relay))) => match self.refresh(service.peer(), Vec::new()).await {
@@ -303,23 +316,12 @@ impl Peer {
         let protocol = upstream.peer_info().map(|info| info.protocol_version.to_string()).unwrap_or_default();
         let modern = upstream.peer_info().is_some_and(|info| info.protocol_version >= ProtocolVersion::V_2026_07_28);
         // A 2026-07-28 peer tells its listeners about changes; a legacy one notifies the
-        // session (see PeerClient).
-        let mut subscription = if modern {
-            let filter = SubscriptionFilter::builder()
-                .tools_list_changed()
-                .prompts_list_changed()
-                .resources_list_changed()
-                .build();
-            match upstream.listen(filter).await {
-                Ok(subscription) => Some(subscription),
-                Err(e) => {
-                    tracing::debug!(peer = %self.config.name, error = %e, "peer refused subscriptions/listen");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        // session (see PeerClient). Either way this host subscribes to the resources it imports.
+        let mut subscription = if modern { self.listen(&upstream).await } else { None };
+        let mut subscribed = std::collections::HashSet::new();
+        if !modern {
+            self.subscribe_resources(&upstream, &mut subscribed).await;
+        }
         tracing::info!(peer = %self.config.name, %protocol, "peer connected");
         self.set_state(State::Up { protocol, since: Instant::now() });
         self.set_relay(relay.filter(|_| modern).map(Arc::new));
@@ -337,18 +339,29 @@ impl Peer {
                     if let Err(reason) = self.refresh(&upstream, vec![kind]).await {
                         break reason;
                     }
+                    if kind == ListKind::Resources {
+                        self.subscribe_resources(&upstream, &mut subscribed).await;
+                    }
                 }
                 next = notification => {
                     let kind = match next {
                         Ok(Some(ServerNotification::ToolListChangedNotification(_))) => ListKind::Tools,
                         Ok(Some(ServerNotification::PromptListChangedNotification(_))) => ListKind::Prompts,
                         Ok(Some(ServerNotification::ResourceListChangedNotification(_))) => ListKind::Resources,
+                        Ok(Some(ServerNotification::ResourceUpdatedNotification(updated))) => {
+                            let _ = self.updated.send(updated.params.uri);
+                            continue;
+                        }
                         Ok(Some(_)) => continue,
                         Ok(None) => break "the peer ended its subscription".to_owned(),
                         Err(e) => break format!("subscription to the peer failed: {e}"),
                     };
                     if let Err(reason) = self.refresh(&upstream, vec![kind]).await {
                         break reason;
+                    }
+                    if kind == ListKind::Resources {
+                        // The subscription names the resources to watch: make it again for the new list.
+                        subscription = self.listen(&upstream).await;
                     }
                 }
                 () = self.lost.notified() => {
@@ -368,6 +381,50 @@ impl Peer {
         drop(subscription);
         service.cancellation_token().cancel();
         reason
+    }
+
+    /// Listen to a 2026-07-28 peer's list changes and to updates of every imported resource.
+    async fn listen(&self, upstream: &Upstream) -> Option<rmcp::service::Subscription> {
+        let mut filter =
+            SubscriptionFilter::builder().tools_list_changed().prompts_list_changed().resources_list_changed().build();
+        let resources: Vec<String> = self.listing.borrow().resources.iter().map(|r| r.uri.clone()).collect();
+        if !resources.is_empty() {
+            filter.resource_subscriptions = Some(resources);
+        }
+        match upstream.listen(filter).await {
+            Ok(subscription) => Some(subscription),
+            Err(e) => {
+                tracing::debug!(peer = %self.config.name, error = %e, "peer refused subscriptions/listen");
+                None
+            }
+        }
+    }
+
+    /// Subscribe at a legacy peer (that offers subscriptions) to each imported resource not yet
+    /// subscribed to on this connection.
+    #[allow(deprecated)] // resources/subscribe is how a 2025-11-25 peer is asked
+    async fn subscribe_resources(&self, upstream: &Upstream, subscribed: &mut std::collections::HashSet<String>) {
+        let offers = upstream
+            .peer_info()
+            .and_then(|info| info.capabilities.resources.as_ref().and_then(|r| r.subscribe))
+            .unwrap_or(false);
+        if !offers {
+            return;
+        }
+        let resources: Vec<String> = self.listing.borrow().resources.iter().map(|r| r.uri.clone()).collect();
+        for uri in resources {
+            if subscribed.contains(&uri) {
+                continue;
+            }
+            match upstream.subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone())).await {
+                Ok(()) => {
+                    subscribed.insert(uri);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.config.name, %uri, error = %e, "peer refused resources/subscribe")
+                }
+            }
+        }
     }
 
     /// Fetch every list the peer serves and publish it.

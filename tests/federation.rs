@@ -310,3 +310,41 @@ async fn a_peers_resource_updates_reach_the_client_that_subscribed() {
     let updated = client.expect_notification("notifications/resources/updated").await;
     assert_eq!(updated["uri"], uri, "{updated}");
 }
+
+/// Two callers on 2025-11-25 sessions call, at once, a tool of a legacy peer that asks for
+/// sampling mid-call: each request reaches the caller whose call it belongs to (by the
+/// response stream it came on), not the other, and not an error for being ambiguous.
+#[test]
+fn a_legacy_peers_mid_call_requests_reach_their_own_caller() {
+    let port = free_port();
+    let _everything = start_everything_over_http(port);
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = peer("evh", "evh", &format!("http://127.0.0.1:{port}/mcp"));
+    let a = Server::start_configured(empty.path(), &write_config(empty.path(), &config), "127.0.0.1:0");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(a.wait_for_peer("evh"));
+    let python = support::repo_root().join("tests/.venv/bin/python");
+    assert!(python.is_file(), "{} is missing: `cargo xtask test` creates it", python.display());
+    let callers: Vec<_> = ["left", "right"]
+        .iter()
+        .map(|label| {
+            let child = Command::new(&python)
+                .arg(support::repo_root().join("tests/clients/python_sampling_client.py"))
+                .args([&a.url(), "evh__trigger-sampling-request", label])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("python runs");
+            (*label, child)
+        })
+        .collect();
+    for (label, child) in callers {
+        let output = child.wait_with_output().expect("the client finishes");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{label}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        let text = seen["text"].to_string();
+        assert!(text.contains(&format!("answer from {label}")), "{label} got another's answer: {seen}");
+        assert_eq!(seen["is_error"], false, "{seen}");
+    }
+}

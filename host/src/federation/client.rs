@@ -11,10 +11,10 @@ use std::time::Duration;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
     ElicitResult, Implementation, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ProgressToken,
+    ProgressToken, RequestId,
 };
 use rmcp::model::{JsonRpcMessage, JsonRpcNotification, ServerNotification};
-use rmcp::service::{NotificationContext, RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::service::{InboundStreamOrigin, NotificationContext, RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use rmcp::{ClientHandler, ErrorData as McpError, RoleClient};
 use serde::de::DeserializeOwned;
@@ -51,6 +51,9 @@ const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
 struct ActiveCall {
     progress_token: Option<ProgressToken>,
+    /// The id of the forwarded request, which a legacy peer's requests made mid-call are
+    /// tied to by the stream they arrive on.
+    request_id: Option<RequestId>,
     events: Option<mpsc::UnboundedSender<CallEvent>>,
 }
 
@@ -69,11 +72,12 @@ impl Drop for CallGuard {
 }
 
 impl CallGuard {
-    /// The progress token rmcp gave the forwarded request.
-    pub fn set_progress_token(&self, token: ProgressToken) {
+    /// The request id and progress token rmcp gave the forwarded request.
+    pub fn set_request(&self, id: RequestId, token: ProgressToken) {
         if let Ok(mut calls) = self.calls.calls.lock()
             && let Some(call) = calls.get_mut(&self.id)
         {
+            call.request_id = Some(id);
             call.progress_token = Some(token);
         }
     }
@@ -83,9 +87,14 @@ impl ActiveCalls {
     pub fn begin(self: &Arc<Self>, events: Option<mpsc::UnboundedSender<CallEvent>>) -> CallGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(id, ActiveCall { progress_token: None, events });
+            calls.insert(id, ActiveCall { progress_token: None, request_id: None, events });
         }
         CallGuard { calls: self.clone(), id }
+    }
+
+    fn by_request_id(&self, id: &RequestId) -> Option<mpsc::UnboundedSender<CallEvent>> {
+        let calls = self.calls.lock().ok()?;
+        calls.values().find(|call| call.request_id.as_ref() == Some(id)).and_then(|call| call.events.clone())
     }
 
     fn by_progress_token(&self, token: &ProgressToken) -> Option<mpsc::UnboundedSender<CallEvent>> {
@@ -134,9 +143,18 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// Pass a request the peer makes mid-call (a legacy peer's sampling, elicitation or
-    /// roots) to the client that made the call.
-    async fn ask_caller<T: DeserializeOwned>(&self, request: InputRequest) -> Result<T, McpError> {
-        let Some(events) = self.calls.only() else {
+    /// roots) to the client that made the call: the call whose response stream it came on,
+    /// or else the only call in flight.
+    async fn ask_caller<T: DeserializeOwned>(
+        &self,
+        request: InputRequest,
+        cx: &RequestContext<RoleClient>,
+    ) -> Result<T, McpError> {
+        let events = match cx.extensions.get::<InboundStreamOrigin>() {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => self.calls.by_request_id(id),
+            _ => self.calls.only(),
+        };
+        let Some(events) = events else {
             return Err(McpError::internal_error(
                 format!(
                     "peer {} sent a request fedmcp cannot attribute to one caller (none or several calls in flight)",
@@ -166,23 +184,23 @@ impl ClientHandler for PeerClient {
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
-        _cx: RequestContext<RoleClient>,
+        cx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, McpError> {
         let params = serde_json::to_value(params).map_err(|e| McpError::internal_error(e.to_string(), None))?;
-        self.ask_caller(InputRequest::Sampling(params)).await
+        self.ask_caller(InputRequest::Sampling(params), &cx).await
     }
 
     async fn create_elicitation(
         &self,
         params: ElicitRequestParams,
-        _cx: RequestContext<RoleClient>,
+        cx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
         let params = serde_json::to_value(params).map_err(|e| McpError::internal_error(e.to_string(), None))?;
-        self.ask_caller(InputRequest::Elicitation(params)).await
+        self.ask_caller(InputRequest::Elicitation(params), &cx).await
     }
 
-    async fn list_roots(&self, _cx: RequestContext<RoleClient>) -> Result<ListRootsResult, McpError> {
-        self.ask_caller(InputRequest::Roots).await
+    async fn list_roots(&self, cx: RequestContext<RoleClient>) -> Result<ListRootsResult, McpError> {
+        self.ask_caller(InputRequest::Roots, &cx).await
     }
 
     async fn on_progress(&self, params: ProgressNotificationParam, _cx: NotificationContext<RoleClient>) {

@@ -623,7 +623,7 @@ impl Peer {
         options.timeout = Some(self.config.timeout);
         options.meta = Some(meta);
         let handle = upstream.send_request_with_option(request, options).await.map_err(|e| self.failed(e))?;
-        call.set_progress_token(handle.progress_token.clone());
+        call.set_request(handle.id.clone(), handle.progress_token.clone());
         let mut cancel = CancelOnDrop { upstream: Some(upstream), id: handle.id.clone() };
         let result = handle.await_response().await;
         cancel.upstream = None;

@@ -348,3 +348,53 @@ fn a_legacy_peers_mid_call_requests_reach_their_own_caller() {
         assert_eq!(seen["is_error"], false, "{seen}");
     }
 }
+
+/// A 2026-07-28 caller, a legacy peer that asks for sampling mid-call: A holds the call at the
+/// peer, asks the caller with an MRTR `input_required` result, and the caller's retry carries
+/// the answer back to the waiting peer.
+#[tokio::test]
+async fn a_stateless_caller_answers_a_legacy_peers_mid_call_request_through_mrtr() {
+    let port = free_port();
+    let _everything = start_everything_over_http(port);
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = peer("evh", "evh", &format!("http://127.0.0.1:{port}/mcp"));
+    let a = Server::start_configured(empty.path(), &write_config(empty.path(), &config), "127.0.0.1:0");
+    a.wait_for_peer("evh").await;
+    let tool = "evh__trigger-sampling-request";
+    let arguments = json!({ "prompt": "What is six times seven?" });
+
+    // A caller that cannot sample is told so, and nothing is left waiting.
+    let mut client = StatelessClient::new(&a);
+    let (_, refused) = client.request("tools/call", json!({ "name": tool, "arguments": arguments })).await;
+    assert_eq!(refused["error"]["code"], -32021, "{refused}");
+
+    client.capabilities = json!({ "sampling": {} });
+    let (_, asked) = client.request("tools/call", json!({ "name": tool, "arguments": arguments })).await;
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked}");
+    let question = &result["inputRequests"]["fedmcp.peer_request"];
+    assert_eq!(question["method"], "sampling/createMessage", "{asked}");
+    assert!(question["params"]["messages"].to_string().contains("six times seven"), "{asked}");
+    let state = result["requestState"].as_str().expect("a requestState").to_owned();
+
+    // A retry that does not answer the question is refused, and the call keeps waiting.
+    let (_, unanswered) =
+        client.request("tools/call", json!({ "name": tool, "arguments": arguments, "requestState": state })).await;
+    assert!(
+        unanswered["error"]["message"].as_str().unwrap_or_default().contains("fedmcp.peer_request"),
+        "{unanswered}"
+    );
+
+    let answer = json!({ "role": "assistant", "content": { "type": "text", "text": "forty-two" }, "model": "test" });
+    let retry = json!({
+        "name": tool, "arguments": arguments, "requestState": state,
+        "inputResponses": { "fedmcp.peer_request": answer },
+    });
+    let (_, answered) = client.request("tools/call", retry.clone()).await;
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("forty-two"), "{answered}");
+
+    // The held call was answered once; the same retry again finds nothing waiting.
+    let (_, again) = client.request("tools/call", retry).await;
+    assert!(again["error"]["message"].as_str().unwrap_or_default().contains("no longer waiting"), "{again}");
+}

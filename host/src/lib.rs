@@ -9,6 +9,7 @@ pub mod call;
 pub mod catalog;
 pub mod config;
 pub mod federation;
+pub mod held;
 pub mod plugin;
 pub mod relay;
 pub mod scaffold;

@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use crate::auth::consent::{self, Policy};
 use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
 use crate::federation::Federation;
+use crate::held::{HOLD_LIMIT, HeldCalls};
 use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome};
 
 /// How many rounds of input a legacy session drives before giving up on a plugin that keeps
@@ -42,6 +44,23 @@ const MAX_INPUT_ROUNDS: usize = 10;
 
 /// The key of the consent question among a request's input requests.
 const CONSENT_KEY: &str = "fedmcp.consent";
+
+/// The key of a held call's question (a legacy peer's mid-call request) among a request's
+/// input requests.
+const HELD_KEY: &str = "fedmcp.peer_request";
+
+/// A call running in a box of its own, so it can be held between MRTR rounds.
+type Running<T> = Pin<Box<dyn Future<Output = Result<Outcome<T>, CallError>> + Send>>;
+
+/// How a call's run ended for now.
+enum Driven<T> {
+    Done(Outcome<T>),
+    /// A legacy peer asked the (stateless) caller something mid-call; the call is held as `id`.
+    Held {
+        id: u64,
+        request: InputRequest,
+    },
+}
 
 /// How long a sealed `requestState` stays valid.
 const REQUEST_STATE_TTL: Duration = Duration::from_secs(15 * 60);
@@ -53,6 +72,8 @@ pub struct Shared {
     codec: RequestStateCodec,
     instructions: Option<String>,
     pub guard: Guard,
+    /// Forwarded calls waiting for a 2026-07-28 caller's answer to their peer's question.
+    held: Arc<HeldCalls>,
 }
 
 impl Shared {
@@ -65,7 +86,7 @@ impl Shared {
         guard: Guard,
     ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
-        Arc::new(Self { catalog, federation, codec, instructions, guard })
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default() })
     }
 
     /// Take one use from the caller's rate limit (a refusal is audited).
@@ -408,34 +429,57 @@ impl Session {
         meta
     }
 
-    /// Run one plugin call with its events forwarded to the caller, stopping it if the
-    /// caller cancels.
+    /// Run one call with its events forwarded to the caller, stopping it if the caller
+    /// cancels.
     async fn run_call<T, Fut>(
         &self,
         cx: &RequestContext<RoleServer>,
         call: impl FnOnce(CallContext) -> Fut,
         mut call_cx: CallContext,
-    ) -> Result<T, McpError>
+        target: &str,
+    ) -> Result<Driven<T>, McpError>
     where
-        Fut: Future<Output = Result<T, CallError>>,
+        T: Send + 'static,
+        Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
     {
-        let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         call_cx.events = Some(events);
-        let forward = async {
-            while let Some(event) = receiver.recv().await {
-                self.forward_event(cx, event).await;
-            }
-        };
-        let run = async {
+        self.drive(cx, Box::pin(call(call_cx)), receiver, target).await
+    }
+
+    /// Poll a call and pass its events on until it ends; or, when a legacy peer asks a
+    /// stateless caller something mid-call, hold it (see `crate::held`) and return the
+    /// question.
+    async fn drive<T: Send + 'static>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        mut running: Running<T>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
+        target: &str,
+    ) -> Result<Driven<T>, McpError> {
+        let mut open = true;
+        loop {
             tokio::select! {
-                result = call(call_cx) => result.map_err(call_error),
-                () = cx.ct.cancelled() => Err(McpError::internal_error("the request was cancelled", None)),
+                result = &mut running => {
+                    // The event channel closes when the call's sandbox is dropped, so every
+                    // event the call sent reaches the caller before its result.
+                    while let Some(event) = events.recv().await {
+                        self.forward_event(cx, event).await;
+                    }
+                    return result.map(Driven::Done).map_err(call_error);
+                }
+                event = events.recv(), if open => match event {
+                    Some(CallEvent::ClientRequest { request, reply }) if is_stateless(cx) => {
+                        let owner = self.identity(cx).limit_key();
+                        let id = self.shared.held.hold(owner, target.to_owned(), Box::new(running), events, reply);
+                        return Ok(Driven::Held { id, request });
+                    }
+                    Some(event) => self.forward_event(cx, event).await,
+                    None => open = false,
+                },
+                () = cx.ct.cancelled() => return Err(McpError::internal_error("the request was cancelled", None)),
             }
-        };
-        // The event channel closes when the call's sandbox is dropped, so every event the
-        // plugin sent is forwarded before the response.
-        let (result, ()) = tokio::join!(run, forward);
-        result
+        }
     }
 
     async fn forward_event(&self, cx: &RequestContext<RoleServer>, event: CallEvent) {
@@ -466,10 +510,8 @@ impl Session {
             CallEvent::ListChanged(kind) => self.catalog().notify(kind),
             CallEvent::ClientRequest { request, reply } => {
                 let answer = if is_stateless(cx) {
-                    Err(McpError::internal_error(
-                        "a legacy peer asked for client input mid-call; that needs a 2025-11-25 session",
-                        None,
-                    ))
+                    // Only once the call has ended: the caller can no longer be asked.
+                    Err(McpError::internal_error("the call ended before its question could be asked", None))
                 } else {
                     ask_client(cx, &request).await
                 };
@@ -504,21 +546,63 @@ impl Session {
         call: impl Fn(CallContext) -> Fut,
     ) -> Result<Result<T, InputRequiredResult>, McpError>
     where
-        Fut: Future<Output = Result<Outcome<T>, CallError>>,
+        T: Send + 'static,
+        Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
     {
         let client = client_support(cx);
         let meta = self.forwardable_meta(cx);
+        let held_target = format!("{method}\n{target}");
+        let held = request_state.and_then(|sealed| self.open_held(&held_target, sealed));
         let mut call_cx = CallContext {
             client,
             input_responses: input_responses.unwrap_or_default().into_iter().collect(),
-            state: self.open_state(method, target, request_state)?,
+            state: if held.is_some() { None } else { self.open_state(method, target, request_state)? },
             events: None,
             meta: meta.clone(),
         };
+        let mut resume = match held {
+            Some(id) => {
+                let answer = call_cx.input_responses.iter().find(|(key, _)| key == HELD_KEY).map(|(_, v)| v.clone());
+                let answer = answer
+                    .ok_or_else(|| McpError::invalid_params(format!("inputResponses must answer {HELD_KEY}"), None))?;
+                let owner = self.identity(cx).limit_key();
+                let held = self
+                    .shared
+                    .held
+                    .resume(id, &owner, &held_target)
+                    .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
+                Some((held, answer))
+            }
+            None => None,
+        };
         for _ in 0..MAX_INPUT_ROUNDS {
-            let input = match self.run_call(cx, &call, call_cx).await? {
-                Outcome::Complete(result) => return Ok(Ok(result)),
-                Outcome::InputRequired(input) => input,
+            let driven = match resume.take() {
+                Some((held, answer)) => {
+                    let running = held.running.downcast::<Running<T>>().map_err(|_| {
+                        McpError::invalid_params("this input was asked for another kind of request", None)
+                    })?;
+                    // The peer is still waiting for this answer.
+                    let _ = held.reply.send(Ok(answer));
+                    self.drive(cx, *running, held.events, &held_target).await?
+                }
+                None => self.run_call(cx, &call, call_cx, &held_target).await?,
+            };
+            let input = match driven {
+                Driven::Done(Outcome::Complete(result)) => return Ok(Ok(result)),
+                Driven::Done(Outcome::InputRequired(input)) => input,
+                Driven::Held { id, request } => {
+                    let question = InputRequired { requests: vec![(HELD_KEY.to_owned(), request)], state: None };
+                    if let Some(missing) = missing_capabilities(&question, client) {
+                        drop(self.shared.held.release(id));
+                        return Err(McpError::missing_required_client_capability(missing));
+                    }
+                    let mut requests = InputRequests::new();
+                    for (key, request) in &question.requests {
+                        requests.insert(key.clone(), mcp_input_request(request)?);
+                    }
+                    let state = self.seal_held(&held_target, id)?;
+                    return Ok(Err(InputRequiredResult::new(Some(requests), Some(state))));
+                }
             };
             if let Some(missing) = missing_capabilities(&input, client) {
                 return Err(McpError::missing_required_client_capability(missing));
@@ -536,6 +620,22 @@ impl Session {
                 CallContext { client, input_responses: answers, state: input.state, events: None, meta: meta.clone() };
         }
         Err(McpError::internal_error(format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"), None))
+    }
+
+    /// The held call a retry's `requestState` names, if it names one (a state sealed for a
+    /// held call cannot be mistaken for an owner's state: it is sealed under another binding).
+    fn open_held(&self, held_target: &str, sealed: &str) -> Option<u64> {
+        let binding = format!("held\n{held_target}").into_bytes();
+        self.shared.codec.open_json_with::<u64>(sealed, &binding).ok()
+    }
+
+    fn seal_held(&self, held_target: &str, id: u64) -> Result<String, McpError> {
+        let binding = format!("held\n{held_target}").into_bytes();
+        let options = SealOptions::new().associated_data(&binding).ttl(HOLD_LIMIT);
+        self.shared
+            .codec
+            .seal_json_with(&id, &options)
+            .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
     }
 
     /// Pass the catalog's list changes, and updates of the resources this session subscribed

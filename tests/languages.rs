@@ -1,5 +1,6 @@
-//! Plugins written in Python (componentize-py) and JavaScript (componentize-js), built from
-//! source by `cargo xtask plugins`, served by the host over Streamable HTTP.
+//! Plugins written in Python (componentize-py), JavaScript (componentize-js) and C (clang for
+//! wasm32-wasi, `jco new`), built from source by `cargo xtask plugins`, served by the host
+//! over Streamable HTTP.
 
 mod support;
 
@@ -39,6 +40,38 @@ async fn a_javascript_plugin_converts_units() {
     assert!(mismatched.is_err_and(|e| e.contains("cannot convert mass")));
     let mistyped = client.call("unit-convert__convert", json!({ "value": "one", "from": "kg", "to": "g" })).await;
     assert!(mistyped.is_err_and(|e| e.contains("must be of type number")));
+}
+
+#[tokio::test]
+async fn a_c_plugin_counts_text_and_checks_its_arguments() {
+    let server = Server::start(&example_plugins());
+    let client = StatelessClient::new(&server);
+    let (_, listed) = client.request("tools/list", json!({})).await;
+    let tool = listed["result"]["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "text-stats__text_stats"))
+        .cloned()
+        .expect("the C tool is listed");
+    assert_eq!(tool["inputSchema"]["required"], json!(["text"]), "{tool}");
+    assert_eq!(tool["inputSchema"]["properties"]["top"]["type"], "integer", "{tool}");
+
+    let text = "The cat saw the other cat.\nThe end: café \"quoted\"";
+    let counted =
+        client.call("text-stats__text_stats", json!({ "text": text, "top": 2 })).await.expect("text_stats answers");
+    let lines: Vec<&str> =
+        counted["content"].as_array().into_iter().flatten().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(lines, ["words: 10\nlines: 2\ncharacters: 49\ndistinct words: 7", "the: 3", "cat: 2"], "{counted}");
+
+    for (arguments, message) in [
+        (json!({}), "missing required argument: text"),
+        (json!({ "text": 5 }), "argument text must be of type string"),
+        (json!({ "text": "x", "top": 1.5 }), "argument top must be of type integer"),
+        (json!({ "text": "x", "extra": true }), "unknown argument: extra"),
+        (json!({ "text": "x", "top": 1000 }), "top must be between 0 and 100"),
+    ] {
+        let refused = client.call("text-stats__text_stats", arguments.clone()).await;
+        assert!(refused.as_ref().is_err_and(|e| e.contains(message)), "{arguments}: {refused:?}");
+    }
 }
 
 /// The answer a contract case expects: the text and the structured `value` (Null: none

@@ -2,9 +2,11 @@
 //!
 //! - `plugins`: build every example plugin into `plugins/<name>.wasm`: Rust crates (folders
 //!   with a Cargo.toml), Python plugins (folders with an `app.py`, via componentize-py) and
-//!   JavaScript plugins (folders with a `plugin.js`, via componentize-js). The Python and
+//!   JavaScript plugins (folders with a `plugin.js`, via componentize-js) and C plugins
+//!   (folders with a `plugin.c`, via clang for wasm32-wasi and `jco new`). The Python and
 //!   JavaScript toolchains are installed on first use, under sdk/python/.venv and
-//!   sdk/js/node_modules.
+//!   sdk/js/node_modules. C needs clang with wasi-libc: without it C plugins are skipped with
+//!   a note, except by `test`, which installs it with apt-get where it can.
 //! - `serve`: build the plugins, then run `fedmcp serve` on the default config.
 //! - `test`: install what the tests need (the wasm target, the Node.js clients), build the
 //!   plugins, then run every test.
@@ -17,8 +19,8 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 fn main() -> ExitCode {
     let job = std::env::args().nth(1);
     let result = match job.as_deref() {
-        Some("plugins") => build_plugins(),
-        Some("serve") => build_plugins().and_then(|()| serve(std::env::args().skip(2).collect())),
+        Some("plugins") => build_plugins(false),
+        Some("serve") => build_plugins(false).and_then(|()| serve(std::env::args().skip(2).collect())),
         Some("test") => test(std::env::args().skip(2).collect()),
         _ => Err("usage: cargo xtask plugins | serve [ARGS] | test [CARGO TEST ARGS]".to_owned()),
     };
@@ -61,7 +63,9 @@ fn rust_plugins(plugins: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn build_plugins() -> Result<(), String> {
+/// `require_c`: fail (after trying to install it) when there is no C toolchain, rather than
+/// skip the C plugins.
+fn build_plugins(require_c: bool) -> Result<(), String> {
     ensure_wasm_target()?;
     let plugins = root().join("plugins");
     // An explicit target folder: a CARGO_TARGET_DIR meant for the host must not move the
@@ -91,6 +95,121 @@ fn build_plugins() -> Result<(), String> {
             build_js_plugin(folder, &name)?;
         }
     }
+    let c_plugins = plugins_with(&plugins, "plugin.c")?;
+    if !c_plugins.is_empty() {
+        match c_toolchain(require_c) {
+            Ok(clang) => {
+                for name in c_plugins {
+                    build_c_plugin(&clang, &plugins, &name)?;
+                }
+            }
+            Err(reason) if !require_c => println!("skipping the C plugins {c_plugins:?}: {reason}"),
+            Err(reason) => return Err(reason),
+        }
+    }
+    Ok(())
+}
+
+/// The Debian packages that make clang build for wasm32-wasi.
+const C_PACKAGES: [&str; 4] = ["clang-14", "lld-14", "wasi-libc", "libclang-rt-14-dev-wasm32"];
+
+/// A clang that builds a wasm32-wasi reactor against wasi-libc (checked by building one);
+/// with `install`, installed with apt-get first when missing and possible.
+fn c_toolchain(install: bool) -> Result<String, String> {
+    let works = |clang: &str| -> bool {
+        let Ok(dir) = tempfile_dir() else { return false };
+        let source = dir.join("probe.c");
+        let _ = std::fs::write(&source, "#include <string.h>\nint probe(const char *s) { return (int)strlen(s); }\n");
+        let built = Command::new(clang)
+            .args(c_flags())
+            .arg(&source)
+            .arg("-o")
+            .arg(dir.join("probe.wasm"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let _ = std::fs::remove_dir_all(&dir);
+        built
+    };
+    let found = || ["clang-14", "clang"].into_iter().find(|clang| works(clang)).map(str::to_owned);
+    if let Some(clang) = found() {
+        return Ok(clang);
+    }
+    let advice = format!(
+        "C plugins need clang with the wasm32-wasi target and wasi-libc (Debian 12: apt install {})",
+        C_PACKAGES.join(" ")
+    );
+    if !install || Command::new("apt-get").arg("--version").output().is_err() {
+        return Err(advice);
+    }
+    println!("installing the C toolchain: apt-get install {}", C_PACKAGES.join(" "));
+    let quiet = |args: &[&str]| run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"));
+    let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install_args.extend(C_PACKAGES);
+    if quiet(&install_args).is_err() {
+        quiet(&["update", "-q"]).map_err(|e| format!("{e}\n{advice}"))?;
+        quiet(&install_args).map_err(|e| format!("{e}\n{advice}"))?;
+    }
+    found().ok_or(advice)
+}
+
+/// A fresh temporary folder under the build's target folder.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let dir = root().join("target/xtask").join(format!("c-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// clang's flags for a plugin's core module: a WASI reactor (no main) against wasi-libc (in
+/// Debian's layout, /usr/include/wasm32-wasi and /usr/lib/wasm32-wasi; WASI_SYSROOT for
+/// another, such as wasi-sdk's).
+fn c_flags() -> Vec<String> {
+    let sysroot = std::env::var("WASI_SYSROOT").unwrap_or_else(|_| "/usr".to_owned());
+    ["--target=wasm32-wasi", "-mexec-model=reactor", "-fuse-ld=lld", "-O2", "-Wall", "-Wextra", "-Werror"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([format!("--sysroot={sysroot}")])
+        .collect()
+}
+
+/// Build `plugins/<name>/*.c` with the C SDK into a core module, then make it a component
+/// with the WASI preview 1 adapter (`jco new --wasi-reactor`).
+fn build_c_plugin(clang: &str, plugins: &Path, name: &str) -> Result<(), String> {
+    let root = root();
+    let sdk = root.join("sdk/c");
+    let output = plugins.join(format!("{name}.wasm"));
+    let sources = [plugins.join(name), sdk.clone(), root.join("wit")];
+    if up_to_date(&output, &sources) {
+        println!("up to date {}", output.display());
+        return Ok(());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(plugins.join(name))
+        .map_err(|e| format!("{}: {e}", plugins.join(name).display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    files.sort();
+    files.extend(["fedmcp.c", "json.c", "bindings/plugin.c"].map(|f| sdk.join(f)));
+    let work = root.join("target/xtask/c").join(name);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let core = work.join(format!("{name}.core.wasm"));
+    run(Command::new(clang)
+        .args(c_flags())
+        .arg("-I")
+        .arg(&sdk)
+        .arg("-I")
+        .arg(sdk.join("bindings"))
+        .args(&files)
+        .arg(sdk.join("bindings/plugin_component_type.o"))
+        .arg("-o")
+        .arg(&core))?;
+    ensure_js_sdk()?;
+    run(Command::new("node")
+        .arg(root.join("sdk/js/node_modules/@bytecodealliance/jco/dist/jco.js"))
+        .args(["new", "--wasi-reactor", "-o"])
+        .arg(&output)
+        .arg(&core))?;
+    println!("built {}", output.display());
     Ok(())
 }
 
@@ -174,12 +293,19 @@ fn build_js_plugin(plugins: &Path, name: &str) -> Result<(), String> {
         println!("up to date {}", output.display());
         return Ok(());
     }
+    ensure_js_sdk()?;
     let sdk = root.join("sdk/js");
+    run(Command::new("node").arg(sdk.join("build.mjs")).arg(plugins.join(name).join("plugin.js")).arg(&output))
+}
+
+/// The JavaScript SDK's tools (componentize-js, jco), installed on first use.
+fn ensure_js_sdk() -> Result<(), String> {
+    let sdk = root().join("sdk/js");
     if !sdk.join("node_modules/@bytecodealliance/componentize-js").is_dir() {
         run(Command::new("npm").current_dir(&sdk).args(["ci", "--no-audit", "--no-fund"]))
             .map_err(|e| format!("{e}\nJavaScript plugins need Node.js 20+ and npm"))?;
     }
-    run(Command::new("node").arg(sdk.join("build.mjs")).arg(plugins.join(name).join("plugin.js")).arg(&output))
+    Ok(())
 }
 
 /// Copy a built component to `<into>/<name>.wasm`.
@@ -227,7 +353,8 @@ fn install_python_client() -> Result<(), String> {
 }
 
 fn test(args: Vec<String>) -> Result<(), String> {
-    build_plugins()?;
+    build_plugins(true)?;
+    test_c_sdk()?;
     install_test_clients()?;
     // Validate the example plugins and fill the compile cache once, so the tests' servers do
     // not all compile the Python and JavaScript components (12-18 MB each) at the same time.
@@ -248,4 +375,22 @@ fn test(args: Vec<String>) -> Result<(), String> {
         .current_dir(root().join("sdk/rust"))
         .env("CARGO_TARGET_DIR", root().join("plugins/target"))
         .args(["test"]))
+}
+
+/// The C SDK's own tests, built natively (any C compiler: cc, gcc or clang).
+fn test_c_sdk() -> Result<(), String> {
+    let sdk = root().join("sdk/c");
+    let work = root().join("target/xtask/c");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let binary = work.join("json_test");
+    let compiler = ["cc", "gcc", "clang-14", "clang"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .ok_or("the C SDK's tests need a C compiler (cc)")?;
+    run(Command::new(compiler)
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&binary)
+        .arg(sdk.join("tests/json_test.c"))
+        .arg(sdk.join("json.c")))?;
+    run(&mut Command::new(&binary))
 }

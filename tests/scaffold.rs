@@ -16,7 +16,7 @@ fn fedmcp() -> Command {
 async fn a_scaffolded_plugin_in_each_language_builds_and_serves() {
     let work = tempfile::tempdir().expect("a work folder");
     let plugins = work.path().join("plugins");
-    for lang in ["rust", "python", "js"] {
+    for lang in ["rust", "python", "js", "c"] {
         let name = format!("hello-{lang}");
         let dir = work.path().join(&name);
         let created = fedmcp().args(["plugin", "new", &name, "--lang", lang, "--path"]).arg(&dir).status();
@@ -38,7 +38,7 @@ async fn a_scaffolded_plugin_in_each_language_builds_and_serves() {
 
     let server = Server::start(&plugins);
     let client = StatelessClient::new(&server);
-    for lang in ["rust", "python", "js"] {
+    for lang in ["rust", "python", "js", "c"] {
         let reply = client.call(&format!("hello-{lang}__greet"), json!({ "name": "Ada" })).await;
         assert_eq!(reply.map(|r| r["content"][0]["text"].clone()), Ok(json!("Hello, Ada!")), "{lang}");
     }

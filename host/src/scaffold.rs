@@ -1,5 +1,5 @@
-//! `fedmcp plugin new` and `fedmcp plugin build`: start a plugin in Rust, Python or
-//! JavaScript, and build it into a plugins folder.
+//! `fedmcp plugin new` and `fedmcp plugin build`: start a plugin in Rust, Python,
+//! JavaScript or C, and build it into a plugins folder.
 //!
 //! The SDKs and the WIT contract are used from the fedmcp source tree this binary was built
 //! from (`FEDMCP_HOME` overrides it), and so are the Python and JavaScript toolchains that
@@ -15,6 +15,7 @@ pub enum Language {
     Rust,
     Python,
     Js,
+    C,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +118,12 @@ pub fn new_plugin(name: &str, language: Language, dir: &Path) -> Result<Vec<Path
             );
             ("componentize-js (Node.js 20+)", vec![("plugin.js".into(), plugin)])
         }
+        Language::C => {
+            let plugin = format!(
+                "/* {name}: a fedmcp plugin. */\n#include \"fedmcp.h\"\n\n                 static int greet(const fedmcp_args *args, fedmcp_result *result) {{\n                     return fedmcp_text(result, \"Hello, %s!\", fedmcp_arg_string(args, \"name\"));\n}}\n\n                 static const fedmcp_param greet_params[] = {{\n                     {{ \"name\", FEDMCP_STRING, true, \"Who to greet.\" }},\n}};\n\n                 const fedmcp_tool fedmcp_tools[] = {{\n                     {{ \"greet\", \"Say hello to someone.\", greet_params, 1, greet }},\n}};\n                 const size_t fedmcp_tool_count = 1;\n"
+            );
+            ("clang for wasm32-wasi with wasi-libc, and jco (Node.js 20+)", vec![("plugin.c".into(), plugin)])
+        }
     };
     let manifest = "# What this plugin may use; nothing is granted unless listed here.\n\
                     # namespace = \"\"            # serve its tools unprefixed\n\
@@ -152,15 +159,70 @@ pub fn new_plugin(name: &str, language: Language, dir: &Path) -> Result<Vec<Path
 }
 
 fn language_of(dir: &Path) -> Result<Language, ScaffoldError> {
-    match (dir.join("Cargo.toml").is_file(), dir.join("app.py").is_file(), dir.join("plugin.js").is_file()) {
-        (true, _, _) => Ok(Language::Rust),
-        (_, true, _) => Ok(Language::Python),
-        (_, _, true) => Ok(Language::Js),
+    let has = |file: &str| dir.join(file).is_file();
+    match (has("Cargo.toml"), has("app.py"), has("plugin.js"), has("plugin.c")) {
+        (true, ..) => Ok(Language::Rust),
+        (_, true, ..) => Ok(Language::Python),
+        (_, _, true, _) => Ok(Language::Js),
+        (.., true) => Ok(Language::C),
         _ => Err(ScaffoldError::Invalid(format!(
-            "{}: not a plugin folder (expected Cargo.toml, app.py or plugin.js)",
+            "{}: not a plugin folder (expected Cargo.toml, app.py, plugin.js or plugin.c)",
             dir.display()
         ))),
     }
+}
+
+/// The Debian packages that make clang build for wasm32-wasi.
+const C_PACKAGES: &str = "clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32";
+
+/// Build the C files of `dir` with the C SDK into a core module (a WASI reactor against
+/// wasi-libc), then make it a component with jco and the WASI preview 1 adapter.
+fn build_c(home: &Path, dir: &Path, output: &Path) -> Result<(), ScaffoldError> {
+    let sdk = home.join("sdk/c");
+    let jco = home.join("sdk/js/node_modules/@bytecodealliance/jco/dist/jco.js");
+    if !jco.is_file() {
+        return Err(ScaffoldError::MissingToolchain(format!(
+            "jco is not installed: run `npm ci` in {} (needs Node.js 20+)",
+            home.join("sdk/js").display()
+        )));
+    }
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    sources.sort();
+    sources.extend(["fedmcp.c", "json.c", "bindings/plugin.c"].map(|f| sdk.join(f)));
+    let core = output.with_extension("core.wasm");
+    let sysroot = std::env::var("WASI_SYSROOT").unwrap_or_else(|_| "/usr".to_owned());
+    let clang = ["clang-14", "clang"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .ok_or_else(|| {
+            ScaffoldError::MissingToolchain(format!(
+                "clang is not installed: C plugins need clang with the wasm32-wasi target and wasi-libc (Debian 12:                  apt install {C_PACKAGES})"
+            ))
+        })?;
+    run(Command::new(clang)
+        .args(["--target=wasm32-wasi", "-mexec-model=reactor", "-fuse-ld=lld", "-O2", "-Wall", "-Wextra"])
+        .arg(format!("--sysroot={sysroot}"))
+        .arg("-I")
+        .arg(&sdk)
+        .arg("-I")
+        .arg(sdk.join("bindings"))
+        .args(&sources)
+        .arg(sdk.join("bindings/plugin_component_type.o"))
+        .arg("-o")
+        .arg(&core))
+    .map_err(|e| {
+        ScaffoldError::BuildFailed(format!(
+            "{e}\n(C plugins need wasi-libc and the wasm32 runtime too; Debian 12: apt install {C_PACKAGES}, or set              WASI_SYSROOT to wasi-sdk's sysroot)"
+        ))
+    })?;
+    let made = run(Command::new("node").arg(&jco).args(["new", "--wasi-reactor", "-o"]).arg(output).arg(&core));
+    let _ = std::fs::remove_file(&core);
+    made
 }
 
 fn run(command: &mut Command) -> Result<(), ScaffoldError> {
@@ -226,6 +288,7 @@ pub fn build_plugin(dir: &Path, plugins: &Path) -> Result<PathBuf, ScaffoldError
                 }
             }
         }
+        Language::C => build_c(&home, &dir, &output)?,
         Language::Js => {
             if !home.join("sdk/js/node_modules/@bytecodealliance/componentize-js").is_dir() {
                 return Err(ScaffoldError::MissingToolchain(format!(

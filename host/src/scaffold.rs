@@ -196,8 +196,10 @@ fn build_c(home: &Path, dir: &Path, output: &Path) -> Result<(), ScaffoldError> 
     sources.extend(["fedmcp.c", "json.c", "bindings/plugin.c"].map(|f| sdk.join(f)));
     let core = output.with_extension("core.wasm");
     let sysroot = std::env::var("WASI_SYSROOT").unwrap_or_else(|_| "/usr".to_owned());
-    let clang = ["clang-14", "clang"]
+    let clang = std::env::var("FEDMCP_CLANG")
+        .ok()
         .into_iter()
+        .chain(["clang-14".to_owned(), "clang".to_owned()])
         .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
         .ok_or_else(|| {
             ScaffoldError::MissingToolchain(format!(

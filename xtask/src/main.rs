@@ -171,46 +171,24 @@ fn c_flags() -> Vec<String> {
         .collect()
 }
 
-/// Build `plugins/<name>/*.c` with the C SDK into a core module, then make it a component
-/// with the WASI preview 1 adapter (`jco new --wasi-reactor`).
+/// Build `plugins/<name>` (C) with `fedmcp plugin build`, which holds the steps: clang with
+/// the C SDK into a core module, then `jco new` with the WASI preview 1 adapter.
 fn build_c_plugin(clang: &str, plugins: &Path, name: &str) -> Result<(), String> {
     let root = root();
-    let sdk = root.join("sdk/c");
     let output = plugins.join(format!("{name}.wasm"));
-    let sources = [plugins.join(name), sdk.clone(), root.join("wit")];
+    let sources = [plugins.join(name), root.join("sdk/c"), root.join("wit")];
     if up_to_date(&output, &sources) {
         println!("up to date {}", output.display());
         return Ok(());
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(plugins.join(name))
-        .map_err(|e| format!("{}: {e}", plugins.join(name).display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    files.sort();
-    files.extend(["fedmcp.c", "json.c", "bindings/plugin.c"].map(|f| sdk.join(f)));
-    let work = root.join("target/xtask/c").join(name);
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let core = work.join(format!("{name}.core.wasm"));
-    run(Command::new(clang)
-        .args(c_flags())
-        .arg("-I")
-        .arg(&sdk)
-        .arg("-I")
-        .arg(sdk.join("bindings"))
-        .args(&files)
-        .arg(sdk.join("bindings/plugin_component_type.o"))
-        .arg("-o")
-        .arg(&core))?;
     ensure_js_sdk()?;
-    run(Command::new("node")
-        .arg(root.join("sdk/js/node_modules/@bytecodealliance/jco/dist/jco.js"))
-        .args(["new", "--wasi-reactor", "-o"])
-        .arg(&output)
-        .arg(&core))?;
-    println!("built {}", output.display());
-    Ok(())
+    run(cargo()
+        .current_dir(&root)
+        .args(["run", "--quiet", "--bin", "fedmcp", "--", "plugin", "build"])
+        .arg(plugins.join(name))
+        .arg("--plugins")
+        .arg(plugins)
+        .env("FEDMCP_CLANG", clang))
 }
 
 /// Folders of `plugins` that hold `entry`.

@@ -398,3 +398,106 @@ async fn a_stateless_caller_answers_a_legacy_peers_mid_call_request_through_mrtr
     let (_, again) = client.request("tools/call", retry).await;
     assert!(again["error"]["message"].as_str().unwrap_or_default().contains("no longer waiting"), "{again}");
 }
+
+/// B's plugins for the legacy relay test: the conformance fixtures (progress, logging) and the
+/// hostile plugin (a tool that spins until its 3 s time limit).
+fn plugins_for_cancellation() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("B's plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(example_plugins().join(file), dir.path().join(file)).expect("copy the plugin");
+    }
+    std::fs::copy(fixture("hostile"), dir.path().join("hostile.wasm")).expect("copy the hostile plugin");
+    std::fs::write(dir.path().join("hostile.toml"), "[capabilities]\ntimeout_ms = 3000\n").expect("manifest");
+    dir
+}
+
+/// Cancel request `id` of `session` 300 ms after `call` starts; the call's messages, and how
+/// long B had before its time limit would stop the plugin.
+async fn cancel_during(session: &mut LegacySession, tool: &str) -> (Vec<Value>, Instant) {
+    let started = Instant::now();
+    let id = session.next_request_id();
+    let cancel = session.post(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": { "requestId": id, "reason": "the user gave up" } }));
+    let cancelling = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.send().await.expect("the cancellation is sent")
+    };
+    let ((_, messages), sent) =
+        tokio::join!(session.request_messages("tools/call", json!({ "name": tool })), cancelling);
+    assert!(sent.status().is_success(), "the cancellation was refused: {}", sent.status());
+    (messages, started)
+}
+
+/// A 2025-11-25 session's calls to a 2026-07-28 peer take the relay when its client cannot be
+/// asked anything mid-call, and lose nothing on the way: progress with the caller's token, log
+/// messages at the session's level, a result a legacy client knows, cancellation reaching the
+/// peer's plugin. A session whose client can be asked takes the normal path, where
+/// cancellation reaches the peer too. A closed session is not served.
+#[tokio::test]
+async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_cancellation() {
+    let b_plugins = plugins_for_cancellation();
+    let b = Server::start(b_plugins.path());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = write_config(empty.path(), &peer("b", "b", &b.url()));
+    let a =
+        Server::start_configured_with_env(empty.path(), &config, "127.0.0.1:0", &[("RUST_LOG", "fedmcp=debug,warn")]);
+    a.wait_for_peer("b").await;
+    // A's log is read once: count as it comes.
+    let mut seen = 0;
+    let mut relayed = |a: &Server| {
+        seen += a.log_lines().iter().filter(|l| l.contains("relaying a legacy session's")).count();
+        seen
+    };
+
+    let mut session = LegacySession::open(&a).await;
+    let (status, messages) = session
+        .request_messages(
+            "tools/call",
+            json!({ "name": "b__test_tool_with_progress", "_meta": { "progressToken": "p1" } }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let progress: Vec<_> = messages.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    assert_eq!(progress.len(), 3, "{messages:?}");
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "p1"), "{progress:?}");
+    let answer = messages.last().expect("an answer");
+    assert_eq!(text_of(&answer["result"]), "Progress test completed", "{answer}");
+    assert!(answer["result"].get("resultType").is_none(), "a 2026-07-28 field reached a legacy client: {answer}");
+    eventually("A logs the relayed call", PATIENCE, async || relayed(&a) == 1).await;
+
+    // The session's log level reaches the peer: info messages are dropped at `warning`.
+    let logs = async |session: &mut LegacySession| {
+        let (_, messages) =
+            session.request_messages("tools/call", json!({ "name": "b__test_tool_with_logging" })).await;
+        let answer = messages.last().cloned().unwrap_or_default();
+        assert!(answer["result"]["isError"] != true && answer.get("error").is_none(), "{answer}");
+        messages.iter().filter(|m| m["method"] == "notifications/message").count()
+    };
+    assert_eq!(logs(&mut session).await, 3, "every level until the client sets one");
+    let set = session.request("logging/setLevel", json!({ "level": "warning" })).await;
+    assert!(set.get("error").is_none(), "{set}");
+    assert_eq!(logs(&mut session).await, 0, "info messages below the session's level");
+    eventually("A logs three relayed calls", PATIENCE, async || relayed(&a) == 3).await;
+
+    // Cancelled: the relayed call ends, and B's plugin stops before its time limit would.
+    let (messages, started) = cancel_during(&mut session, "b__hostile__spin").await;
+    assert!(started.elapsed() < Duration::from_millis(2500), "the call outlived its cancellation: {messages:?}");
+    eventually("A logs four relayed calls", PATIENCE, async || relayed(&a) == 4).await;
+
+    // A client that can be asked takes the normal path; its cancellation reaches B as well.
+    let mut asking = LegacySession::open_with(&a, json!({ "sampling": {}, "elicitation": {} })).await;
+    let (_, normal_started) = cancel_during(&mut asking, "b__hostile__spin").await;
+    assert!(normal_started.elapsed() < Duration::from_millis(2500));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(relayed(&a), 4, "a session whose client can be asked was relayed");
+    let stop_by_limit = || b.log_lines().into_iter().find(|line| line.contains("stopped at its time limit"));
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(started.elapsed())).await;
+    assert_eq!(stop_by_limit(), None, "a cancelled call kept running at B");
+
+    // A closed session is not served, relayed or not.
+    assert!(session.close().await.is_success());
+    let (status, messages) =
+        session.request_messages("tools/call", json!({ "name": "b__test_tool_with_progress" })).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{messages:?}");
+    assert_eq!(relayed(&a), 4);
+}

@@ -89,6 +89,17 @@ fn message(body: &str) -> Value {
     })
 }
 
+/// How a client speaks.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// A 2025-11-25 session whose client declares no capabilities.
+    Legacy,
+    /// A 2025-11-25 session whose client declares sampling (a hop cannot relay its calls).
+    LegacySampling,
+    /// 2026-07-28 stateless requests.
+    Stateless,
+}
+
 /// One connection's client: a legacy session, or stateless requests.
 struct Caller {
     http: reqwest::Client,
@@ -99,12 +110,15 @@ struct Caller {
 }
 
 impl Caller {
-    async fn new(url: &str, stateless: bool, token: Option<String>) -> Self {
+    async fn new(url: &str, kind: Kind, token: Option<String>) -> Self {
         let http = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
+        let stateless = kind == Kind::Stateless;
         let mut caller = Self { http, url: url.to_owned(), session: None, stateless, token };
         if !stateless {
+            let capabilities = if kind == Kind::LegacySampling { json!({ "sampling": {} }) } else { json!({}) };
             let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "bench", "version": "1" } } });
+                "protocolVersion": "2025-11-25", "capabilities": capabilities,
+                "clientInfo": { "name": "bench", "version": "1" } } });
             let response = caller.request(init).send().await.expect("initialize");
             caller.session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let _ = response.text().await;
@@ -162,19 +176,12 @@ struct Figures {
     p99_ms: f64,
 }
 
-async fn load(
-    url: &str,
-    tool: &str,
-    stateless: bool,
-    connections: usize,
-    calls: usize,
-    token: Option<&str>,
-) -> Figures {
+async fn load(url: &str, tool: &str, kind: Kind, connections: usize, calls: usize, token: Option<&str>) -> Figures {
     // Clients (and legacy sessions) are made before the clock starts: building a TLS-capable
     // HTTP client loads the platform's root certificates, which is not a call's cost.
     let mut callers = Vec::with_capacity(connections);
     for _ in 0..connections {
-        callers.push(Caller::new(url, stateless, token.map(str::to_owned)).await);
+        callers.push(Caller::new(url, kind, token.map(str::to_owned)).await);
     }
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -305,11 +312,11 @@ async fn main() {
     );
     println!("{:<12} {:<8} {:>8} {:>10} {:>9} {:>9}", "revision", "tool", "calls", "calls/s", "p50 ms", "p99 ms");
     let only_hop = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "hop");
-    for (revision, stateless) in [("2025-11-25", false), ("2026-07-28", true)] {
+    for (revision, kind) in [("2025-11-25", Kind::Legacy), ("2026-07-28", Kind::Stateless)] {
         if only_hop {
             let tool = "text-tools__slugify";
-            load(&hop_url, tool, stateless, connections, 20, None).await;
-            let hop = load(&hop_url, tool, stateless, connections, calls, None).await;
+            load(&hop_url, tool, kind, connections, 20, None).await;
+            let hop = load(&hop_url, tool, kind, connections, calls, None).await;
             println!(
                 "{revision:<12} via A    {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 hop.calls, hop.per_second, hop.p50_ms, hop.p99_ms
@@ -318,18 +325,32 @@ async fn main() {
         }
         // Warm both servers (connection setup, first compile of code paths) before measuring.
         let tool = "text-tools__slugify";
-        load(&native_url, "slugify", stateless, connections, 20, None).await;
-        load(&wasm_url, tool, stateless, connections, 20, None).await;
-        load(&jwt_url, tool, stateless, connections, 20, Some(&token)).await;
-        load(&hop_url, tool, stateless, connections, 20, None).await;
-        let native = load(&native_url, "slugify", stateless, connections, calls, None).await;
-        let wasm = load(&wasm_url, tool, stateless, connections, calls, None).await;
-        let jwt = load(&jwt_url, tool, stateless, connections, calls, Some(&token)).await;
-        let hop = load(&hop_url, tool, stateless, connections, calls, None).await;
+        load(&native_url, "slugify", kind, connections, 20, None).await;
+        load(&wasm_url, tool, kind, connections, 20, None).await;
+        load(&jwt_url, tool, kind, connections, 20, Some(&token)).await;
+        load(&hop_url, tool, kind, connections, 20, None).await;
+        let native = load(&native_url, "slugify", kind, connections, calls, None).await;
+        let wasm = load(&wasm_url, tool, kind, connections, calls, None).await;
+        let jwt = load(&jwt_url, tool, kind, connections, calls, Some(&token)).await;
+        let hop = load(&hop_url, tool, kind, connections, calls, None).await;
         for (label, f) in [("native", &native), ("wasm", &wasm), ("wasm+jwt", &jwt), ("via A", &hop)] {
             println!(
                 "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 f.calls, f.per_second, f.p50_ms, f.p99_ms
+            );
+        }
+        if kind == Kind::Legacy {
+            // A client that declares sampling: A serves its calls through rmcp's session (only
+            // it can ask that client something mid-call), not the relay.
+            load(&hop_url, tool, Kind::LegacySampling, connections, 20, None).await;
+            let f = load(&hop_url, tool, Kind::LegacySampling, connections, calls, None).await;
+            println!(
+                "{revision:<12} via A*   {:>8} {:>10.0} {:>9.2} {:>9.2}   (* client declares sampling: {:.0}% of direct)",
+                f.calls,
+                f.per_second,
+                f.p50_ms,
+                f.p99_ms,
+                100.0 * f.per_second / wasm.per_second
             );
         }
         println!(
@@ -348,8 +369,8 @@ async fn main() {
             hop.p50_ms - wasm.p50_ms
         );
         // One connection, one call at a time: what a hop adds to a call when nothing queues.
-        let direct = load(&wasm_url, tool, stateless, 1, calls, None).await;
-        let hop = load(&hop_url, tool, stateless, 1, calls, None).await;
+        let direct = load(&wasm_url, tool, kind, 1, calls, None).await;
+        let hop = load(&hop_url, tool, kind, 1, calls, None).await;
         println!(
             "{revision:<12} one connection: direct p50 {:.2} ms, via A p50 {:.2} ms, added p50 {:.2} ms",
             direct.p50_ms,

@@ -120,6 +120,8 @@ pub struct Route {
     pub local_name: String,
     /// A tool's annotations (its consent policy may depend on them); `None` for prompts.
     pub annotations: Option<rmcp::model::ToolAnnotations>,
+    /// A tool's input schema asks for some arguments in `Mcp-Param-*` headers (SEP-2243).
+    pub param_headers: bool,
 }
 
 #[derive(Default)]
@@ -337,6 +339,20 @@ impl Catalog {
     }
 }
 
+/// Whether an input schema has an `x-mcp-header` annotation anywhere (conservatively: rmcp
+/// honours it only on properties, but a relay that misses one would send a request the peer
+/// refuses).
+fn mentions_param_headers(schema: &serde_json::Map<String, serde_json::Value>) -> bool {
+    fn mentions(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => map.contains_key("x-mcp-header") || map.values().any(mentions),
+            serde_json::Value::Array(items) => items.iter().any(mentions),
+            _ => false,
+        }
+    }
+    schema.contains_key("x-mcp-header") || schema.values().any(mentions)
+}
+
 fn exposed_name(namespace: &str, name: &str) -> String {
     if namespace.is_empty() { name.to_owned() } else { format!("{namespace}{SEPARATOR}{name}") }
 }
@@ -382,8 +398,10 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             tool.name = exposed.clone().into();
             loops::stamp(&mut tool.meta, host_id);
             let annotations = tool.annotations.clone();
+            let param_headers = mentions_param_headers(&tool.input_schema);
             snapshot.tools.push(tool);
-            snapshot.tool_routes.insert(exposed, Route { owner: owner.clone(), local_name, annotations });
+            let route = Route { owner: owner.clone(), local_name, annotations, param_headers };
+            snapshot.tool_routes.insert(exposed, route);
         }
         for prompt in entries.prompts {
             let exposed = exposed_name(entries.namespace, &prompt.name);
@@ -395,7 +413,8 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             let local_name = std::mem::replace(&mut prompt.name, exposed.clone());
             loops::stamp(&mut prompt.meta, host_id);
             snapshot.prompts.push(prompt);
-            snapshot.prompt_routes.insert(exposed, Route { owner: owner.clone(), local_name, annotations: None });
+            let route = Route { owner: owner.clone(), local_name, annotations: None, param_headers: false };
+            snapshot.prompt_routes.insert(exposed, route);
         }
         for resource in entries.resources {
             if let Some(kept) = snapshot.resource_routes.get(&resource.uri) {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub mod held;
+pub mod legacy_sessions;
 pub mod plugin;
 pub mod relay;
 pub mod scaffold;

@@ -1,5 +1,6 @@
-//! Stateless tool calls relayed to a 2026-07-28 peer over HTTP as JSON, without decoding them
-//! into rmcp's types and encoding them again on both sides of this host.
+//! Tool calls relayed to a 2026-07-28 peer over HTTP as JSON, without decoding them into
+//! rmcp's types and encoding them again on both sides of this host: stateless calls, and calls
+//! of legacy (2025-11-25) sessions whose client cannot be asked anything mid-call.
 //!
 //! Why: through rmcp's server and then its client, a forwarded call cost this host as much CPU
 //! as serving a call from a plugin does (measured with `cargo bench --bench http_calls`: one
@@ -8,10 +9,16 @@
 //! pass the peer's answer back, changing only what the normal path changes too (an MRTR
 //! `requestState`, sealed to the method and entry).
 //!
+//! A legacy session's call is made a 2026-07-28 request for the peer with what the session
+//! agreed (`crate::legacy_sessions`): no client capabilities, the session's log level. Its
+//! answer loses the `resultType` a legacy client does not know; the client's
+//! `notifications/cancelled` stops it. A session whose client declared sampling, elicitation
+//! or roots is not relayed: only rmcp's session can ask that client something mid-call.
+//!
 //! The relay takes only requests it can judge exactly as the normal path would; anything else
-//! (a legacy session, an MRTR retry, a browser `Origin`, missing or unusual headers, a tool
-//! whose consent policy is not `allow`, a peer over stdio or on 2025-11-25) goes the normal
-//! way, where rmcp validates it and the session decides. The normal path's rules hold here:
+//! (an MRTR retry, a browser `Origin`, missing or unusual headers, a tool whose consent policy
+//! is not `allow`, a tool name that needs encoding in a header, a peer over stdio or on
+//! 2025-11-25) goes the normal way, where rmcp validates it and the session decides. The normal path's rules hold here:
 //! the caller's grant, the rate limit, the loop guard and hop limit, the peer's time limit and
 //! the audit record.
 
@@ -34,11 +41,13 @@ use crate::call::CallError;
 use crate::catalog::Owner;
 use crate::federation::credentials::CALLER_KEY;
 use crate::federation::{Peer, Relay, loops};
+use crate::legacy_sessions::{LegacySessions, RelayedCall, SessionFacts};
 use crate::session::{Shared, call_error};
 
 const PROTOCOL: &str = "2026-07-28";
 const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// The most of a peer's JSON answer the relay reads.
 const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// The most of a peer's refusal (a non-2xx answer) quoted in the error.
@@ -67,12 +76,27 @@ impl RelayScope {
     }
 }
 
+/// Who asks, as far as the relay must know.
+enum Caller {
+    /// A 2026-07-28 request: its own `_meta` tells the peer what it must know.
+    Stateless { capabilities: Map<String, Value> },
+    /// A call in a legacy session whose client cannot be asked anything mid-call; the host
+    /// tells the peer what the session agreed.
+    Legacy { session: String, facts: Arc<SessionFacts> },
+}
+
 /// A request the relay may take, as read from it.
 struct Call<'a> {
     headers: &'a HeaderMap,
     id: &'a Value,
     name: &'a str,
-    capabilities: &'a Map<String, Value>,
+    caller: Caller,
+}
+
+impl Call<'_> {
+    fn is_legacy(&self) -> bool {
+        matches!(self.caller, Caller::Legacy { .. })
+    }
 }
 
 /// The one value of a header, if it has exactly one.
@@ -92,10 +116,20 @@ fn media_types(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<I
         .map(|v| v.split(';').next().unwrap_or_default().trim())
 }
 
+/// Whether a header's value goes to the peer as it is (rmcp Base64-encodes other values).
+fn plain_header_value(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) && !value.starts_with("=?")
+}
+
 /// Whether the request is one the relay judges as the normal path would, and what it says.
-fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Value) -> Option<Call<'a>> {
+fn eligible<'a>(
+    scope: &RelayScope,
+    sessions: &LegacySessions,
+    parts: &'a Parts,
+    message: &'a Value,
+) -> Option<Call<'a>> {
     let headers = &parts.headers;
-    if headers.contains_key(header::ORIGIN) || headers.contains_key("mcp-session-id") || !scope.host_allowed(headers) {
+    if headers.contains_key(header::ORIGIN) || !scope.host_allowed(headers) {
         return None;
     }
     let content_type = media_types(headers, header::CONTENT_TYPE).collect::<Vec<_>>();
@@ -104,9 +138,6 @@ fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Value) -> Opt
     }
     let accepts = |wanted: &str| media_types(headers, header::ACCEPT).any(|m| m.eq_ignore_ascii_case(wanted));
     if !accepts("application/json") || !accepts("text/event-stream") {
-        return None;
-    }
-    if single(headers, "mcp-protocol-version")? != PROTOCOL || single(headers, "mcp-method")? != "tools/call" {
         return None;
     }
     let message = message.as_object()?;
@@ -119,43 +150,91 @@ fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Value) -> Opt
         return None;
     }
     let name = params.get("name")?.as_str()?;
-    if single(headers, "mcp-name")? != name || params.get("arguments").is_some_and(|a| !a.is_object()) {
+    if params.get("arguments").is_some_and(|a| !a.is_object()) {
         return None;
     }
-    let meta = params.get("_meta")?.as_object()?;
-    if meta.get(META_PROTOCOL)? != PROTOCOL {
+    let caller = if headers.contains_key("mcp-session-id") {
+        legacy_caller(sessions, headers, name, params.get("_meta"))?
+    } else {
+        if single(headers, "mcp-protocol-version")? != PROTOCOL
+            || single(headers, "mcp-method")? != "tools/call"
+            || single(headers, "mcp-name")? != name
+        {
+            return None;
+        }
+        let meta = params.get("_meta")?.as_object()?;
+        if meta.get(META_PROTOCOL)? != PROTOCOL {
+            return None;
+        }
+        Caller::Stateless { capabilities: meta.get(META_CAPABILITIES)?.as_object()?.clone() }
+    };
+    Some(Call { headers, id, name, caller })
+}
+
+/// The session of a legacy request the relay may take: one this host opened, whose client
+/// cannot be asked anything, with the headers rmcp would accept for it.
+fn legacy_caller(sessions: &LegacySessions, headers: &HeaderMap, name: &str, meta: Option<&Value>) -> Option<Caller> {
+    let session = single(headers, "mcp-session-id")?;
+    let facts = sessions.get(session)?;
+    if facts.can_be_asked || single(headers, "mcp-protocol-version")? != facts.protocol {
         return None;
     }
-    let capabilities = meta.get(META_CAPABILITIES)?.as_object()?;
-    Some(Call { headers, id, name, capabilities })
+    // The SEP-2243 headers are optional before 2026-07-28, but must match when present.
+    if headers.contains_key("mcp-method") && single(headers, "mcp-method")? != "tools/call" {
+        return None;
+    }
+    if headers.contains_key("mcp-name") && single(headers, "mcp-name")? != name {
+        return None;
+    }
+    // A legacy request with a 2026-07-28 request's `_meta` is the normal path's to judge.
+    if let Some(meta) = meta {
+        let meta = meta.as_object()?;
+        if meta.contains_key(META_PROTOCOL) || meta.contains_key(META_CAPABILITIES) {
+            return None;
+        }
+    }
+    Some(Caller::Legacy { session: session.to_owned(), facts })
 }
 
 /// Answer the request by relaying it to the peer that owns its tool, or `None` to leave it to
 /// the normal path.
 pub async fn try_relay(shared: &Arc<Shared>, scope: &RelayScope, parts: &Parts, message: &Value) -> Option<Response> {
-    let call = eligible(scope, parts, message)?;
+    let call = eligible(scope, &shared.legacy, parts, message)?;
     let route = shared.catalog.tool(call.name)?;
     let Owner::Peer(peer) = &route.owner else { return None };
     let relay = peer.relay()?;
+    // A legacy caller sends no `Mcp-Param-*` headers, and the relay does not make them.
+    if !plain_header_value(&route.local_name) || (call.is_legacy() && route.param_headers) {
+        return None;
+    }
     let identity = parts.extensions.get::<Arc<Identity>>().cloned().unwrap_or_else(|| shared.guard.local.clone());
     if !identity.allows(EntryKind::Tool, call.name)
         || shared.guard.consent.policy_for(call.name, route.annotations.as_ref()) != Policy::Allow
     {
         return None;
     }
+    let tracked = match &call.caller {
+        Caller::Legacy { session, .. } => Some(shared.legacy.track_call(session, call.id)?),
+        Caller::Stateless { .. } => None,
+    };
     let started = Instant::now();
     let audit = Audit { shared: shared.clone(), identity, tool: call.name.to_owned(), started };
     if let Err(error) = shared.limit(&audit.identity, "tools/call", call.name) {
-        return Some(error_response(call.id, &error));
+        return Some(error_response(&call, &error));
     }
-    tracing::debug!(tool = call.name, peer = peer.name(), "relaying a stateless tools/call");
-    let outcome = forward(peer, &relay, &route.local_name, &call, message, &audit).await;
+    let era = if call.is_legacy() { "a legacy session's" } else { "a stateless" };
+    tracing::debug!(tool = call.name, peer = peer.name(), "relaying {era} tools/call");
+    let cancelled = tracked.as_ref().map(|t| t.cancelled.clone()).unwrap_or_default();
+    let outcome = tokio::select! {
+        outcome = forward(peer, &relay, &route.local_name, &call, message, &audit, tracked) => outcome,
+        () = cancelled.cancelled() => Err(CallError::Upstream(McpError::internal_error("the request was cancelled", None))),
+    };
     Some(match outcome {
         Ok(response) => response,
         Err(error) => {
             let error = call_error(error);
             audit.done(format!("error: {}", error.message));
-            error_response(call.id, &error)
+            error_response(&call, &error)
         }
     })
 }
@@ -181,6 +260,29 @@ impl Audit {
     }
 }
 
+/// The request as the peer gets it: the tool's name there, the hosts crossed, and for a
+/// legacy caller the `_meta` of a 2026-07-28 request (what the session agreed: no client
+/// capabilities, its log level).
+fn outgoing(peer: &Peer, local_name: &str, call: &Call<'_>, message: &Value) -> Result<Vec<u8>, CallError> {
+    let mut outgoing = message.clone();
+    let params = outgoing["params"].as_object_mut().ok_or_else(|| CallError::InvalidParams("no params".into()))?;
+    params.insert("name".to_owned(), Value::String(local_name.to_owned()));
+    let meta = params.entry("_meta").or_insert_with(|| json!({}));
+    let meta = meta.as_object_mut().ok_or_else(|| CallError::InvalidParams("_meta must be an object".into()))?;
+    // Only a token this host mints says who the caller is; no client sets it.
+    meta.remove(CALLER_KEY);
+    let mut via = loops::via(meta);
+    peer.check_hops(&via)?;
+    via.push(peer.host_id().to_owned());
+    meta.insert(loops::VIA_KEY.to_owned(), json!(via));
+    if let Caller::Legacy { facts, .. } = &call.caller {
+        meta.insert(META_PROTOCOL.to_owned(), json!(PROTOCOL));
+        meta.insert(META_CAPABILITIES.to_owned(), json!({}));
+        meta.insert(META_LOG_LEVEL.to_owned(), json!(facts.log_level()));
+    }
+    serde_json::to_vec(&outgoing).map_err(|e| CallError::InvalidParams(e.to_string()))
+}
+
 /// Send the call to the peer and turn its answer into this host's.
 async fn forward(
     peer: &Arc<Peer>,
@@ -189,20 +291,13 @@ async fn forward(
     call: &Call<'_>,
     message: &Value,
     audit: &Audit,
+    tracked: Option<RelayedCall>,
 ) -> Result<Response, CallError> {
-    let mut outgoing = message.clone();
-    let params = &mut outgoing["params"];
-    params["name"] = Value::String(local_name.to_owned());
-    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-        // Only a token this host mints says who the caller is; no client sets it.
-        meta.remove(CALLER_KEY);
-        let mut via = loops::via(meta);
-        peer.check_hops(&via)?;
-        via.push(peer.host_id().to_owned());
-        meta.insert(loops::VIA_KEY.to_owned(), json!(via));
-    }
-    let body = serde_json::to_vec(&outgoing).map_err(|e| CallError::InvalidParams(e.to_string()))?;
-    let headers = peer_headers(call.headers, local_name)?;
+    let body = outgoing(peer, local_name, call, message)?;
+    let headers = match call.caller {
+        Caller::Stateless { .. } => peer_headers(call.headers, local_name)?,
+        Caller::Legacy { .. } => legacy_peer_headers(local_name)?,
+    };
     let deadline = tokio::time::Instant::now() + peer.timeout();
     let response = peer.relay_post(relay, body, &audit.identity.subject, headers, deadline).await?;
     let status = response.status();
@@ -225,17 +320,28 @@ async fn forward(
         });
     }
     if is_sse {
-        return Ok(relay_stream(peer.clone(), response, call, audit, deadline));
+        return Ok(relay_stream(peer.clone(), response, call, audit, deadline, tracked));
     }
     let bytes = read_limited(peer, response, MAX_ANSWER_BYTES, deadline, false).await?;
     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| CallError::Peer {
         peer: peer.name().to_owned(),
         message: format!("answered with invalid JSON: {e}"),
     })?;
-    match settle(peer.name(), call, audit, answer)? {
+    match settle(peer.name(), &Expected::from(call), audit, answer)? {
         Settled::AsIs => Ok(json_response(bytes)),
         Settled::Rewritten(answer) => Ok(json_response(answer.to_string())),
     }
+}
+
+/// The headers a legacy caller's request gets for the peer: a 2026-07-28 request's.
+fn legacy_peer_headers(local_name: &str) -> Result<reqwest::header::HeaderMap, CallError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("mcp-protocol-version", reqwest::header::HeaderValue::from_static(PROTOCOL));
+    headers.insert("mcp-method", reqwest::header::HeaderValue::from_static("tools/call"));
+    let name = reqwest::header::HeaderValue::from_str(local_name)
+        .map_err(|_| CallError::InvalidParams(format!("the tool name {local_name:?} cannot go in a header")))?;
+    headers.insert("mcp-name", name);
+    Ok(headers)
 }
 
 /// The `Mcp-*` headers the peer gets: the caller's (its `Mcp-Param-*` ones too, which the
@@ -297,11 +403,31 @@ enum Settled {
     Rewritten(Value),
 }
 
-/// Check the peer's answer to the call and audit it; an MRTR result gets its `requestState`
-/// sealed as the normal path seals it, so the caller's retry is verified the same way.
-fn settle(peer: &str, call: &Call<'_>, audit: &Audit, mut answer: Value) -> Result<Settled, CallError> {
+/// What checking the peer's answer needs to know of the call.
+struct Expected {
+    id: Value,
+    name: String,
+    /// The caller's client capabilities (none for a legacy caller).
+    capabilities: Map<String, Value>,
+    legacy: bool,
+}
+
+impl From<&Call<'_>> for Expected {
+    fn from(call: &Call<'_>) -> Self {
+        let capabilities = match &call.caller {
+            Caller::Stateless { capabilities } => capabilities.clone(),
+            Caller::Legacy { .. } => Map::new(),
+        };
+        Self { id: call.id.clone(), name: call.name.to_owned(), capabilities, legacy: call.is_legacy() }
+    }
+}
+
+/// Check the peer's answer to the call and audit it. An MRTR result gets its `requestState`
+/// sealed as the normal path seals it, so the caller's retry is verified the same way; a
+/// legacy caller gets its result without the 2026-07-28 `resultType`.
+fn settle(peer: &str, call: &Expected, audit: &Audit, mut answer: Value) -> Result<Settled, CallError> {
     let failed = |message: &str| CallError::Peer { peer: peer.to_owned(), message: message.to_owned() };
-    if answer.get("id") != Some(call.id) {
+    if answer.get("id") != Some(&call.id) {
         return Err(failed("answered another request"));
     }
     if let Some(error) = answer.get("error") {
@@ -315,6 +441,9 @@ fn settle(peer: &str, call: &Call<'_>, audit: &Audit, mut answer: Value) -> Resu
     if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
         let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
         audit.done(if failed { "tool error" } else { "ok" }.to_owned());
+        if call.legacy && result.remove("resultType").is_some() {
+            return Ok(Settled::Rewritten(answer));
+        }
         return Ok(Settled::AsIs);
     }
     let mut missing = Map::new();
@@ -338,8 +467,11 @@ fn settle(peer: &str, call: &Call<'_>, audit: &Audit, mut answer: Value) -> Resu
         let missing = serde_json::from_value(Value::Object(missing)).unwrap_or_default();
         return Err(CallError::Upstream(McpError::missing_required_client_capability(missing)));
     }
+    if call.legacy {
+        return Err(failed("asked for input without saying what (input_required with no input requests)"));
+    }
     let state = result.get("requestState").and_then(Value::as_str).map(str::to_owned);
-    let sealed = audit.shared.seal_state("tools/call", call.name, &state).map_err(CallError::Upstream)?;
+    let sealed = audit.shared.seal_state("tools/call", &call.name, &state).map_err(CallError::Upstream)?;
     result.insert("requestState".to_owned(), Value::String(sealed));
     audit.done("input required".to_owned());
     Ok(Settled::Rewritten(answer))
@@ -347,31 +479,28 @@ fn settle(peer: &str, call: &Call<'_>, audit: &Audit, mut answer: Value) -> Resu
 
 /// Pass the peer's SSE answer on event by event (its progress and log notifications carry
 /// the caller's own progress token, which was forwarded unchanged), settling the response.
+/// A legacy caller's stream ends when the client cancels the call (`tracked`).
 fn relay_stream(
     peer: Arc<Peer>,
     response: reqwest::Response,
     call: &Call<'_>,
     audit: &Audit,
     deadline: tokio::time::Instant,
+    tracked: Option<RelayedCall>,
 ) -> Response {
     struct Relayed {
         events: futures::stream::BoxStream<'static, Result<sse_stream::Sse, sse_stream::Error>>,
         peer: Arc<Peer>,
-        headers: HeaderMap,
-        id: Value,
-        name: String,
-        capabilities: Map<String, Value>,
+        expected: Expected,
         audit: Audit,
         deadline: tokio::time::Instant,
         answered: bool,
+        tracked: Option<RelayedCall>,
     }
     let state = Relayed {
         events: sse_stream::SseStream::from_bytes_stream(response.bytes_stream()).boxed(),
         peer,
-        headers: HeaderMap::new(),
-        id: call.id.clone(),
-        name: call.name.to_owned(),
-        capabilities: call.capabilities.clone(),
+        expected: call.into(),
         audit: Audit {
             shared: audit.shared.clone(),
             identity: audit.identity.clone(),
@@ -380,25 +509,35 @@ fn relay_stream(
         },
         deadline,
         answered: false,
+        tracked,
     };
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let failure = match tokio::time::timeout_at(state.deadline, state.events.next()).await {
-            Ok(Some(Ok(event))) => {
+        let cancelled = state.tracked.as_ref().map(|t| t.cancelled.clone()).unwrap_or_default();
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(state.deadline, state.events.next()) => next,
+            () = cancelled.cancelled() => {
+                if !state.answered {
+                    state.audit.done("error: the request was cancelled".to_owned());
+                }
+                return None;
+            }
+        };
+        let failure = match next {
+            Ok(Some(Ok(mut event))) => {
+                if state.expected.legacy {
+                    // The peer's event ids mean nothing to the session's resumption.
+                    event.id = None;
+                }
                 let Some(data) = event.data.as_deref() else {
                     return Some((Ok::<_, std::convert::Infallible>(encode_event(&event, None)), Some(state)));
                 };
-                let answer = serde_json::from_str::<Value>(data).ok().filter(|a| a.get("id") == Some(&state.id));
+                let answer =
+                    serde_json::from_str::<Value>(data).ok().filter(|a| a.get("id") == Some(&state.expected.id));
                 let Some(answer) = answer.filter(|a| a.get("result").is_some() || a.get("error").is_some()) else {
                     return Some((Ok(encode_event(&event, None)), Some(state)));
                 };
-                let call = Call {
-                    headers: &state.headers,
-                    id: &state.id,
-                    name: &state.name,
-                    capabilities: &state.capabilities,
-                };
-                match settle(state.peer.name(), &call, &state.audit, answer) {
+                match settle(state.peer.name(), &state.expected, &state.audit, answer) {
                     Ok(Settled::AsIs) => {
                         state.answered = true;
                         return Some((Ok(encode_event(&event, None)), Some(state)));
@@ -424,7 +563,7 @@ fn relay_stream(
         };
         let error = call_error(failure);
         state.audit.done(format!("error: {}", error.message));
-        let message = error_message(&state.id, &error);
+        let message = error_message(&state.expected.id, &error);
         let event = sse_stream::Sse::default().data(String::from_utf8_lossy(&message).into_owned());
         Some((Ok(encode_event(&event, None)), None))
     });
@@ -461,17 +600,18 @@ fn error_message(id: &Value, error: &McpError) -> Bytes {
 }
 
 /// The error answer to a call, with the HTTP status rmcp gives it on the normal path: a
-/// stateless request's protocol errors are HTTP errors too.
-fn error_response(id: &Value, error: &McpError) -> Response {
+/// stateless request's protocol errors are HTTP errors too; a legacy session's are not.
+fn error_response(call: &Call<'_>, error: &McpError) -> Response {
     use rmcp::model::ErrorCode;
     let status = match error.code {
+        _ if call.is_legacy() => StatusCode::OK,
         ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
         | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
         | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
         ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
     };
-    let mut response = json_response(error_message(id, error));
+    let mut response = json_response(error_message(call.id, error));
     *response.status_mut() = status;
     response
 }
@@ -519,22 +659,93 @@ mod tests {
         headers
     }
 
+    fn no_sessions() -> LegacySessions {
+        LegacySessions::default()
+    }
+
     #[test]
     fn a_plain_stateless_tool_call_is_taken() {
         let parts = request(&GOOD);
         let message = message();
-        let call = eligible(&scope(), &parts, &message).expect("eligible");
-        assert_eq!((call.name, call.id), ("b__slugify", &json!(3)));
+        let call = eligible(&scope(), &no_sessions(), &parts, &message).expect("eligible");
+        assert_eq!((call.name, call.id, call.is_legacy()), ("b__slugify", &json!(3), false));
+    }
+
+    const LEGACY: [(&str, &str); 5] = [
+        ("host", "127.0.0.1:8931"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("mcp-session-id", "s1"),
+    ];
+
+    fn legacy_message() -> Value {
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "b__slugify", "arguments": { "text": "x" }, "_meta": { "progressToken": 9 } } })
+    }
+
+    /// A registry with session `s1` open (while the registration lives).
+    fn sessions(can_be_asked: bool) -> (Arc<LegacySessions>, crate::legacy_sessions::Registration) {
+        let sessions = Arc::new(LegacySessions::default());
+        let facts = SessionFacts { protocol: "2025-11-25".into(), can_be_asked, log_level: Arc::default() };
+        let registration = sessions.register("s1".into(), facts);
+        (sessions, registration)
+    }
+
+    #[test]
+    fn a_call_of_a_known_legacy_session_whose_client_cannot_be_asked_is_taken() {
+        let message = legacy_message();
+        let (known, _open) = sessions(false);
+        let parts = request(&LEGACY);
+        let call = eligible(&scope(), &known, &parts, &message).expect("eligible");
+        assert!(call.is_legacy());
+        let mut with_sep_2243 = LEGACY.to_vec();
+        with_sep_2243.extend([("mcp-method", "tools/call"), ("mcp-name", "b__slugify")]);
+        assert!(eligible(&scope(), &known, &request(&with_sep_2243), &message).is_some());
+    }
+
+    #[test]
+    fn a_legacy_call_the_session_must_judge_is_left_to_it() {
+        let message = legacy_message();
+        let (asks, _open) = sessions(true);
+        assert!(eligible(&scope(), &asks, &request(&LEGACY), &message).is_none(), "client can be asked");
+        let (known, _open) = sessions(false);
+        assert!(eligible(&scope(), &no_sessions(), &request(&LEGACY), &message).is_none(), "unknown session");
+        let swap = |change: (&'static str, &'static str)| {
+            let mut headers: Vec<_> = LEGACY.iter().copied().filter(|(name, _)| *name != change.0).collect();
+            headers.push(change);
+            headers
+        };
+        let refused_headers = [
+            swap(("mcp-protocol-version", "2025-06-18")),
+            swap(("mcp-session-id", "s2")),
+            swap(("origin", "http://localhost:3000")),
+            LEGACY.iter().copied().filter(|(name, _)| *name != "mcp-protocol-version").collect(),
+            swap(("mcp-name", "b__other")),
+            swap(("mcp-method", "tools/list")),
+        ];
+        for headers in refused_headers {
+            assert!(eligible(&scope(), &known, &request(&headers), &message).is_none(), "{headers:?}");
+        }
+        let mut modern_meta = message.clone();
+        modern_meta["params"]["_meta"][META_PROTOCOL] = json!(PROTOCOL);
+        let mut task = message.clone();
+        task["params"]["task"] = json!({});
+        for refused in [modern_meta, task] {
+            assert!(eligible(&scope(), &known, &request(&LEGACY), &refused).is_none(), "{refused}");
+        }
     }
 
     #[test]
     fn anything_the_normal_path_must_judge_is_left_to_it() {
         let message = message();
+        let (known, _open) = sessions(false);
         let refused_headers = [
             with(("host", "evil.example")),
             with(("host", "127.0.0.1.evil.example:80")),
             with(("origin", "http://localhost:3000")),
             with(("mcp-session-id", "abc")),
+            with(("mcp-session-id", "s1")),
             with(("content-type", "text/plain")),
             with(("accept", "application/json")),
             with(("mcp-protocol-version", "2025-11-25")),
@@ -543,7 +754,7 @@ mod tests {
             GOOD.iter().copied().filter(|(name, _)| *name != "mcp-name").collect(),
         ];
         for headers in refused_headers {
-            assert!(eligible(&scope(), &request(&headers), &message).is_none(), "{headers:?}");
+            assert!(eligible(&scope(), &known, &request(&headers), &message).is_none(), "{headers:?}");
         }
         let parts = request(&GOOD);
         let mut retry = message.clone();
@@ -559,7 +770,7 @@ mod tests {
         let mut bad_arguments = message.clone();
         bad_arguments["params"]["arguments"] = json!([1]);
         for refused in [retry, task, legacy_meta, no_capabilities, notification, bad_arguments] {
-            assert!(eligible(&scope(), &parts, &refused).is_none(), "{refused}");
+            assert!(eligible(&scope(), &no_sessions(), &parts, &refused).is_none(), "{refused}");
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
 use crate::federation::Federation;
 use crate::held::{HOLD_LIMIT, HeldCalls};
+use crate::legacy_sessions::{LegacySessions, Registration, SessionFacts};
 use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome};
 
 /// How many rounds of input a legacy session drives before giving up on a plugin that keeps
@@ -74,6 +75,8 @@ pub struct Shared {
     pub guard: Guard,
     /// Forwarded calls waiting for a 2026-07-28 caller's answer to their peer's question.
     held: Arc<HeldCalls>,
+    /// The legacy sessions open on the HTTP listener, for the relay.
+    pub legacy: Arc<LegacySessions>,
 }
 
 impl Shared {
@@ -86,7 +89,7 @@ impl Shared {
         guard: Guard,
     ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
-        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default() })
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), legacy: Arc::default() })
     }
 
     /// Take one use from the caller's rate limit (a refusal is audited).
@@ -140,11 +143,13 @@ pub struct Session {
     shared: Arc<Shared>,
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
     subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// A legacy HTTP session's entry among `Shared::legacy`, dropped with the session.
+    registration: Arc<Mutex<Option<Registration>>>,
 }
 
 impl Session {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, log_level: Arc::default(), subscriptions: Arc::default() }
+        Self { shared, log_level: Arc::default(), subscriptions: Arc::default(), registration: Arc::default() }
     }
 
     fn catalog(&self) -> &Catalog {
@@ -697,6 +702,25 @@ impl ServerHandler for Session {
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        let session_id = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|id| id.to_str().ok());
+        if let (Some(id), Some(client)) = (session_id, context.peer.peer_info()) {
+            let capabilities = &client.capabilities;
+            let facts = SessionFacts {
+                protocol: client.protocol_version.to_string(),
+                can_be_asked: capabilities.sampling.is_some()
+                    || capabilities.elicitation.is_some()
+                    || capabilities.roots.is_some(),
+                log_level: self.log_level.clone(),
+            };
+            let registration = self.shared.legacy.register(id.to_owned(), facts);
+            if let Ok(mut slot) = self.registration.lock() {
+                *slot = Some(registration);
+            }
+        }
         self.forward_changes(context.peer);
     }
 

@@ -24,6 +24,8 @@ use crate::auth::edge::{self, Gate};
 use crate::relay::{self, RelayScope};
 use crate::session::{Session, Shared};
 
+const SESSION_HEADER: &str = "mcp-session-id";
+
 /// Origins of loopback pages; any other browser origin is refused (DNS-rebinding guard).
 const LOOPBACK_ORIGINS: [&str; 6] = [
     "http://localhost:*",
@@ -102,6 +104,16 @@ struct Edge {
 }
 
 async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, edge: Edge) -> Response {
+    if request.method() == Method::DELETE {
+        let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let response = next.run(request).await;
+        if let Some(session) = session
+            && response.status().is_success()
+        {
+            edge.shared.legacy.close(&session);
+        }
+        return response;
+    }
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -158,6 +170,13 @@ async fn reject_malformed(request: Request, next: Next, edge: &Edge) -> Response
             duration: None,
         });
         return gate.forbidden(&parts.headers, identity, kind, &name);
+    }
+    // A relayed call is not rmcp's to cancel; the notification still goes on to the session.
+    if message.get("method").and_then(|m| m.as_str()) == Some("notifications/cancelled")
+        && let Some(session) = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+        && let Some(request_id) = message.get("params").and_then(|p| p.get("requestId"))
+    {
+        shared.legacy.cancel(session, request_id);
     }
     if let Some(response) = relay::try_relay(shared, &edge.scope, &parts, &message).await {
         return response;

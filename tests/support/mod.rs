@@ -329,10 +329,16 @@ pub struct LegacySession {
 
 impl LegacySession {
     pub async fn open(server: &Server) -> Self {
+        Self::open_with(server, serde_json::json!({})).await
+    }
+
+    /// Open a session whose client declares `capabilities`.
+    pub async fn open_with(server: &Server, capabilities: serde_json::Value) -> Self {
         let http = reqwest::Client::new();
         let url = server.url();
         let init = serde_json::json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "reload-test", "version": "1" } } });
+            "protocolVersion": "2025-11-25", "capabilities": capabilities,
+            "clientInfo": { "name": "legacy-test", "version": "1" } } });
         let response = Self::post_to(&http, &url, None).body(init.to_string()).send().await.expect("initialize");
         let id = response.headers()["mcp-session-id"].to_str().expect("ASCII session id").to_owned();
         let _ = response.text().await;
@@ -379,6 +385,52 @@ impl LegacySession {
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
         let response = Self::post_to(&self.http, &self.url, Some(&self.id)).body(body.to_string()).send().await;
         jsonrpc_message(&response.expect("request").text().await.unwrap_or_default())
+    }
+
+    /// Send a request; every message of its response (notifications first, then the answer),
+    /// and the HTTP status.
+    pub async fn request_messages(
+        &mut self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> (reqwest::StatusCode, Vec<serde_json::Value>) {
+        self.next_id += 1;
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
+        let response = self.post(body).send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if let Ok(message) = serde_json::from_str::<serde_json::Value>(&text) {
+            return (status, vec![message]);
+        }
+        let messages = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<serde_json::Value>(data.trim()).ok())
+            .collect();
+        (status, messages)
+    }
+
+    /// The id the next request gets.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id + 1
+    }
+
+    /// A POST of `body` in this session.
+    pub fn post(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        Self::post_to(&self.http, &self.url, Some(&self.id)).body(body.to_string())
+    }
+
+    /// End the session (`DELETE`); the HTTP status.
+    pub async fn close(&self) -> reqwest::StatusCode {
+        let response = self
+            .http
+            .delete(&self.url)
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("DELETE");
+        response.status()
     }
 
     pub async fn tool_names(&mut self) -> Vec<String> {

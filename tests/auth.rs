@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -61,6 +61,10 @@ struct Protected {
 
 impl Protected {
     fn start(extra: &str) -> Self {
+        Self::start_serving(extra, &support::example_plugins())
+    }
+
+    fn start_serving(extra: &str, plugins: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (private, _) = generate_keys(dir.path(), "idp");
         let rsa = support::repo_root().join("tests/auth/test-only-rsa.pub.pem");
@@ -86,8 +90,7 @@ file = "audit.jsonl"
 {extra}"#
         );
         std::fs::write(dir.path().join("host.toml"), config).expect("config written");
-        let server =
-            Server::start_configured(&support::example_plugins(), &dir.path().join("host.toml"), "127.0.0.1:0");
+        let server = Server::start_configured(plugins, &dir.path().join("host.toml"), "127.0.0.1:0");
         let idp = EncodingKey::from_ed_pem(&std::fs::read(private).expect("key")).expect("an Ed25519 key");
         Self { dir, idp, server }
     }
@@ -600,4 +603,40 @@ async fn a_legacy_session_cannot_be_used_with_another_identitys_token() {
     let reply = support::jsonrpc_message(&own.text().await.unwrap_or_default());
     assert!(reply["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{reply}");
     assert!(host.audit().iter().any(|l| l["identity"]["sub"] == "mallory" && l["decision"] == "denied"));
+}
+
+/// A 2026-07-28 listener hears of updates only to resources its grant covers, whatever its
+/// filter names: a resource's changes say something about it.
+#[tokio::test]
+async fn resource_updates_reach_only_listeners_whose_grant_covers_the_resource() {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
+    }
+    let host = Protected::start_serving("", plugins.path());
+    let uri = "test://watched-resource";
+    let filter = json!({ "resourceSubscriptions": [uri] });
+    let granted =
+        StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "ann", "scope": "resources:*" })));
+    let mut granted = granted.listen(filter.clone()).await;
+    let other = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "eve", "scope": "tools:*" })));
+    let mut other = other.listen(filter).await;
+
+    // Replace the plugin the way deploy tools do: its resources are announced as updated.
+    let incoming = plugins.path().join(".incoming.tmp");
+    std::fs::copy(support::example_plugins().join("conformance.wasm"), &incoming).expect("copy");
+    std::fs::rename(&incoming, plugins.path().join("conformance.wasm")).expect("rename");
+    let updated = async |stream: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Value)>, patience| {
+        let deadline = tokio::time::Instant::now() + patience;
+        while let Ok(Some((method, params))) = tokio::time::timeout_at(deadline, stream.recv()).await {
+            if method == "notifications/resources/updated" {
+                return Some(params);
+            }
+        }
+        None
+    };
+    let heard = updated(&mut granted, Duration::from_secs(20)).await.expect("the granted listener is told");
+    assert_eq!(heard["uri"], uri);
+    // The update has been sent; the other listener had the same chance to hear of it.
+    assert_eq!(updated(&mut other, Duration::from_secs(1)).await, None, "a listener outside the grant was told");
 }

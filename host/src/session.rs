@@ -939,6 +939,9 @@ impl ServerHandler for Session {
     }
 
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
+        // The filter may name any URI; a resource's updates go only to a listener whose grant
+        // covers it, as `resources/subscribe` refuses the others.
+        let identity = self.identity(subscription.request_context());
         let mut changes = self.catalog().subscribe();
         let mut updates = self.catalog().subscribe_updates();
         loop {
@@ -951,7 +954,7 @@ impl ServerHandler for Session {
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
                     };
                     let wanted = subscription.accepted().resource_subscriptions.as_ref().is_some_and(|uris| uris.contains(&uri));
-                    if !wanted {
+                    if !wanted || !identity.allows(EntryKind::Resource, &self.catalog().resource_grant_name(&uri)) {
                         continue;
                     }
                     let notification = rmcp::model::ServerNotification::ResourceUpdatedNotification(

@@ -301,6 +301,44 @@ impl StatelessClient {
         self.raw(request.body(body.to_string())).await
     }
 
+    /// Open a `subscriptions/listen` stream with `filter`; the methods and params of the
+    /// notifications it carries, as they come.
+    pub async fn listen(
+        &self,
+        filter: serde_json::Value,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)> {
+        let meta = serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": self.capabilities,
+        });
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+            "params": { "notifications": filter, "_meta": meta } });
+        let request = self
+            .post()
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .body(body.to_string());
+        let mut stream = request.send().await.expect("listen");
+        assert!(stream.status().is_success(), "listen refused: {}", stream.status());
+        let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut pending = String::new();
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = pending.find('\n') {
+                    let line: String = pending.drain(..=end).collect();
+                    if let Some(data) = line.strip_prefix("data:")
+                        && let Ok(message) = serde_json::from_str::<serde_json::Value>(data.trim())
+                        && let Some(method) = message["method"].as_str()
+                    {
+                        let _ = sender.send((method.to_owned(), message["params"].clone()));
+                    }
+                }
+            }
+        });
+        notifications
+    }
+
     /// Call a tool; `Ok(result)` or `Err(error message)`.
     pub async fn call(&self, tool: &str, arguments: serde_json::Value) -> Result<serde_json::Value, String> {
         let (_, reply) = self.request("tools/call", serde_json::json!({ "name": tool, "arguments": arguments })).await;

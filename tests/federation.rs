@@ -411,9 +411,9 @@ fn plugins_for_cancellation() -> tempfile::TempDir {
     dir
 }
 
-/// Cancel request `id` of `session` 300 ms after `call` starts; the call's messages, and how
-/// long B had before its time limit would stop the plugin.
-async fn cancel_during(session: &mut LegacySession, tool: &str) -> (Vec<Value>, Instant) {
+/// Call `params` in `session` and cancel the call 300 ms later; the call's messages, and when
+/// it started.
+async fn cancel_during(session: &mut LegacySession, params: Value) -> (Vec<Value>, Instant) {
     let started = Instant::now();
     let id = session.next_request_id();
     let cancel = session.post(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
@@ -422,17 +422,16 @@ async fn cancel_during(session: &mut LegacySession, tool: &str) -> (Vec<Value>, 
         tokio::time::sleep(Duration::from_millis(300)).await;
         cancel.send().await.expect("the cancellation is sent")
     };
-    let ((_, messages), sent) =
-        tokio::join!(session.request_messages("tools/call", json!({ "name": tool })), cancelling);
+    let ((_, messages), sent) = tokio::join!(session.request_messages("tools/call", params), cancelling);
     assert!(sent.status().is_success(), "the cancellation was refused: {}", sent.status());
     (messages, started)
 }
 
-/// A 2025-11-25 session's calls to a 2026-07-28 peer take the relay when its client cannot be
-/// asked anything mid-call, and lose nothing on the way: progress with the caller's token, log
-/// messages at the session's level, a result a legacy client knows, cancellation reaching the
-/// peer's plugin. A session whose client can be asked takes the normal path, where
-/// cancellation reaches the peer too. A closed session is not served.
+/// A 2025-11-25 session's calls to a 2026-07-28 peer take the relay and lose nothing on the
+/// way: progress with the caller's token, log messages at the session's level, a result a
+/// legacy client knows, cancellation reaching the peer's plugin, and the peer's MRTR question
+/// asked of the client on the call's stream, its answer taken back to the peer. Cancellation
+/// on the normal path reaches the peer too. A closed session is not served.
 #[tokio::test]
 async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_cancellation() {
     let b_plugins = plugins_for_cancellation();
@@ -480,24 +479,65 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     eventually("A logs three relayed calls", PATIENCE, async || relayed(&a) == 3).await;
 
     // Cancelled: the relayed call ends, and B's plugin stops before its time limit would.
-    let (messages, started) = cancel_during(&mut session, "b__hostile__spin").await;
+    let (messages, started) = cancel_during(&mut session, json!({ "name": "b__hostile__spin" })).await;
     assert!(started.elapsed() < Duration::from_millis(2500), "the call outlived its cancellation: {messages:?}");
     eventually("A logs four relayed calls", PATIENCE, async || relayed(&a) == 4).await;
 
-    // A client that can be asked takes the normal path; its cancellation reaches B as well.
-    let mut asking = LegacySession::open_with(&a, json!({ "sampling": {}, "elicitation": {} })).await;
-    let (_, normal_started) = cancel_during(&mut asking, "b__hostile__spin").await;
+    // A request the relay leaves to the normal path (a field it does not know): its
+    // cancellation reaches B as well.
+    let unusual = json!({ "name": "b__hostile__spin", "x-unknown": true });
+    let (_, normal_started) = cancel_during(&mut session, unusual).await;
     assert!(normal_started.elapsed() < Duration::from_millis(2500));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(relayed(&a), 4, "a session whose client can be asked was relayed");
+    assert_eq!(relayed(&a), 4, "a request with a field the relay does not know was relayed");
     let stop_by_limit = || b.log_lines().into_iter().find(|line| line.contains("stopped at its time limit"));
     tokio::time::sleep(Duration::from_millis(3500).saturating_sub(started.elapsed())).await;
     assert_eq!(stop_by_limit(), None, "a cancelled call kept running at B");
 
+    // The peer asks (MRTR); the relay asks the client on the call's stream and retries with
+    // its answer. A client without the capability gets the error naming it.
+    let asking = LegacySession::open_with(&a, json!({ "elicitation": {} })).await;
+    let call = json!({ "jsonrpc": "2.0", "id": "ask-1", "method": "tools/call",
+        "params": { "name": "b__test_elicitation", "arguments": { "message": "Who are you?" } } });
+    let mut stream = asking.post(call).send().await.expect("the call is sent");
+    let mut pending = String::new();
+    let mut answer = Value::Null;
+    let deadline = Instant::now() + PATIENCE;
+    'read: while Instant::now() < deadline {
+        let chunk = tokio::time::timeout(PATIENCE, stream.chunk()).await;
+        let Ok(Ok(Some(chunk))) = chunk else { break };
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            let Some(message) = line.strip_prefix("data:").and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            else {
+                continue;
+            };
+            if message["method"] == "elicitation/create" {
+                assert_eq!(message["params"]["message"], "Who are you?", "{message}");
+                let reply = json!({ "jsonrpc": "2.0", "id": message["id"],
+                    "result": { "action": "accept", "content": { "username": "ada", "email": "ada@example.com" } } });
+                let sent = asking.post(reply).send().await.expect("the answer is sent");
+                assert_eq!(sent.status(), reqwest::StatusCode::ACCEPTED);
+            } else if message["id"] == "ask-1" {
+                answer = message;
+                break 'read;
+            }
+        }
+    }
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("User response:") && text.contains("ada"), "{answer}");
+    eventually("A logs five relayed calls", PATIENCE, async || relayed(&a) == 5).await;
+    let (_, messages) = session
+        .request_messages("tools/call", json!({ "name": "b__test_elicitation", "arguments": { "message": "?" } }))
+        .await;
+    let error = messages.last().map(|m| m["error"].to_string()).unwrap_or_default();
+    assert!(error.contains("elicitation"), "a client without elicitation was asked: {messages:?}");
+
     // A closed session is not served, relayed or not.
-    assert!(session.close().await.is_success());
+    assert_eq!(session.close().await, reqwest::StatusCode::NO_CONTENT, "the Python SDK client takes 200 or 204");
     let (status, messages) =
         session.request_messages("tools/call", json!({ "name": "b__test_tool_with_progress" })).await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{messages:?}");
-    assert_eq!(relayed(&a), 4);
+    assert_eq!(relayed(&a), 6);
 }

@@ -1,13 +1,14 @@
 //! The legacy (2025-11-25) sessions open on this host, with what the relay needs to serve a
 //! tool call of one without rmcp's session machinery (see `crate::relay`): the protocol
-//! version the session agreed, whether its client can be asked anything mid-call, and its log
-//! level. And the relayed calls in flight, so that the client's `notifications/cancelled`
-//! reaches them.
+//! version the session agreed, what its client can be asked mid-call, and its log level. And
+//! the relayed calls in flight, so that the client's `notifications/cancelled` reaches them,
+//! and the questions the relay asked a client, so that its answers reach them.
 
 // Logging is deprecated by SEP-2577 (2026-07-28) but is live in 2025-11-25.
 #![allow(deprecated)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::LoggingLevel;
@@ -17,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// What a legacy session's client agreed to at `initialize`.
 pub struct SessionFacts {
     pub protocol: String,
-    /// The client declared sampling, elicitation or roots: a call may need to ask it
-    /// something, which only the session (rmcp's server-to-client requests) can do.
-    pub can_be_asked: bool,
+    /// What the client can be asked mid-call, as a 2026-07-28 request's
+    /// `clientCapabilities`: `sampling`, `elicitation`, `roots` (each `{}`) if declared.
+    pub capabilities: serde_json::Map<String, Value>,
     /// The level set by `logging/setLevel` (shared with the session, which sets it).
     pub log_level: Arc<Mutex<Option<LoggingLevel>>>,
 }
@@ -31,11 +32,17 @@ impl SessionFacts {
     }
 }
 
+/// (session id, a request's id as JSON text): ids are the client's to choose, per session.
+type RequestKey = (String, String);
+
 #[derive(Default)]
 pub struct LegacySessions {
     open: Mutex<HashMap<String, Arc<SessionFacts>>>,
-    /// (session id, the request's id as JSON text) → how to cancel the relayed call.
-    relayed: Mutex<HashMap<(String, String), CancellationToken>>,
+    /// Relayed calls in flight → how to cancel them.
+    relayed: Mutex<HashMap<RequestKey, CancellationToken>>,
+    /// Questions the relay asked clients (its own request ids) → where the answer goes.
+    asked: Mutex<HashMap<RequestKey, tokio::sync::oneshot::Sender<Value>>>,
+    next_question: AtomicU64,
 }
 
 impl LegacySessions {
@@ -71,6 +78,28 @@ impl LegacySessions {
         Some(RelayedCall { sessions: self.clone(), key, cancelled })
     }
 
+    /// A request id for a question to the client of `session`, and where its answer will
+    /// arrive (until the returned value drops).
+    pub fn ask(self: &Arc<Self>, session: &str) -> (Value, PendingAnswer) {
+        let id = Value::String(format!("fedmcp-relay-{}", self.next_question.fetch_add(1, Ordering::Relaxed)));
+        let key = (session.to_owned(), id.to_string());
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(key.clone(), sender);
+        }
+        (id, PendingAnswer { sessions: self.clone(), key, answer })
+    }
+
+    /// Pass a client's JSON-RPC response on to the question it answers; `false` when no
+    /// question of the relay's in `session` has its id (rmcp's session gets it then).
+    pub fn answer(&self, session: &str, response: &Value) -> bool {
+        let Some(id) = response.get("id") else { return false };
+        let key = (session.to_owned(), id.to_string());
+        let Some(waiting) = self.asked.lock().ok().and_then(|mut asked| asked.remove(&key)) else { return false };
+        let _ = waiting.send(response.clone());
+        true
+    }
+
     /// The client cancelled request `request` of `session`: stop it if it is being relayed.
     pub fn cancel(&self, session: &str, request: &Value) {
         let key = (session.to_owned(), request.to_string());
@@ -92,10 +121,25 @@ impl Drop for Registration {
     }
 }
 
+/// A question the relay asked a client, waiting for its answer.
+pub struct PendingAnswer {
+    sessions: Arc<LegacySessions>,
+    key: RequestKey,
+    pub answer: tokio::sync::oneshot::Receiver<Value>,
+}
+
+impl Drop for PendingAnswer {
+    fn drop(&mut self) {
+        if let Ok(mut asked) = self.sessions.asked.lock() {
+            asked.remove(&self.key);
+        }
+    }
+}
+
 /// A relayed call in flight.
 pub struct RelayedCall {
     sessions: Arc<LegacySessions>,
-    key: (String, String),
+    key: RequestKey,
     pub cancelled: CancellationToken,
 }
 
@@ -113,7 +157,7 @@ mod tests {
     use serde_json::json;
 
     fn facts() -> SessionFacts {
-        SessionFacts { protocol: "2025-11-25".into(), can_be_asked: false, log_level: Arc::default() }
+        SessionFacts { protocol: "2025-11-25".into(), capabilities: Default::default(), log_level: Arc::default() }
     }
 
     #[test]
@@ -140,5 +184,20 @@ mod tests {
         assert!(!text.cancelled.is_cancelled() && !other_session.cancelled.is_cancelled());
         drop(numeric);
         assert!(sessions.track_call("s", &json!(7)).is_some(), "a finished call's id is free again");
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_only_the_question_of_its_session() {
+        let sessions = Arc::new(LegacySessions::default());
+        let (id, mut pending) = sessions.ask("s");
+        let (other_id, _other) = sessions.ask("s");
+        assert_ne!(id, other_id);
+        assert!(!sessions.answer("t", &json!({ "id": id, "result": {} })), "another session's answer");
+        assert!(!sessions.answer("s", &json!({ "id": 99, "result": {} })), "the client's own ids go to rmcp");
+        assert!(sessions.answer("s", &json!({ "id": id, "result": { "ok": true } })));
+        assert_eq!((&mut pending.answer).await.expect("answered")["result"]["ok"], true);
+        assert!(!sessions.answer("s", &json!({ "id": id, "result": {} })), "a question is answered once");
+        drop(_other);
+        assert!(!sessions.answer("s", &json!({ "id": other_id, "result": {} })), "a dropped question is gone");
     }
 }

@@ -708,12 +708,20 @@ impl ServerHandler for Session {
             .and_then(|parts| parts.headers.get("mcp-session-id"))
             .and_then(|id| id.to_str().ok());
         if let (Some(id), Some(client)) = (session_id, context.peer.peer_info()) {
-            let capabilities = &client.capabilities;
+            let declared = &client.capabilities;
+            let mut capabilities = serde_json::Map::new();
+            for (name, is_declared) in [
+                ("sampling", declared.sampling.is_some()),
+                ("elicitation", declared.elicitation.is_some()),
+                ("roots", declared.roots.is_some()),
+            ] {
+                if is_declared {
+                    capabilities.insert(name.to_owned(), json!({}));
+                }
+            }
             let facts = SessionFacts {
                 protocol: client.protocol_version.to_string(),
-                can_be_asked: capabilities.sampling.is_some()
-                    || capabilities.elicitation.is_some()
-                    || capabilities.roots.is_some(),
+                capabilities,
                 log_level: self.log_level.clone(),
             };
             let registration = self.shared.legacy.register(id.to_owned(), facts);

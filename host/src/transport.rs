@@ -106,11 +106,17 @@ struct Edge {
 async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, edge: Edge) -> Response {
     if request.method() == Method::DELETE {
         let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let response = next.run(request).await;
+        let mut response = next.run(request).await;
         if let Some(session) = session
             && response.status().is_success()
         {
             edge.shared.legacy.close(&session);
+            // rmcp says 202; the Python SDK client takes only 200 or 204 for a session ended
+            // (and logs a warning otherwise).
+            if response.status() == StatusCode::ACCEPTED {
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                *response.body_mut() = Body::empty();
+            }
         }
         return response;
     }
@@ -170,6 +176,14 @@ async fn reject_malformed(request: Request, next: Next, edge: &Edge) -> Response
             duration: None,
         });
         return gate.forbidden(&parts.headers, identity, kind, &name);
+    }
+    // A client's answer to a question the relay asked it (see `relay`) is not rmcp's.
+    if let Some(session) = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+        && message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some())
+        && shared.legacy.answer(session, &message)
+    {
+        return StatusCode::ACCEPTED.into_response();
     }
     // A relayed call is not rmcp's to cancel; the notification still goes on to the session.
     if message.get("method").and_then(|m| m.as_str()) == Some("notifications/cancelled")

@@ -44,6 +44,8 @@ use crate::federation::{Peer, Relay, loops};
 use crate::legacy_sessions::{LegacySessions, RelayedCall, SessionFacts};
 use crate::session::{Shared, call_error};
 
+mod asking;
+
 const PROTOCOL: &str = "2026-07-28";
 const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -80,8 +82,8 @@ impl RelayScope {
 enum Caller {
     /// A 2026-07-28 request: its own `_meta` tells the peer what it must know.
     Stateless { capabilities: Map<String, Value> },
-    /// A call in a legacy session whose client cannot be asked anything mid-call; the host
-    /// tells the peer what the session agreed.
+    /// A call in a legacy session; the host tells the peer what the session agreed, and asks
+    /// the client what the peer needs (see `asking`).
     Legacy { session: String, facts: Arc<SessionFacts> },
 }
 
@@ -171,12 +173,12 @@ fn eligible<'a>(
     Some(Call { headers, id, name, caller })
 }
 
-/// The session of a legacy request the relay may take: one this host opened, whose client
-/// cannot be asked anything, with the headers rmcp would accept for it.
+/// The session of a legacy request the relay may take: one this host opened, with the headers
+/// rmcp would accept for it.
 fn legacy_caller(sessions: &LegacySessions, headers: &HeaderMap, name: &str, meta: Option<&Value>) -> Option<Caller> {
     let session = single(headers, "mcp-session-id")?;
     let facts = sessions.get(session)?;
-    if facts.can_be_asked || single(headers, "mcp-protocol-version")? != facts.protocol {
+    if single(headers, "mcp-protocol-version")? != facts.protocol {
         return None;
     }
     // The SEP-2243 headers are optional before 2026-07-28, but must match when present.
@@ -240,6 +242,7 @@ pub async fn try_relay(shared: &Arc<Shared>, scope: &RelayScope, parts: &Parts, 
 }
 
 /// The audit record of one relayed call, written when its answer is known.
+#[derive(Clone)]
 struct Audit {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
@@ -261,9 +264,9 @@ impl Audit {
 }
 
 /// The request as the peer gets it: the tool's name there, the hosts crossed, and for a
-/// legacy caller the `_meta` of a 2026-07-28 request (what the session agreed: no client
+/// legacy caller the `_meta` of a 2026-07-28 request (what the session agreed: its client's
 /// capabilities, its log level).
-fn outgoing(peer: &Peer, local_name: &str, call: &Call<'_>, message: &Value) -> Result<Vec<u8>, CallError> {
+fn outgoing(peer: &Peer, local_name: &str, call: &Call<'_>, message: &Value) -> Result<Value, CallError> {
     let mut outgoing = message.clone();
     let params = outgoing["params"].as_object_mut().ok_or_else(|| CallError::InvalidParams("no params".into()))?;
     params.insert("name".to_owned(), Value::String(local_name.to_owned()));
@@ -277,29 +280,31 @@ fn outgoing(peer: &Peer, local_name: &str, call: &Call<'_>, message: &Value) -> 
     meta.insert(loops::VIA_KEY.to_owned(), json!(via));
     if let Caller::Legacy { facts, .. } = &call.caller {
         meta.insert(META_PROTOCOL.to_owned(), json!(PROTOCOL));
-        meta.insert(META_CAPABILITIES.to_owned(), json!({}));
+        meta.insert(META_CAPABILITIES.to_owned(), Value::Object(facts.capabilities.clone()));
         meta.insert(META_LOG_LEVEL.to_owned(), json!(facts.log_level()));
     }
-    serde_json::to_vec(&outgoing).map_err(|e| CallError::InvalidParams(e.to_string()))
+    Ok(outgoing)
 }
 
-/// Send the call to the peer and turn its answer into this host's.
-async fn forward(
-    peer: &Arc<Peer>,
+/// How a peer answered a relayed request.
+enum PeerAnswer {
+    /// A JSON answer, read (and its text, to pass on unchanged).
+    Message(Value, Vec<u8>),
+    /// An SSE stream, not yet read.
+    Stream(reqwest::Response),
+}
+
+/// Post `request` to the peer; its answer, or the error its refusal (a non-2xx status) says.
+async fn post(
+    peer: &Peer,
     relay: &Relay,
-    local_name: &str,
-    call: &Call<'_>,
-    message: &Value,
-    audit: &Audit,
-    tracked: Option<RelayedCall>,
-) -> Result<Response, CallError> {
-    let body = outgoing(peer, local_name, call, message)?;
-    let headers = match call.caller {
-        Caller::Stateless { .. } => peer_headers(call.headers, local_name)?,
-        Caller::Legacy { .. } => legacy_peer_headers(local_name)?,
-    };
+    request: &Value,
+    caller: &str,
+    headers: reqwest::header::HeaderMap,
+) -> Result<(PeerAnswer, tokio::time::Instant), CallError> {
+    let body = serde_json::to_vec(request).map_err(|e| CallError::InvalidParams(e.to_string()))?;
     let deadline = tokio::time::Instant::now() + peer.timeout();
-    let response = peer.relay_post(relay, body, &audit.identity.subject, headers, deadline).await?;
+    let response = peer.relay_post(relay, body, caller, headers, deadline).await?;
     let status = response.status();
     let is_sse = response
         .headers()
@@ -320,16 +325,63 @@ async fn forward(
         });
     }
     if is_sse {
-        return Ok(relay_stream(peer.clone(), response, call, audit, deadline, tracked));
+        return Ok((PeerAnswer::Stream(response), deadline));
     }
     let bytes = read_limited(peer, response, MAX_ANSWER_BYTES, deadline, false).await?;
-    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| CallError::Peer {
+    let answer = serde_json::from_slice(&bytes).map_err(|e| CallError::Peer {
         peer: peer.name().to_owned(),
         message: format!("answered with invalid JSON: {e}"),
     })?;
-    match settle(peer.name(), &Expected::from(call), audit, answer)? {
-        Settled::AsIs => Ok(json_response(bytes)),
-        Settled::Rewritten(answer) => Ok(json_response(answer.to_string())),
+    Ok((PeerAnswer::Message(answer, bytes), deadline))
+}
+
+/// Whether an answer is an MRTR `input_required` result.
+fn is_input_required(answer: &Value) -> bool {
+    answer.get("result").and_then(|r| r.get("resultType")).and_then(Value::as_str) == Some("input_required")
+}
+
+/// Send the call to the peer and turn its answer into this host's.
+async fn forward(
+    peer: &Arc<Peer>,
+    relay: &Arc<Relay>,
+    local_name: &str,
+    call: &Call<'_>,
+    message: &Value,
+    audit: &Audit,
+    tracked: Option<RelayedCall>,
+) -> Result<Response, CallError> {
+    let request = outgoing(peer, local_name, call, message)?;
+    let headers = match call.caller {
+        Caller::Stateless { .. } => peer_headers(call.headers, local_name)?,
+        Caller::Legacy { .. } => legacy_peer_headers(local_name)?,
+    };
+    let (answer, deadline) = post(peer, relay, &request, &audit.identity.subject, headers.clone()).await?;
+    if let Caller::Legacy { session, facts } = &call.caller {
+        let asking = || asking::Asking {
+            peer: peer.clone(),
+            relay: relay.clone(),
+            request,
+            headers,
+            session: session.clone(),
+            facts: facts.clone(),
+            expected: Expected::from(call),
+            audit: audit.clone(),
+            tracked,
+        };
+        let needs_the_client = match &answer {
+            PeerAnswer::Message(answer, _) => is_input_required(answer),
+            PeerAnswer::Stream(_) => true,
+        };
+        if needs_the_client {
+            return Ok(asking::respond(asking(), answer, deadline));
+        }
+    }
+    match answer {
+        PeerAnswer::Stream(response) => Ok(relay_stream(peer.clone(), response, call, audit, deadline)),
+        PeerAnswer::Message(answer, bytes) => match settle(peer.name(), &Expected::from(call), audit, answer)? {
+            Settled::AsIs => Ok(json_response(bytes)),
+            Settled::Rewritten(answer) => Ok(json_response(answer.to_string())),
+        },
     }
 }
 
@@ -477,16 +529,15 @@ fn settle(peer: &str, call: &Expected, audit: &Audit, mut answer: Value) -> Resu
     Ok(Settled::Rewritten(answer))
 }
 
-/// Pass the peer's SSE answer on event by event (its progress and log notifications carry
-/// the caller's own progress token, which was forwarded unchanged), settling the response.
-/// A legacy caller's stream ends when the client cancels the call (`tracked`).
+/// Pass the peer's SSE answer to a stateless call on event by event (its progress and log
+/// notifications carry the caller's own progress token, which was forwarded unchanged),
+/// settling the response.
 fn relay_stream(
     peer: Arc<Peer>,
     response: reqwest::Response,
     call: &Call<'_>,
     audit: &Audit,
     deadline: tokio::time::Instant,
-    tracked: Option<RelayedCall>,
 ) -> Response {
     struct Relayed {
         events: futures::stream::BoxStream<'static, Result<sse_stream::Sse, sse_stream::Error>>,
@@ -495,40 +546,19 @@ fn relay_stream(
         audit: Audit,
         deadline: tokio::time::Instant,
         answered: bool,
-        tracked: Option<RelayedCall>,
     }
     let state = Relayed {
         events: sse_stream::SseStream::from_bytes_stream(response.bytes_stream()).boxed(),
         peer,
         expected: call.into(),
-        audit: Audit {
-            shared: audit.shared.clone(),
-            identity: audit.identity.clone(),
-            tool: audit.tool.clone(),
-            started: audit.started,
-        },
+        audit: audit.clone(),
         deadline,
         answered: false,
-        tracked,
     };
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let cancelled = state.tracked.as_ref().map(|t| t.cancelled.clone()).unwrap_or_default();
-        let next = tokio::select! {
-            next = tokio::time::timeout_at(state.deadline, state.events.next()) => next,
-            () = cancelled.cancelled() => {
-                if !state.answered {
-                    state.audit.done("error: the request was cancelled".to_owned());
-                }
-                return None;
-            }
-        };
-        let failure = match next {
-            Ok(Some(Ok(mut event))) => {
-                if state.expected.legacy {
-                    // The peer's event ids mean nothing to the session's resumption.
-                    event.id = None;
-                }
+        let failure = match tokio::time::timeout_at(state.deadline, state.events.next()).await {
+            Ok(Some(Ok(event))) => {
                 let Some(data) = event.data.as_deref() else {
                     return Some((Ok::<_, std::convert::Infallible>(encode_event(&event, None)), Some(state)));
                 };
@@ -687,13 +717,17 @@ mod tests {
     /// A registry with session `s1` open (while the registration lives).
     fn sessions(can_be_asked: bool) -> (Arc<LegacySessions>, crate::legacy_sessions::Registration) {
         let sessions = Arc::new(LegacySessions::default());
-        let facts = SessionFacts { protocol: "2025-11-25".into(), can_be_asked, log_level: Arc::default() };
+        let mut capabilities = Map::new();
+        if can_be_asked {
+            capabilities.insert("sampling".to_owned(), json!({}));
+        }
+        let facts = SessionFacts { protocol: "2025-11-25".into(), capabilities, log_level: Arc::default() };
         let registration = sessions.register("s1".into(), facts);
         (sessions, registration)
     }
 
     #[test]
-    fn a_call_of_a_known_legacy_session_whose_client_cannot_be_asked_is_taken() {
+    fn a_call_of_a_known_legacy_session_is_taken() {
         let message = legacy_message();
         let (known, _open) = sessions(false);
         let parts = request(&LEGACY);
@@ -708,7 +742,7 @@ mod tests {
     fn a_legacy_call_the_session_must_judge_is_left_to_it() {
         let message = legacy_message();
         let (asks, _open) = sessions(true);
-        assert!(eligible(&scope(), &asks, &request(&LEGACY), &message).is_none(), "client can be asked");
+        assert!(eligible(&scope(), &asks, &request(&LEGACY), &message).is_some(), "the relay asks the client");
         let (known, _open) = sessions(false);
         assert!(eligible(&scope(), &no_sessions(), &request(&LEGACY), &message).is_none(), "unknown session");
         let swap = |change: (&'static str, &'static str)| {

@@ -541,3 +541,26 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{messages:?}");
     assert_eq!(relayed(&a), 6);
 }
+
+/// A session whose calls all take the relay never reaches rmcp's session worker; it must still
+/// count as in use, and a session nobody uses must still end (`http.session_idle_secs`).
+#[tokio::test]
+async fn a_session_busy_with_relayed_calls_stays_open_and_an_idle_one_is_ended() {
+    let b = Server::start(&example_plugins());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let text = format!("[http]\nsession_idle_secs = 2\n{}", peer("b", "b", &b.url()));
+    let config = write_config(empty.path(), &text);
+    let a = Server::start_configured(empty.path(), &config, "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+    let mut busy = LegacySession::open(&a).await;
+    let mut idle = LegacySession::open(&a).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3500) {
+        let text = busy.call_text("b__text-tools__slugify", json!({ "text": "Still Here" })).await;
+        assert_eq!(text, "still-here");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(!busy.tool_names().await.is_empty(), "the busy session was ended");
+    let (status, messages) = idle.request_messages("tools/list", json!({})).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the idle session is still open: {messages:?}");
+}

@@ -218,7 +218,13 @@ async fn load(url: &str, tool: &str, kind: Kind, connections: usize, calls: usiz
 }
 
 fn http_options(gate: Option<Arc<Gate>>) -> transport::HttpOptions {
-    transport::HttpOptions { allowed_hosts: vec![], allowed_origins: vec![], max_request_body_bytes: 1 << 20, gate }
+    transport::HttpOptions {
+        allowed_hosts: vec![],
+        allowed_origins: vec![],
+        max_request_body_bytes: 1 << 20,
+        session_idle: Duration::from_secs(300),
+        gate,
+    }
 }
 
 fn env_number(name: &str, default: usize) -> usize {

@@ -135,6 +135,7 @@ impl Host {
                 allowed_hosts: config.allowed_hosts.clone(),
                 allowed_origins: config.allowed_origins.clone(),
                 max_request_body_bytes: config.max_request_body_bytes,
+                session_idle: config.session_idle,
                 gate,
             },
             streams.clone(),

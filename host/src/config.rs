@@ -22,6 +22,8 @@ pub struct HostConfig {
     /// and loopback origins.
     pub allowed_origins: Vec<String>,
     pub max_request_body_bytes: usize,
+    /// How long a legacy (2025-11-25) session may go without a request before it is ended.
+    pub session_idle: std::time::Duration,
     /// Hex-encoded key that signs MRTR request states; random per start when unset.
     pub request_state_key: Option<String>,
     pub runtime: RuntimeOptions,
@@ -260,6 +262,7 @@ struct RawHttp {
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
     max_request_body_bytes: Option<usize>,
+    session_idle_secs: Option<u64>,
     request_state_key: Option<String>,
     allow_unauthenticated_public: Option<bool>,
 }
@@ -297,6 +300,7 @@ impl Default for HostConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_request_body_bytes: 4 << 20,
+            session_idle: std::time::Duration::from_secs(300),
             request_state_key: None,
             runtime: RuntimeOptions::default(),
             peers: Vec::new(),
@@ -360,6 +364,12 @@ impl HostConfig {
                 return Err(format!("http.max_request_body_bytes: {limit} is too small (at least 1024)"));
             }
             config.max_request_body_bytes = limit;
+        }
+        if let Some(seconds) = raw.http.session_idle_secs {
+            if !(1..=86_400).contains(&seconds) {
+                return Err(format!("http.session_idle_secs: {seconds} is out of range (1 to 86400)"));
+            }
+            config.session_idle = std::time::Duration::from_secs(seconds);
         }
         if let Some(key) = raw.http.request_state_key {
             if key.len() < 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -714,6 +724,7 @@ mod tests {
         let cases = [
             ("listen = \"nowhere\"", "listen"),
             ("[http]\nmax_request_body_bytes = 10", "http.max_request_body_bytes"),
+            ("[http]\nsession_idle_secs = 0", "http.session_idle_secs"),
             ("[http]\nrequest_state_key = \"abc\"", "http.request_state_key"),
             ("[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64", "plugins.default_memory_mb"),
             ("colour = \"blue\"", "colour"),

@@ -2,7 +2,9 @@
 //! tool call of one without rmcp's session machinery (see `crate::relay`): the protocol
 //! version the session agreed, what its client can be asked mid-call, and its log level. And
 //! the relayed calls in flight, so that the client's `notifications/cancelled` reaches them,
-//! and the questions the relay asked a client, so that its answers reach them.
+//! and the questions the relay asked a client, so that its answers reach them. And when each
+//! session was last used: a session whose calls all take the relay looks idle to rmcp, so the
+//! host, not rmcp, ends idle sessions (`idle`).
 
 // Logging is deprecated by SEP-2577 (2026-07-28) but is live in 2025-11-25.
 #![allow(deprecated)]
@@ -10,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rmcp::model::LoggingLevel;
 use serde_json::Value;
@@ -43,6 +46,8 @@ pub struct LegacySessions {
     /// Questions the relay asked clients (its own request ids) → where the answer goes.
     asked: Mutex<HashMap<RequestKey, tokio::sync::oneshot::Sender<Value>>>,
     next_question: AtomicU64,
+    /// Every session the listener issued (initialized or not) → when it was last used.
+    last_used: Mutex<HashMap<String, Instant>>,
 }
 
 impl LegacySessions {
@@ -63,6 +68,9 @@ impl LegacySessions {
         if let Ok(mut open) = self.open.lock() {
             open.remove(id);
         }
+        if let Ok(mut last_used) = self.last_used.lock() {
+            last_used.remove(id);
+        }
     }
 
     /// Track a relayed call until the returned guard drops; `None` when a call with the same
@@ -76,6 +84,37 @@ impl LegacySessions {
         let cancelled = CancellationToken::new();
         relayed.insert(key.clone(), cancelled.clone());
         Some(RelayedCall { sessions: self.clone(), key, cancelled })
+    }
+
+    /// The listener issued session `id` (its `initialize` was answered).
+    pub fn issued(&self, id: &str) {
+        if let Ok(mut last_used) = self.last_used.lock() {
+            last_used.insert(id.to_owned(), Instant::now());
+        }
+    }
+
+    /// A request of session `id` began or ended (ids the listener did not issue are ignored).
+    pub fn used(&self, id: &str) {
+        if let Ok(mut last_used) = self.last_used.lock()
+            && let Some(at) = last_used.get_mut(id)
+        {
+            *at = Instant::now();
+        }
+    }
+
+    /// The sessions unused for `limit` (forgotten here; the caller ends them at rmcp).
+    pub fn idle(&self, limit: Duration) -> Vec<String> {
+        let Ok(mut last_used) = self.last_used.lock() else { return Vec::new() };
+        let idle: Vec<String> =
+            last_used.iter().filter(|(_, at)| at.elapsed() >= limit).map(|(id, _)| id.clone()).collect();
+        for id in &idle {
+            last_used.remove(id);
+        }
+        drop(last_used);
+        for id in &idle {
+            self.close(id);
+        }
+        idle
     }
 
     /// A request id for a question to the client of `session`, and where its answer will
@@ -184,6 +223,18 @@ mod tests {
         assert!(!text.cancelled.is_cancelled() && !other_session.cancelled.is_cancelled());
         drop(numeric);
         assert!(sessions.track_call("s", &json!(7)).is_some(), "a finished call's id is free again");
+    }
+
+    #[test]
+    fn only_issued_sessions_are_tracked_and_idle_ones_are_handed_back_once() {
+        let sessions = Arc::new(LegacySessions::default());
+        sessions.used("never-issued");
+        sessions.issued("s");
+        let _open = sessions.register("s".into(), facts());
+        assert!(sessions.idle(Duration::from_secs(60)).is_empty(), "just used");
+        assert_eq!(sessions.idle(Duration::ZERO), ["s"], "the unknown id was never tracked");
+        assert!(sessions.get("s").is_none(), "an idle session is no longer relayed");
+        assert!(sessions.idle(Duration::ZERO).is_empty(), "handed back once");
     }
 
     #[tokio::test]

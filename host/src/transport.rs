@@ -16,6 +16,7 @@ use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,6 +42,8 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub max_request_body_bytes: usize,
+    /// How long a legacy session may go without a request before the host ends it.
+    pub session_idle: Duration,
     /// Bearer-token authentication; `None` serves every (loopback) client as the local user.
     pub gate: Option<Arc<Gate>>,
 }
@@ -64,11 +67,13 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         // and rmcp falls back to SSE as soon as a notification comes first.
         .with_json_response(true);
     let factory_shared = shared.clone();
-    let mcp = StreamableHttpService::new(
-        move || Ok(Session::new(factory_shared.clone())),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    // The host ends idle sessions itself (`end_idle_sessions`): calls the relay serves never
+    // reach rmcp's session worker, whose own idle timer would end a busy session.
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = None;
+    let manager = Arc::new(manager);
+    tokio::spawn(end_idle_sessions(shared.clone(), manager.clone(), options.session_idle, streams.child_token()));
+    let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager, config);
     let limit = options.max_request_body_bytes;
     let gate = options.gate;
     let gate_for_health = gate.clone();
@@ -103,7 +108,58 @@ struct Edge {
     limit: usize,
 }
 
+/// End the legacy sessions nobody used for `limit`, until `stop`.
+async fn end_idle_sessions(
+    shared: Arc<Shared>,
+    manager: Arc<LocalSessionManager>,
+    limit: Duration,
+    stop: CancellationToken,
+) {
+    use rmcp::transport::streamable_http_server::session::SessionManager;
+    let mut every = tokio::time::interval(limit / 10);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for id in shared.legacy.idle(limit) {
+            tracing::debug!(session = %id, "ending an idle session");
+            let _ = manager.close_session(&id.into()).await;
+        }
+    }
+}
+
+/// Note a request of a legacy session, when it begins and when its response has been sent,
+/// and the session an `initialize` opened.
+fn note_session_use(shared: &Arc<Shared>, request: &Request) -> Option<impl Drop + Send + 'static> {
+    struct Ended(Arc<Shared>, String);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.legacy.used(&self.1);
+        }
+    }
+    let id = request.headers().get(SESSION_HEADER)?.to_str().ok()?.to_owned();
+    shared.legacy.used(&id);
+    Some(Ended(shared.clone(), id))
+}
+
 async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, edge: Edge) -> Response {
+    let session_use = note_session_use(&edge.shared, &request);
+    let opens_a_session = session_use.is_none() && request.method() == Method::POST;
+    let response = track_requests(request, next, requests, &edge).await;
+    if opens_a_session && let Some(id) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+        edge.shared.legacy.issued(id);
+    }
+    let Some(session_use) = session_use else { return response };
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _ = &session_use;
+            frame
+        }))
+    })
+}
+
+async fn track_requests(request: Request, next: Next, requests: TaskTracker, edge: &Edge) -> Response {
     if request.method() == Method::DELETE {
         let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut response = next.run(request).await;
@@ -124,7 +180,7 @@ async fn track_until_sent(request: Request, next: Next, requests: TaskTracker, e
         return next.run(request).await;
     }
     let in_flight = requests.token();
-    let response = reject_malformed(request, next, &edge).await;
+    let response = reject_malformed(request, next, edge).await;
     // The token lives as long as the response body: hyper drops it once the last byte is out.
     response.map(|body| {
         Body::new(body.map_frame(move |frame| {

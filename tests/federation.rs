@@ -399,6 +399,9 @@ async fn a_stateless_caller_answers_a_legacy_peers_mid_call_request_through_mrtr
     assert!(again["error"]["message"].as_str().unwrap_or_default().contains("no longer waiting"), "{again}");
 }
 
+/// What the conformance fixtures' `test_simple_text` says.
+const SIMPLE_TEXT: &str = "This is a simple text response for testing.";
+
 /// B's plugins for the legacy relay test: the conformance fixtures (progress, logging) and the
 /// hostile plugin (a tool that spins until its 3 s time limit).
 fn plugins_for_cancellation() -> tempfile::TempDir {
@@ -449,6 +452,16 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     };
 
     let mut session = LegacySession::open(&a).await;
+    // The session tells the relay about itself when rmcp hands it `initialized`, which may be
+    // after the first calls (those take the normal path): call until one is relayed.
+    let deadline = Instant::now() + PATIENCE;
+    while relayed(&a) == 0 {
+        assert!(Instant::now() < deadline, "no call of the session was relayed");
+        assert_eq!(session.call_text("b__test_simple_text", json!({})).await, SIMPLE_TEXT);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let base = relayed(&a);
     let (status, messages) = session
         .request_messages(
             "tools/call",
@@ -462,7 +475,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let answer = messages.last().expect("an answer");
     assert_eq!(text_of(&answer["result"]), "Progress test completed", "{answer}");
     assert!(answer["result"].get("resultType").is_none(), "a 2026-07-28 field reached a legacy client: {answer}");
-    eventually("A logs the relayed call", PATIENCE, async || relayed(&a) == 1).await;
+    eventually("A logs the relayed call", PATIENCE, async || relayed(&a) == base + 1).await;
 
     // The session's log level reaches the peer: info messages are dropped at `warning`.
     let logs = async |session: &mut LegacySession| {
@@ -476,12 +489,12 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let set = session.request("logging/setLevel", json!({ "level": "warning" })).await;
     assert!(set.get("error").is_none(), "{set}");
     assert_eq!(logs(&mut session).await, 0, "info messages below the session's level");
-    eventually("A logs three relayed calls", PATIENCE, async || relayed(&a) == 3).await;
+    eventually("A logs three relayed calls", PATIENCE, async || relayed(&a) == base + 3).await;
 
     // Cancelled: the relayed call ends, and B's plugin stops before its time limit would.
     let (messages, started) = cancel_during(&mut session, json!({ "name": "b__hostile__spin" })).await;
     assert!(started.elapsed() < Duration::from_millis(2500), "the call outlived its cancellation: {messages:?}");
-    eventually("A logs four relayed calls", PATIENCE, async || relayed(&a) == 4).await;
+    eventually("A logs four relayed calls", PATIENCE, async || relayed(&a) == base + 4).await;
 
     // A request the relay leaves to the normal path (a field it does not know): its
     // cancellation reaches B as well.
@@ -489,14 +502,22 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let (_, normal_started) = cancel_during(&mut session, unusual).await;
     assert!(normal_started.elapsed() < Duration::from_millis(2500));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(relayed(&a), 4, "a request with a field the relay does not know was relayed");
+    assert_eq!(relayed(&a), base + 4, "a request with a field the relay does not know was relayed");
     let stop_by_limit = || b.log_lines().into_iter().find(|line| line.contains("stopped at its time limit"));
     tokio::time::sleep(Duration::from_millis(3500).saturating_sub(started.elapsed())).await;
     assert_eq!(stop_by_limit(), None, "a cancelled call kept running at B");
 
     // The peer asks (MRTR); the relay asks the client on the call's stream and retries with
     // its answer. A client without the capability gets the error naming it.
-    let asking = LegacySession::open_with(&a, json!({ "elicitation": {} })).await;
+    let mut asking = LegacySession::open_with(&a, json!({ "elicitation": {} })).await;
+    let before = relayed(&a);
+    while relayed(&a) == before {
+        assert!(Instant::now() < deadline + PATIENCE, "no call of the second session was relayed");
+        assert_eq!(asking.call_text("b__test_simple_text", json!({})).await, SIMPLE_TEXT);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let base = relayed(&a) - 4;
     let call = json!({ "jsonrpc": "2.0", "id": "ask-1", "method": "tools/call",
         "params": { "name": "b__test_elicitation", "arguments": { "message": "Who are you?" } } });
     let mut stream = asking.post(call).send().await.expect("the call is sent");
@@ -527,7 +548,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     }
     let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.starts_with("User response:") && text.contains("ada"), "{answer}");
-    eventually("A logs five relayed calls", PATIENCE, async || relayed(&a) == 5).await;
+    eventually("A logs five relayed calls", PATIENCE, async || relayed(&a) == base + 5).await;
     let (_, messages) = session
         .request_messages("tools/call", json!({ "name": "b__test_elicitation", "arguments": { "message": "?" } }))
         .await;
@@ -539,7 +560,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let (status, messages) =
         session.request_messages("tools/call", json!({ "name": "b__test_tool_with_progress" })).await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{messages:?}");
-    assert_eq!(relayed(&a), 6);
+    assert_eq!(relayed(&a), base + 6);
 }
 
 /// A session whose calls all take the relay never reaches rmcp's session worker; it must still

@@ -233,16 +233,20 @@ async fn reject_malformed(request: Request, next: Next, edge: &Edge) -> Response
         });
         return gate.forbidden(&parts.headers, identity, kind, &name);
     }
-    // A client's answer to a question the relay asked it (see `relay`) is not rmcp's.
-    if let Some(session) = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+    // A client's answer to a question the relay asked it (see `relay`) is not rmcp's; nor is
+    // the cancellation of a relayed call (which still goes on to the session). Both only from
+    // where the relay takes calls.
+    let relay_may_see = edge.scope.admits(&parts.headers);
+    if relay_may_see
+        && let Some(session) = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
         && message.get("method").is_none()
         && (message.get("result").is_some() || message.get("error").is_some())
         && shared.legacy.answer(session, &message)
     {
         return StatusCode::ACCEPTED.into_response();
     }
-    // A relayed call is not rmcp's to cancel; the notification still goes on to the session.
-    if message.get("method").and_then(|m| m.as_str()) == Some("notifications/cancelled")
+    if relay_may_see
+        && message.get("method").and_then(|m| m.as_str()) == Some("notifications/cancelled")
         && let Some(session) = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
         && let Some(request_id) = message.get("params").and_then(|p| p.get("requestId"))
     {

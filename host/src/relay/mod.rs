@@ -1,6 +1,6 @@
 //! Tool calls relayed to a 2026-07-28 peer over HTTP as JSON, without decoding them into
 //! rmcp's types and encoding them again on both sides of this host: stateless calls, and calls
-//! of legacy (2025-11-25) sessions whose client cannot be asked anything mid-call.
+//! of legacy (2025-11-25) sessions.
 //!
 //! Why: through rmcp's server and then its client, a forwarded call cost this host as much CPU
 //! as serving a call from a plugin does (measured with `cargo bench --bench http_calls`: one
@@ -10,17 +10,16 @@
 //! `requestState`, sealed to the method and entry).
 //!
 //! A legacy session's call is made a 2026-07-28 request for the peer with what the session
-//! agreed (`crate::legacy_sessions`): no client capabilities, the session's log level. Its
-//! answer loses the `resultType` a legacy client does not know; the client's
-//! `notifications/cancelled` stops it. A session whose client declared sampling, elicitation
-//! or roots is not relayed: only rmcp's session can ask that client something mid-call.
+//! agreed (`crate::legacy_sessions`): its client's capabilities, its log level. Its answer
+//! loses the `resultType` a legacy client does not know; the client's `notifications/cancelled`
+//! stops it; what the peer asks mid-call is asked of the client by `asking`.
 //!
 //! The relay takes only requests it can judge exactly as the normal path would; anything else
 //! (an MRTR retry, a browser `Origin`, missing or unusual headers, a tool whose consent policy
 //! is not `allow`, a tool name that needs encoding in a header, a peer over stdio or on
-//! 2025-11-25) goes the normal way, where rmcp validates it and the session decides. The normal path's rules hold here:
-//! the caller's grant, the rate limit, the loop guard and hop limit, the peer's time limit and
-//! the audit record.
+//! 2025-11-25) goes the normal way, where rmcp validates it and the session decides. The
+//! normal path's rules hold here: the caller's grant, the rate limit, the loop guard and hop
+//! limit, the peer's time limit and the audit record.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +62,12 @@ pub struct RelayScope {
 impl RelayScope {
     pub fn new(hosts: &[String]) -> Self {
         Self { hosts: hosts.to_vec() }
+    }
+
+    /// Whether a request passes the DNS-rebinding guard as rmcp would judge it, without being
+    /// a browser's (those take the normal path, where rmcp checks their `Origin`).
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        !headers.contains_key(header::ORIGIN) && self.host_allowed(headers)
     }
 
     fn host_allowed(&self, headers: &HeaderMap) -> bool {
@@ -131,7 +136,7 @@ fn eligible<'a>(
     message: &'a Value,
 ) -> Option<Call<'a>> {
     let headers = &parts.headers;
-    if headers.contains_key(header::ORIGIN) || !scope.host_allowed(headers) {
+    if !scope.admits(headers) {
         return None;
     }
     let content_type = media_types(headers, header::CONTENT_TYPE).collect::<Vec<_>>();

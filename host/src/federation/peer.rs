@@ -39,7 +39,8 @@ type Upstream = rmcp::Peer<RoleClient>;
 /// `crate::relay`).
 pub struct Relay {
     http: reqwest::Client,
-    url: String,
+    /// Parsed once: parsing it for every call showed in the relay's profile.
+    url: reqwest::Url,
     /// The configured headers, and the static token of `token_file`.
     headers: reqwest::header::HeaderMap,
 }
@@ -286,7 +287,8 @@ impl Peer {
                     headers.insert(reqwest::header::AUTHORIZATION, value);
                 }
                 let inner = peer_http_client(&self.config.tls)?;
-                let relay = Relay { http: inner.clone(), url: url.to_string(), headers };
+                let relay_url = reqwest::Url::parse(url).map_err(|e| format!("the peer's URL {url:?}: {e}"))?;
+                let relay = Relay { http: inner.clone(), url: relay_url, headers };
                 let http = PeerHttpClient { inner, minter: self.minter.clone() };
                 let transport = StreamableHttpClientTransport::with_client(http, config);
                 let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
@@ -500,7 +502,7 @@ impl Peer {
     ) -> Result<reqwest::Response, CallError> {
         let mut request = relay
             .http
-            .post(&relay.url)
+            .post(relay.url.clone())
             .headers(relay.headers.clone())
             .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

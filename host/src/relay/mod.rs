@@ -56,12 +56,19 @@ const MAX_REFUSAL_BYTES: usize = 4096;
 
 /// Which `Host` headers the listener serves (the same list rmcp checks on the normal path).
 pub struct RelayScope {
-    hosts: Vec<String>,
+    /// Each allowed host name, and its port if the entry names one (parsed once: every POST
+    /// is checked).
+    hosts: Vec<(String, Option<u16>)>,
 }
 
 impl RelayScope {
     pub fn new(hosts: &[String]) -> Self {
-        Self { hosts: hosts.to_vec() }
+        let hosts = hosts
+            .iter()
+            .filter_map(|allowed| allowed.parse::<axum::http::uri::Authority>().ok())
+            .map(|allowed| (allowed.host().to_owned(), allowed.port_u16()))
+            .collect();
+        Self { hosts }
     }
 
     /// Whether a request passes the DNS-rebinding guard as rmcp would judge it, without being
@@ -73,12 +80,8 @@ impl RelayScope {
     fn host_allowed(&self, headers: &HeaderMap) -> bool {
         let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
         let Ok(authority) = host.parse::<axum::http::uri::Authority>() else { return false };
-        self.hosts.iter().any(|allowed| match allowed.parse::<axum::http::uri::Authority>() {
-            Ok(allowed) => {
-                allowed.host().eq_ignore_ascii_case(authority.host())
-                    && allowed.port_u16().is_none_or(|port| authority.port_u16() == Some(port))
-            }
-            Err(_) => false,
+        self.hosts.iter().any(|(name, port)| {
+            name.eq_ignore_ascii_case(authority.host()) && port.is_none_or(|port| authority.port_u16() == Some(port))
         })
     }
 }

@@ -350,7 +350,8 @@ audience = "host-b"
         .unwrap_or_else(|| panic!("B audited the forwarded call: {b_audit}"));
     assert_eq!(forwarded["identity"]["sub"], "alice", "{forwarded}");
     assert_eq!(forwarded["identity"]["act"], "host-a", "{forwarded}");
-    assert_eq!(forwarded["identity"]["iss"], "host-a", "{forwarded}");
+    // B sees alice under her own issuer, with host-a as the party acting for her.
+    assert_eq!(forwarded["identity"]["iss"], ISSUER, "{forwarded}");
 }
 
 #[tokio::test]
@@ -639,4 +640,490 @@ async fn resource_updates_reach_only_listeners_whose_grant_covers_the_resource()
     assert_eq!(heard["uri"], uri);
     // The update has been sent; the other listener had the same chance to hear of it.
     assert_eq!(updated(&mut other, Duration::from_secs(1)).await, None, "a listener outside the grant was told");
+}
+
+/// One gate judges every use of an entry, whatever the method: each of the six is refused
+/// outside the caller's grant, refused once the caller's rate limit is spent, and audited both
+/// when allowed and when denied.
+#[tokio::test]
+async fn one_gate_judges_every_method_that_uses_an_entry() {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
+    }
+    let host = Protected::start_serving("[limits]\nper_minute = 1\nburst = 2\n", plugins.path());
+    let http = reqwest::Client::new();
+    // A legacy session for `resources/subscribe` (2025-11-25 only), opened with `token`.
+    let legacy_post = |token: &str, session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(host.server.url())
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.body(body.to_string()).send()
+    };
+    let subscribe = async |token: &str, uri: &str| -> Value {
+        let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+        let response = legacy_post(token, None, init).await.expect("initialize");
+        let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let session = session.expect("a session");
+        let _ = response.text().await;
+        let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let _ = legacy_post(token, Some(&session), initialized).await.expect("initialized").text().await;
+        let request = json!({ "jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": { "uri": uri } });
+        let reply = legacy_post(token, Some(&session), request).await.expect("subscribe");
+        support::jsonrpc_message(&reply.text().await.unwrap_or_default())
+    };
+    let listen = async |client: &StatelessClient, uri: &str| -> (StatusCode, Value) {
+        // rmcp acknowledges a listen before the host judges it: a refusal is an error on the
+        // stream, which then ends; an accepted stream stays open. Read for a while, and drop it
+        // (which ends it).
+        let meta = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {} });
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+            "params": { "notifications": { "resourceSubscriptions": [uri] }, "_meta": meta } });
+        let request = client
+            .post()
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .body(body.to_string());
+        let mut response = request.send().await.expect("listen answers");
+        let status = response.status();
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Ok(Some(bytes))) = tokio::time::timeout_at(deadline, response.chunk()).await {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        let error = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .find(|message| message.get("error").is_some());
+        (status, error.unwrap_or_else(|| support::jsonrpc_message(&text)))
+    };
+
+    struct Case {
+        method: &'static str,
+        entry: &'static str,
+        /// The scope that covers the entry.
+        scope: &'static str,
+    }
+    let cases = [
+        Case { method: "tools/call", entry: "test_simple_text", scope: "tools:test_simple_text" },
+        Case { method: "resources/read", entry: "test://static-text", scope: "resources:test://static-text" },
+        Case { method: "prompts/get", entry: "test_simple_prompt", scope: "prompts:test_simple_prompt" },
+        Case {
+            method: "completion/complete",
+            entry: "test_prompt_with_arguments",
+            scope: "prompts:test_prompt_with_arguments",
+        },
+        Case { method: "resources/subscribe", entry: "test://watched-resource", scope: "resources:test://watched-*" },
+        Case { method: "subscriptions/listen", entry: "test://watched-resource", scope: "resources:test://watched-*" },
+    ];
+    for (n, case) in cases.iter().enumerate() {
+        let granted = host.token(json!({ "sub": format!("granted-{n}"), "scope": case.scope }));
+        let outside = host.token(json!({ "sub": format!("outside-{n}"), "scope": "tools:nothing-here" }));
+        // Allowed twice (the burst), then over the rate limit; outside the grant, refused.
+        let mut outcomes = Vec::new();
+        for token in [&granted, &granted, &granted, &outside] {
+            let client = StatelessClient::with_token(&host.server, token);
+            let (status, reply) = match case.method {
+                "tools/call" => client.request("tools/call", json!({ "name": case.entry, "arguments": {} })).await,
+                "resources/read" => client.request("resources/read", json!({ "uri": case.entry })).await,
+                "prompts/get" => client.request("prompts/get", json!({ "name": case.entry })).await,
+                "completion/complete" => {
+                    let params = json!({ "ref": { "type": "ref/prompt", "name": case.entry },
+                        "argument": { "name": "arg1", "value": "pa" } });
+                    client.request("completion/complete", params).await
+                }
+                "resources/subscribe" => (StatusCode::OK, subscribe(token, case.entry).await),
+                _ => listen(&client, case.entry).await,
+            };
+            outcomes.push((status, reply));
+        }
+        let error = |i: usize| outcomes[i].1["error"]["message"].as_str().unwrap_or_default().to_owned();
+        for allowed in [0, 1] {
+            assert!(
+                outcomes[allowed].1.get("error").is_none(),
+                "{}: use {allowed}: {:?}",
+                case.method,
+                outcomes[allowed]
+            );
+        }
+        assert!(error(2).contains("rate limit exceeded"), "{}: {:?}", case.method, outcomes[2]);
+        assert!(
+            outcomes[3].0 == StatusCode::FORBIDDEN || error(3).contains("its grant lacks the scope"),
+            "{}: {:?}",
+            case.method,
+            outcomes[3]
+        );
+        let audit = host.audit();
+        let lines = |sub: String, decision: &str| {
+            audit
+                .iter()
+                .filter(|l| {
+                    l["identity"]["sub"] == sub.as_str() && l["method"] == case.method && l["decision"] == decision
+                })
+                .count()
+        };
+        // A listen stream is audited when it ends (here: when the client dropped it).
+        if case.method != "subscriptions/listen" {
+            assert_eq!(lines(format!("granted-{n}"), "allowed"), 2, "{}: {audit:#?}", case.method);
+        }
+        assert_eq!(lines(format!("granted-{n}"), "denied"), 1, "{}: {audit:#?}", case.method);
+        assert_eq!(lines(format!("outside-{n}"), "denied"), 1, "{}: {audit:#?}", case.method);
+    }
+    support::eventually("the listen streams are audited when they end", Duration::from_secs(10), async || {
+        host.audit().iter().filter(|l| l["method"] == "subscriptions/listen" && l["decision"] == "allowed").count() == 2
+    })
+    .await;
+}
+
+/// Open a 2025-11-25 session with `token`: its id, or the refusal's status and JSON-RPC message.
+async fn open_legacy_session(host: &Protected, token: &str) -> Result<String, (StatusCode, Value)> {
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let response = reqwest::Client::new()
+        .post(host.server.url())
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(init.to_string())
+        .send()
+        .await
+        .expect("initialize answers");
+    let (status, session) =
+        (response.status(), response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned));
+    let body = support::jsonrpc_message(&response.text().await.unwrap_or_default());
+    match session {
+        Some(session) if status.is_success() => Ok(session),
+        _ => Err((status, body)),
+    }
+}
+
+/// `tools/list` (or `DELETE` when `delete`) in `session` with `token`: the HTTP status.
+async fn use_legacy_session(host: &Protected, token: &str, session: &str, delete: bool) -> StatusCode {
+    let http = reqwest::Client::new();
+    let request = if delete { http.delete(host.server.url()) } else { http.post(host.server.url()) };
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+    let response = request
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(if delete { String::new() } else { list.to_string() })
+        .send()
+        .await
+        .expect("the host answers");
+    let status = response.status();
+    let _ = response.text().await;
+    status
+}
+
+/// Sessions are bound to their opener for as long as they are open, and one identity opening
+/// many cannot push another's binding out (which made a leaked session id usable by anyone
+/// with a token): past its share (64), its `initialize` is refused with a JSON-RPC error naming
+/// the limit. Made-up and ended session ids are refused; a deleted session gives its place back.
+#[tokio::test]
+async fn an_identity_opening_many_sessions_is_refused_and_never_takes_anothers() {
+    let host = Protected::start("");
+    let alice = host.token(json!({ "sub": "alice" }));
+    let bob = host.token(json!({ "sub": "bob" }));
+    let alices = open_legacy_session(&host, &alice).await.expect("alice opens a session");
+
+    let mut bobs = Vec::new();
+    let refusal = loop {
+        match open_legacy_session(&host, &bob).await {
+            Ok(session) => bobs.push(session),
+            Err(refusal) => break refusal,
+        }
+        assert!(bobs.len() <= 200, "bob opened {} sessions and was never refused", bobs.len());
+    };
+    assert_eq!(bobs.len(), 64, "{refusal:?}");
+    let (status, reply) = refusal;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{reply}");
+    assert_eq!(reply["error"]["code"], -32028, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("bob") && message.contains("64 open sessions"), "{message}");
+    assert!(host.audit().iter().any(|l| l["identity"]["sub"] == "bob" && l["method"] == "initialize"));
+
+    assert_eq!(use_legacy_session(&host, &bob, &alices, false).await, StatusCode::NOT_FOUND);
+    assert_eq!(use_legacy_session(&host, &alice, &alices, false).await, StatusCode::OK);
+    assert_eq!(use_legacy_session(&host, &bob, "made-up-session-id", false).await, StatusCode::NOT_FOUND);
+
+    // An ended session's id is refused, and its place is bob's again.
+    assert!(use_legacy_session(&host, &bob, &bobs[0], true).await.is_success());
+    assert_eq!(use_legacy_session(&host, &bob, &bobs[0], false).await, StatusCode::NOT_FOUND);
+    open_legacy_session(&host, &bob).await.expect("a place freed by DELETE");
+    assert!(open_legacy_session(&host, &bob).await.is_err(), "bob is at his limit again");
+}
+
+/// A session the host ends as idle gives its place back to its opener.
+#[tokio::test]
+async fn sessions_ended_as_idle_give_their_places_back() {
+    let host = Protected::start("[http]\nsession_idle_secs = 3\n");
+    let bob = host.token(json!({ "sub": "bob" }));
+    let mut opened = Vec::new();
+    while let Ok(session) = open_legacy_session(&host, &bob).await {
+        opened.push(session);
+        assert!(opened.len() <= 64, "bob was not refused past his limit");
+    }
+    support::eventually("an idle session's place is free again", Duration::from_secs(15), async || {
+        open_legacy_session(&host, &bob).await.is_ok()
+    })
+    .await;
+    assert_eq!(use_legacy_session(&host, &bob, &opened[0], false).await, StatusCode::NOT_FOUND);
+}
+
+/// The RFC 9728 metadata and `/health` (which names plugins and peers to a caller with a token)
+/// are guarded against DNS rebinding as `/mcp` is: a foreign Host or Origin gets 403.
+#[tokio::test]
+async fn metadata_and_health_refuse_a_foreign_host_or_origin() {
+    let host = Protected::start("");
+    let token = host.token(json!({}));
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", host.server.address);
+    let routes = ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp", "/health"];
+    for route in routes {
+        let own = http.get(format!("{base}{route}")).bearer_auth(&token).send().await.expect("answers");
+        assert_eq!(own.status(), StatusCode::OK, "{route}");
+        for (header, value) in [("host", "evil.example"), ("origin", "http://evil.example")] {
+            let refused = http
+                .get(format!("{base}{route}"))
+                .bearer_auth(&token)
+                .header(header, value)
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{route} with {header}: {value}");
+            let body = refused.text().await.unwrap_or_default();
+            assert!(!body.contains("authorization_servers") && !body.contains("plugins"), "{route}: {body}");
+        }
+    }
+}
+
+/// A `requestState` this host sealed is bound to the caller and the request's arguments:
+/// another identity with the same grant cannot replay it, nor can its own caller with other
+/// arguments; a consent answer counts only for the arguments it was asked about.
+#[tokio::test]
+async fn a_sealed_state_opens_only_for_its_caller_and_its_arguments() {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
+    }
+    let host =
+        Protected::start_serving("[[consent.rules]]\ntools = \"test_simple_text\"\npolicy = \"ask\"\n", plugins.path());
+    let alice = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "alice" })));
+    let mallory = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "mallory" })));
+    let arguments = json!({ "message": "Who are you?" });
+    let asked = alice.call("test_elicitation", arguments.clone()).await.expect("input required");
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    let state = asked["requestState"].as_str().expect("a requestState").to_owned();
+    let key = asked["inputRequests"].as_object().and_then(|r| r.keys().next().cloned()).expect("one input request");
+    let retry = |arguments: Value| {
+        json!({
+            "name": "test_elicitation", "arguments": arguments,
+            "inputResponses": { key.clone(): { "action": "accept", "content": { "username": "ada", "email": "ada@example.com" } } },
+            "requestState": state,
+        })
+    };
+    let refused = |reply: &Value| reply["error"]["message"].as_str().is_some_and(|m| m.contains("requestState"));
+
+    let (_, replayed) = mallory.request("tools/call", retry(arguments.clone())).await;
+    assert!(refused(&replayed), "another identity replayed alice's state: {replayed}");
+    let (_, changed) = alice.request("tools/call", retry(json!({ "message": "Something else?" }))).await;
+    assert!(refused(&changed), "the state opened for other arguments: {changed}");
+    let (_, answered) = alice.request("tools/call", retry(arguments.clone())).await;
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("ada"), "{answered}");
+
+    // Consent asked about one set of arguments is no consent for another.
+    let (_, question) = alice.request("tools/call", json!({ "name": "test_simple_text", "arguments": {} })).await;
+    let consent_state = question["result"]["requestState"].as_str().expect("a consent question").to_owned();
+    let accept = |arguments: Value, state: &str| {
+        json!({ "name": "test_simple_text", "arguments": arguments,
+            "inputResponses": { "fedmcp.consent": { "action": "accept" } }, "requestState": state })
+    };
+    let (_, other) = alice.request("tools/call", accept(json!({ "extra": 1 }), &consent_state)).await;
+    assert!(refused(&other), "consent for {{}} counted for other arguments: {other}");
+    let (_, theirs) = mallory.request("tools/call", accept(json!({}), &consent_state)).await;
+    assert!(refused(&theirs), "alice's consent counted for mallory's call: {theirs}");
+    let (_, given) = alice.request("tools/call", accept(json!({}), &consent_state)).await;
+    assert!(given["result"]["content"].is_array(), "{given}");
+}
+
+/// `fedmcp keys generate` writes a private key that standard tools read: OpenSSL loads it, and
+/// a token PyJWT signs with it is one the host verifies.
+#[tokio::test]
+async fn a_generated_key_is_read_by_openssl_and_pyjwt_and_the_host_verifies_its_tokens() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (private, public) = generate_keys(keys.path(), "ops");
+    let openssl =
+        Command::new("/usr/bin/openssl").args(["pkey", "-noout", "-in"]).arg(&private).output().expect("openssl runs");
+    assert!(openssl.status.success(), "openssl cannot read the key: {}", String::from_utf8_lossy(&openssl.stderr));
+
+    let python = support::repo_root().join("tests/.venv/bin/python");
+    assert!(python.is_file(), "{} is missing: `cargo xtask test` creates it", python.display());
+    let claims = claims(json!({ "iss": "https://ops.test", "sub": "operator", "scope": "tools:text-tools__*" }));
+    let signed = Command::new(python)
+        .arg(support::repo_root().join("tests/clients/pyjwt_sign.py"))
+        .arg(&private)
+        .args(["ops", &claims.to_string()])
+        .output()
+        .expect("python runs");
+    assert!(signed.status.success(), "PyJWT cannot sign with the key: {}", String::from_utf8_lossy(&signed.stderr));
+    let token = String::from_utf8_lossy(&signed.stdout).trim().to_owned();
+
+    let issuer = format!(
+        "[[auth.issuers]]\nissuer = \"https://ops.test\"\npublic_key = {:?}\nkid = \"ops\"\n",
+        public.to_str().expect("UTF-8 path")
+    );
+    let host = Protected::start(&issuer);
+    let result = StatelessClient::with_token(&host.server, &token)
+        .call("text-tools__slugify", json!({ "text": "Signed Elsewhere" }))
+        .await
+        .expect("a token PyJWT signed is served");
+    assert_eq!(result["content"][0]["text"], "signed-elsewhere");
+    assert!(host.audit().iter().any(|l| l["identity"]["sub"] == "operator" && l["decision"] == "allowed"));
+}
+
+/// Two callers with the same `sub` from two issuers reach B through A as two principals: A's
+/// token for each names the caller's issuer (`sub_id`), and B's audit tells them apart.
+#[tokio::test]
+async fn through_federation_callers_with_one_subject_from_two_issuers_stay_two_principals() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (one_private, _) = generate_keys(dir.path(), "idp-one");
+    let (two_private, _) = generate_keys(dir.path(), "idp-two");
+    generate_keys(dir.path(), "host-a");
+    let b_config = "[auth]\naudience = \"host-b\"\n[[auth.issuers]]\nissuer = \"host-a\"\n\
+                    public_key = \"host-a.pub.pem\"\nkid = \"host-a\"\n[audit]\nfile = \"b-audit.jsonl\"\n";
+    std::fs::write(dir.path().join("b.toml"), b_config).expect("config");
+    let b = Server::start_configured(&support::example_plugins(), &dir.path().join("b.toml"), "127.0.0.1:0");
+    let a_config = format!(
+        "[identity]\nname = \"host-a\"\nkey = \"host-a.pem\"\n[auth]\naudience = \"host-a\"\n\
+         [[auth.issuers]]\nissuer = \"https://one.test\"\npublic_key = \"idp-one.pub.pem\"\nkid = \"idp-one\"\n\
+         [[auth.issuers]]\nissuer = \"https://two.test\"\npublic_key = \"idp-two.pub.pem\"\nkid = \"idp-two\"\n\
+         [[peers]]\nname = \"b\"\nurl = \"{}\"\nauth = \"identity\"\naudience = \"host-b\"\n",
+        b.url()
+    );
+    std::fs::write(dir.path().join("a.toml"), a_config).expect("config");
+    let empty = support::repo_root().join("tests/plugins/empty");
+    let mut a = Server::start_configured(&empty, &dir.path().join("a.toml"), "127.0.0.1:0");
+    let token = |key: &Path, kid: &str, iss: &str| {
+        let key = EncodingKey::from_ed_pem(&std::fs::read(key).expect("key")).expect("key");
+        sign(Algorithm::EdDSA, kid, &key, &claims(json!({ "iss": iss, "sub": "alice", "aud": "host-a" })))
+    };
+    let one = token(&one_private, "idp-one", "https://one.test");
+    let two = token(&two_private, "idp-two", "https://two.test");
+    a.health_token = Some(one.clone());
+    a.wait_for_peer("b").await;
+    for (token, text) in [(&one, "From One"), (&two, "From Two")] {
+        let result = StatelessClient::with_token(&a, token)
+            .call("b__text-tools__slugify", json!({ "text": text }))
+            .await
+            .expect("served");
+        assert_eq!(result["content"][0]["text"], text.to_lowercase().replace(' ', "-"));
+    }
+    let b_audit = std::fs::read_to_string(dir.path().join("b-audit.jsonl")).unwrap_or_default();
+    let callers: std::collections::BTreeSet<String> = b_audit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["decision"] == "allowed" && line["entry"] == "text-tools__slugify")
+        .map(|line| {
+            assert_eq!(line["identity"]["sub"], "alice", "{line}");
+            assert_eq!(line["identity"]["act"], "host-a", "{line}");
+            line["identity"]["iss"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        callers,
+        ["https://one.test".to_owned(), "https://two.test".to_owned()].into(),
+        "B saw one principal: {b_audit}"
+    );
+}
+
+/// Streams opened with a token stop delivering once it expires: a 2026-07-28 listen stream
+/// ends, and a legacy session's GET stream passes no more changes on (until a request with a
+/// fresh token comes).
+#[tokio::test]
+async fn streams_stop_delivering_when_their_token_expires() {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
+    }
+    let host = Protected::start_serving("", plugins.path());
+    let short = host.token(json!({ "sub": "brief", "exp": now() + 3 }));
+    let long = host.token(json!({ "sub": "steady" }));
+    let filter = json!({ "toolsListChanged": true });
+    let mut brief_listener = StatelessClient::with_token(&host.server, &short).listen(filter.clone()).await;
+    let mut steady_listener = StatelessClient::with_token(&host.server, &long).listen(filter).await;
+
+    // A legacy session opened with the short token, its GET stream open.
+    let http = reqwest::Client::new();
+    let post = |session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(host.server.url())
+            .bearer_auth(&short)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.body(body.to_string()).send()
+    };
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let response = post(None, init).await.expect("initialize");
+    let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("a session").to_owned();
+    let _ = response.text().await;
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let _ = post(Some(&session), initialized).await.expect("initialized").text().await;
+    let mut stream = http
+        .get(host.server.url())
+        .bearer_auth(&short)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET stream");
+    assert!(stream.status().is_success(), "{}", stream.status());
+    let (sender, mut legacy_changes) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            if String::from_utf8_lossy(&chunk).contains("notifications/tools/list_changed") {
+                let _ = sender.send(());
+            }
+        }
+    });
+
+    let steady = StatelessClient::with_token(&host.server, &long);
+    let trigger = async || steady.call("test_trigger_tool_change", json!({})).await.expect("the change is announced");
+    let heard = async |changes: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Value)>| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some((method, _))) = tokio::time::timeout_at(deadline, changes.recv()).await {
+            if method == "notifications/tools/list_changed" {
+                return true;
+            }
+        }
+        false
+    };
+    trigger().await;
+    assert!(heard(&mut brief_listener).await, "while its token is valid, the listener hears of changes");
+    assert!(heard(&mut steady_listener).await);
+    assert!(tokio::time::timeout(Duration::from_secs(2), legacy_changes.recv()).await.is_ok(), "the session too");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    trigger().await;
+    assert!(heard(&mut steady_listener).await, "a listener with a valid token still hears");
+    assert!(!heard(&mut brief_listener).await, "a listener whose token expired was told");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), legacy_changes.recv()).await.is_err(),
+        "a session whose token expired was told"
+    );
 }

@@ -4,7 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Server, StatelessClient as Client, example_plugins};
+use support::{LegacySession, Server, StatelessClient as Client, example_plugins};
 
 fn error_code(reply: &Value) -> Option<i64> {
     reply["error"]["code"].as_i64()
@@ -130,4 +130,72 @@ async fn a_file_that_is_not_a_component_is_skipped_and_reported() {
     assert_eq!(failed.len(), 1, "{health}");
     assert!(failed[0]["reason"].as_str().unwrap_or_default().contains("broken.wasm"), "{health}");
     assert_eq!(health["plugins"]["loaded"][0]["name"], "text-tools", "{health}");
+}
+
+/// rmcp parses a message of a known method whose params do not fit it as a custom request
+/// ("method not found"), and answers a message it cannot parse at all with 415; the edge
+/// answers -32602 and 400 with -32600, for both revisions.
+#[tokio::test]
+async fn bad_params_and_a_bad_jsonrpc_version_get_the_right_jsonrpc_errors() {
+    let server = Server::start(&example_plugins());
+    let client = Client::new(&server);
+    let mut session = LegacySession::open(&server).await;
+
+    let (status, stateless) = client.request("tools/call", json!({ "name": 42 })).await;
+    assert_eq!((status, error_code(&stateless)), (StatusCode::OK, Some(-32602)), "{stateless}");
+    assert_eq!(stateless["id"], 7, "{stateless}");
+    assert!(stateless["error"]["message"].as_str().unwrap_or_default().contains("tools/call"), "{stateless}");
+    let legacy = session.request("tools/call", json!({ "name": 42 })).await;
+    assert_eq!(error_code(&legacy), Some(-32602), "{legacy}");
+    let legacy = session.request("resources/read", json!({ "uri": ["not", "a", "string"] })).await;
+    assert_eq!(error_code(&legacy), Some(-32602), "{legacy}");
+    // An unknown method is still rmcp's to answer.
+    let (_, unknown) = client.request("tools/teleport", json!({})).await;
+    assert_eq!(error_code(&unknown), Some(-32601), "{unknown}");
+
+    let old_version = json!({ "jsonrpc": "1.0", "id": 3, "method": "tools/list" });
+    let stateless = client
+        .post()
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(old_version.to_string());
+    let cases = [
+        ("a stateless request", stateless),
+        ("a legacy session's request", session.post(old_version.clone())),
+        ("an id of null", session.post(json!({ "jsonrpc": "2.0", "id": null, "method": "ping" }))),
+        ("no JSON-RPC shape", client.post().body(r#"{"jsonrpc":"2.0","id":1}"#)),
+    ];
+    for (what, request) in cases {
+        let (status, reply) = client.raw(request).await;
+        assert_eq!((status, error_code(&reply)), (StatusCode::BAD_REQUEST, Some(-32600)), "{what}: {reply}");
+    }
+    assert!(!session.tool_names().await.is_empty(), "the session still serves");
+    client.still_serving().await;
+}
+
+/// `/health` (plugin names, failure paths, peer URLs) is guarded against DNS rebinding as `/mcp`
+/// is: a foreign Host or browser Origin gets what rmcp answers at `/mcp`, 403.
+#[tokio::test]
+async fn health_refuses_a_foreign_host_or_origin_as_mcp_does() {
+    let server = Server::start(&example_plugins());
+    let http = reqwest::Client::new();
+    let health = format!("http://{}/health", server.address);
+    for (header, value) in [("host", "evil.example"), ("host", "evil.example:80"), ("origin", "http://evil.example")] {
+        let mcp = http
+            .post(server.url())
+            .header(header, value)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .expect("/mcp answers");
+        let refused = http.get(&health).header(header, value).send().await.expect("/health answers");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{header}: {value}");
+        assert_eq!(refused.status(), mcp.status(), "{header}: {value}");
+        let body = refused.text().await.unwrap_or_default();
+        assert!(!body.contains("text-tools"), "{body}");
+    }
+    let local = http.get(&health).header("origin", "http://localhost:3000").send().await.expect("/health answers");
+    assert_eq!(local.status(), StatusCode::OK);
 }

@@ -4,6 +4,7 @@
 mod support;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use support::{Server, example_plugins, node, node_package_bin, repo_root};
 
@@ -85,4 +86,23 @@ fn inspector_cli_lists_calls_reads_and_gets_over_stdio() {
     let plugins = example_plugins();
     let plugins = plugins.to_str().expect("a UTF-8 path");
     exercise_with_inspector(&[env!("CARGO_BIN_EXE_fedmcp"), "serve", "--stdio", "--plugins", plugins]);
+}
+
+/// A client that sends `notifications/initialized` twice still has one session: its changes
+/// are announced once, and its place among the host's sessions is kept (a second registration
+/// used to be removed by the first one's drop, so the idle sweep never ended the session).
+#[tokio::test]
+async fn a_repeated_initialized_leaves_one_registration_and_one_announcement_per_change() {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
+    }
+    let server = Server::start(plugins.path());
+    let mut session = support::LegacySession::open(&server).await;
+    let again = serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let status = session.post(again).send().await.expect("initialized again").status();
+    assert!(status.is_success(), "{status}");
+    session.call_text("test_trigger_tool_change", serde_json::json!({})).await;
+    let announced = session.count_notifications("notifications/tools/list_changed", Duration::from_secs(2)).await;
+    assert_eq!(announced, 1, "one change, announced {announced} times");
 }

@@ -215,8 +215,13 @@ async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
     let empty = tempfile::tempdir().expect("an empty plugins folder");
     let dir = tempfile::tempdir().expect("a folder for the config and audit log");
     let audit = dir.path().join("audit.jsonl");
-    let text =
-        format!("{}[audit]\nfile = {:?}\n[limits]\nper_minute = 1\nburst = 4\n", peer("b", "b", &b.url()), audit);
+    // The local user may use two of B's tools: a third is refused by the gate on the relay.
+    let grants = "[local_user]\nscopes = [\"tools:b__text-tools__slugify\", \"tools:b__test_elicitation\"]\n";
+    let text = format!(
+        "{}[audit]\nfile = {:?}\n[limits]\nper_minute = 1\nburst = 4\n{grants}",
+        peer("b", "b", &b.url()),
+        audit
+    );
     let config = write_config(dir.path(), &text);
     let a =
         Server::start_configured_with_env(empty.path(), &config, "127.0.0.1:0", &[("RUST_LOG", "fedmcp=debug,warn")]);
@@ -268,10 +273,20 @@ async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
     let (_, refused) = client.request("tools/call", forged).await;
     assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("requestState"), "{refused}");
 
+    // Outside the grant: the relay's gate refuses it (no rate limit spent, audited).
+    let outside = client.call("b__text-tools__change_case", json!({ "text": "x", "to": "upper" })).await;
+    let outside = outside.expect_err("outside the local user's grant");
+    assert!(outside.contains("tools:b__text-tools__change_case"), "{outside}");
+    eventually("A's relay refuses it", PATIENCE, async || {
+        a.log_lines().iter().any(|l| l.contains("the relay's gate refused") && l.contains("change_case"))
+    })
+    .await;
+
     // The burst of 4 is spent (two relayed calls, the retry and the forged retry): the next
     // relayed call is refused, and audited.
     let limited = client.call(tool, json!({ "text": "again" })).await.expect_err("rate limited");
     assert!(limited.contains("rate limit"), "{limited}");
+    assert!(a.log_lines().iter().any(|l| l.contains("the relay's gate refused") && l.contains("rate limit")));
     let lines: Vec<Value> = std::fs::read_to_string(&audit)
         .unwrap_or_default()
         .lines()
@@ -282,6 +297,12 @@ async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
     assert!(lines.iter().any(|l| l["entry"] == tool && l["outcome"] == "ok"), "{lines:?}");
     assert_eq!(of_tool("denied"), 1, "{lines:?}");
     assert!(lines.iter().any(|l| l["entry"] == "b__test_elicitation" && l["outcome"] == "input required"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l["entry"] == "b__text-tools__change_case"
+            && l["decision"] == "denied"
+            && l["reason"].as_str().is_some_and(|r| r.contains("scope"))),
+        "{lines:?}"
+    );
 }
 
 /// A client subscribed on A to a resource B's plugin serves is told when B replaces the

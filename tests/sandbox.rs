@@ -221,6 +221,12 @@ async fn the_same_plugin_granted_each_capability_succeeds() {
         let asked = client.call(tool, json!({})).await.unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert_eq!(asked["resultType"], "input_required", "{tool}: {asked}");
     }
+    // The state a plugin keeps between rounds goes to the client and back: it counts against
+    // the response cap like a result.
+    let kept = client.call("hostile__big_state", json!({ "size": 16 })).await;
+    assert!(kept.as_ref().is_ok_and(|r| r["resultType"] == "input_required"), "{kept:?}");
+    let hoarded = client.call("hostile__big_state", json!({ "size": 1024 })).await;
+    assert!(hoarded.as_ref().is_err_and(|e| e.contains("max_response_kb")), "a 1 MiB state went to the client");
 }
 
 #[tokio::test]
@@ -280,4 +286,209 @@ async fn a_cancelled_call_stops_the_plugin() {
     let mut client = StatelessClient::new(&server);
     client.capabilities = json!({});
     client.still_serving().await;
+}
+
+/// The pid of the `fedmcp` process serving `plugins` (found by its command line, which
+/// names the test's own temporary folder).
+fn server_pid(plugins: &Path) -> u32 {
+    let wanted = plugins.to_str().expect("a UTF-8 path");
+    let entries = std::fs::read_dir("/proc").expect("/proc is readable");
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.iter().any(|a| a == "serve") && args.iter().any(|a| a == wanted) {
+            return pid;
+        }
+    }
+    panic!("no fedmcp process serves {wanted}");
+}
+
+/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is running");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Call `tool` asking for log messages from `info` up; the result (or error message) and the
+/// notifications that came with it.
+async fn call_with_logs(client: &StatelessClient, tool: &str, arguments: Value) -> (Result<Value, String>, Vec<Value>) {
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": client.capabilities,
+        "io.modelcontextprotocol/clientInfo": { "name": "fedmcp-tests", "version": "1" },
+        "io.modelcontextprotocol/logLevel": "info",
+    });
+    let body = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": { "name": tool, "arguments": arguments, "_meta": meta } });
+    let response = client
+        .post()
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    let text = response.text().await.unwrap_or_default();
+    let messages: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(message) => vec![message],
+        Err(_) => text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str(data.trim()).ok())
+            .collect(),
+    };
+    let (answers, notifications): (Vec<Value>, Vec<Value>) = messages.into_iter().partition(|m| m.get("id").is_some());
+    let answer = answers.into_iter().next().unwrap_or(Value::Null);
+    let result = match answer.get("error") {
+        Some(error) => Err(error["message"].as_str().unwrap_or_default().to_owned()),
+        None => Ok(answer["result"].clone()),
+    };
+    (result, notifications)
+}
+
+#[tokio::test]
+async fn an_event_flood_is_cut_at_its_budget_and_the_hosts_memory_stays_bounded() {
+    const LIMIT_KIB: u64 = 256 << 10;
+    let fixture = Fixture::new("[capabilities]\ntimeout_ms = 90000\n");
+    let server = start(&fixture.plugins());
+    let client = StatelessClient::new(&server);
+    let pid = server_pid(&fixture.plugins());
+    // One call first, so the idle figure includes a call's setup.
+    let warm = client.call("hostile__count_calls", json!({})).await;
+    assert_eq!(warm.as_ref().map(text), Ok("1"), "{warm:?}");
+    let idle = status_kib(pid, "VmRSS");
+    // Reset the high-water mark (start-up compiles the plugin), so VmHWM is the floods' peak.
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+
+    let started = Instant::now();
+    let floods = async {
+        let (logged, events) = tokio::join!(
+            call_with_logs(&client, "hostile__log_flood", json!({ "seconds": 10 })),
+            client.call("hostile__event_flood", json!({ "count": 200_000 })),
+        );
+        (logged, events, started.elapsed())
+    };
+    // Another caller, served while the floods run.
+    let other = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let asked = Instant::now();
+        let counted = client.call("hostile__count_calls", json!({})).await;
+        client.still_serving().await;
+        (counted, asked.elapsed(), started.elapsed())
+    };
+    // Watch the host while the floods run; past the limit (or the deadline) the test fails
+    // at once and the server is killed, rather than let it take the machine's memory.
+    let peak = std::sync::atomic::AtomicU64::new(idle);
+    let watch = async {
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while Instant::now() < deadline {
+            let rss = status_kib(pid, "VmRSS");
+            peak.fetch_max(rss, std::sync::atomic::Ordering::SeqCst);
+            if rss.saturating_sub(idle) >= LIMIT_KIB {
+                return format!("VmRSS rose to {rss} KiB, {} KiB over idle ({idle} KiB)", rss - idle);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        "the floods did not end within 150 s".to_owned()
+    };
+    let ((logged, events, floods_took), (counted, other_took, other_done_at)) = tokio::select! {
+        finished = async { tokio::join!(floods, other) } => finished,
+        failure = watch => panic!("{failure}"),
+    };
+    let watched = peak.load(std::sync::atomic::Ordering::SeqCst);
+    let hwm = status_kib(pid, "VmHWM");
+    let rss = status_kib(pid, "VmRSS");
+    eprintln!(
+        "host memory: idle VmRSS {idle} KiB, peak VmRSS seen {watched} KiB, VmHWM {hwm} KiB (+{} KiB over idle), \
+         VmRSS after {rss} KiB; floods took {floods_took:?}; the other call took {other_took:?}",
+        hwm.saturating_sub(idle)
+    );
+    assert!(hwm.saturating_sub(idle) < LIMIT_KIB, "VmHWM {hwm} KiB is {} KiB over idle", hwm - idle);
+
+    // The other caller was served before the floods ended.
+    assert_eq!(counted.as_ref().map(text), Ok("1"), "{counted:?}");
+    assert!(other_done_at < floods_took, "the other call ended at {other_done_at:?}, after the floods");
+
+    // Each flood ends with its result or a clear error.
+    let (logged, notifications) = logged;
+    match &logged {
+        Ok(result) => assert!(text(result).starts_with("logged "), "{result}"),
+        Err(error) => assert!(error.contains("time limit"), "{error}"),
+    }
+    match &events {
+        Ok(result) => assert_eq!(text(result), "sent 200000 progress and 200000 list-changed events"),
+        Err(error) => assert!(error.contains("time limit"), "{error}"),
+    }
+    // The caller hears of the budget once, and gets no more than it allows.
+    let warnings = notifications
+        .iter()
+        .filter(|n| n["params"]["data"].as_str().is_some_and(|d| d.contains("exceeded its event budget")))
+        .count();
+    assert_eq!(warnings, 1, "{} notifications", notifications.len());
+    assert!(notifications.len() <= 1_001, "{} notifications", notifications.len());
+    let lines = server.log_lines();
+    assert!(lines.iter().any(|l| l.contains("exceeded its event budget") && l.contains("dropped=")), "{lines:?}");
+}
+
+/// Write a host config with `plugins` lines under `[plugins]`; its path.
+fn host_config(fixture: &Fixture, plugins: &str) -> PathBuf {
+    let path = fixture.path("host.toml");
+    std::fs::write(&path, format!("[plugins]\ncache_dir = \"\"\n{plugins}\n")).expect("write the host config");
+    path
+}
+
+#[tokio::test]
+async fn a_grant_by_name_may_not_reach_private_addresses_nor_look_up_other_names() {
+    let port = allowed_host();
+    let http_port = allowed_host();
+
+    // A name that resolves to loopback is refused at load, naming the field and the way out.
+    let fixture = Fixture::new(&format!("[capabilities]\nnetwork = [\"localhost:{port}\"]\n"));
+    let server = start(&fixture.plugins());
+    let health = server.health().await;
+    let failed = health["plugins"]["failed"].as_array().cloned().unwrap_or_default();
+    let reason = failed.first().and_then(|f| f["reason"].as_str()).unwrap_or_default().to_owned();
+    for needle in ["hostile.toml", "capabilities.network[0]", "loopback", "plugins.allow_private_networks"] {
+        assert!(reason.contains(needle), "{needle:?} not in {health}");
+    }
+    drop(server);
+
+    // IP literals still work; other names cannot be looked up, and an HTTP grant by name is
+    // checked where it points when the request is made.
+    let fixture = Fixture::new(&format!(
+        "[capabilities]\nnetwork = [\"127.0.0.1:{port}\"]\nhttp = [\"localhost:{http_port}\"]\n"
+    ));
+    let server = start(&fixture.plugins());
+    let client = StatelessClient::new(&server);
+    let connected = client.call("hostile__connect", json!({ "address": format!("127.0.0.1:{port}") })).await;
+    assert!(connected.as_ref().map(text).is_ok_and(|t| t.contains("hello from the allowed host")), "{connected:?}");
+    let looked_up = client.call("hostile__lookup", json!({ "name": "localhost" })).await;
+    let error = looked_up.expect_err("an ungranted name must not resolve");
+    assert!(error.contains("name lookup localhost") && error.contains("capabilities.network"), "{error}");
+    let literal = client.call("hostile__lookup", json!({ "name": "127.0.0.1" })).await;
+    assert!(literal.is_ok(), "an IP literal needs no lookup: {literal:?}");
+    let fetched = client.call("hostile__http_get", json!({ "address": format!("localhost:{http_port}") })).await;
+    let error = fetched.expect_err("a name resolving to loopback must not be reached over HTTP");
+    assert!(error.contains("loopback") && error.contains("allow_private_networks"), "{error}");
+    drop(server);
+
+    // The operator may allow private networks: then the granted name resolves and is reached.
+    let fixture = Fixture::new(&format!(
+        "[capabilities]\nnetwork = [\"localhost:{port}\"]\nhttp = [\"localhost:{http_port}\"]\n"
+    ));
+    let config = host_config(&fixture, "allow_private_networks = true");
+    let server = Server::start_configured(&fixture.plugins(), &config, "127.0.0.1:0");
+    let client = StatelessClient::new(&server);
+    let looked_up = client.call("hostile__lookup", json!({ "name": "localhost" })).await;
+    assert!(looked_up.as_ref().is_ok_and(|r| text(r).contains("127")), "{looked_up:?}");
+    let other = client.call("hostile__lookup", json!({ "name": "localhost.localdomain" })).await;
+    assert!(other.is_err(), "only granted names resolve: {other:?}");
+    let fetched = client.call("hostile__http_get", json!({ "address": format!("localhost:{http_port}") })).await;
+    assert!(fetched.as_ref().map(text).is_ok_and(|t| t == "200 hello from the allowed host"), "{fetched:?}");
 }

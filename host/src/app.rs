@@ -76,6 +76,7 @@ impl Host {
             consent: config.consent.clone(),
             limits: config.rate_limit.map(RateLimiter::new),
             local: Arc::new(config.local_user.clone()),
+            requires_token: config.auth.is_some(),
         };
         let shared = Shared::new(catalog, federation, config.state_key(), None, guard);
         let host = Self { shared, runtime, plugins_dir: config.plugins_dir.clone(), watcher: None };

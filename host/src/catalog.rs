@@ -326,11 +326,16 @@ impl Catalog {
             .map(|(_, owner)| owner.clone())
     }
 
-    /// How grants name a resource (or template) URI: `<namespace>__<uri>`, or the URI alone
-    /// when its owner is unprefixed or unknown.
+    /// How grants name a resource URI: `<namespace>__<uri>` after the owner that serves it
+    /// (`resource_owner`), or the URI alone when its owner is unprefixed or unknown.
     pub fn resource_grant_name(&self, uri: &str) -> String {
-        let owner = self.resource_owner(uri).or_else(|| self.template_owner(uri));
-        exposed_name(owner.as_ref().map_or("", Owner::namespace), uri)
+        exposed_name(self.resource_owner(uri).as_ref().map_or("", Owner::namespace), uri)
+    }
+
+    /// How grants name a resource template, after the owner that serves it (`template_owner`,
+    /// by the template itself: never another owner's template that happens to match its text).
+    pub fn template_grant_name(&self, uri_template: &str) -> String {
+        exposed_name(self.template_owner(uri_template).as_ref().map_or("", Owner::namespace), uri_template)
     }
 
     /// The owner of a resource template, by its URI template.
@@ -351,6 +356,29 @@ fn mentions_param_headers(schema: &serde_json::Map<String, serde_json::Value>) -
         }
     }
     schema.contains_key("x-mcp-header") || schema.values().any(mentions)
+}
+
+/// Whether an unprefixed owner's entry name (or resource URI, as grants name it) would read
+/// as another owner's: tool and prompt names with the separator anywhere; URIs whose text
+/// before it could be a namespace (`docs__x`, not `file:///a__b`). Such entries are refused:
+/// `tools:docs__*` must cover namespace `docs` only.
+fn passes_for_prefixed(name: &str, is_uri: bool) -> bool {
+    match name.split_once(SEPARATOR) {
+        None => false,
+        Some(_) if !is_uri => true,
+        Some((head, _)) => !head.is_empty() && head.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+    }
+}
+
+/// Log and skip an unprefixed owner's entry that would pass for a prefixed one.
+fn refused_unprefixed(owner: &Owner, namespace: &str, kind: &str, name: &str, is_uri: bool) -> bool {
+    let refused = namespace.is_empty() && passes_for_prefixed(name, is_uri);
+    if refused {
+        tracing::warn!(owner = %owner.name(), kind, name, separator = SEPARATOR,
+            "entry refused: an unprefixed owner's name holds the namespace separator, so it would pass for another \
+             owner's (give the owner a namespace)");
+    }
+    refused
 }
 
 fn exposed_name(namespace: &str, name: &str) -> String {
@@ -388,6 +416,9 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
     for entries in plugin_entries.chain(peer_entries) {
         let owner = &entries.owner;
         for tool in entries.tools {
+            if refused_unprefixed(owner, entries.namespace, "tool", &tool.name, false) {
+                continue;
+            }
             let exposed = exposed_name(entries.namespace, &tool.name);
             if let Some(kept) = snapshot.tool_routes.get(&exposed) {
                 tracing::warn!(tool = %exposed, kept = %kept.owner.name(), skipped = %owner.name(), "tool name collision");
@@ -404,6 +435,9 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             snapshot.tool_routes.insert(exposed, route);
         }
         for prompt in entries.prompts {
+            if refused_unprefixed(owner, entries.namespace, "prompt", &prompt.name, false) {
+                continue;
+            }
             let exposed = exposed_name(entries.namespace, &prompt.name);
             if let Some(kept) = snapshot.prompt_routes.get(&exposed) {
                 tracing::warn!(prompt = %exposed, kept = %kept.owner.name(), skipped = %owner.name(), "prompt name collision");
@@ -417,6 +451,9 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             snapshot.prompt_routes.insert(exposed, route);
         }
         for resource in entries.resources {
+            if refused_unprefixed(owner, entries.namespace, "resource", &resource.uri, true) {
+                continue;
+            }
             if let Some(kept) = snapshot.resource_routes.get(&resource.uri) {
                 tracing::warn!(uri = %resource.uri, kept = %kept.name(), skipped = %owner.name(), "resource URI collision");
                 continue;
@@ -427,6 +464,9 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
             snapshot.resources.push(resource);
         }
         for template in entries.templates {
+            if refused_unprefixed(owner, entries.namespace, "resource template", &template.uri_template, true) {
+                continue;
+            }
             if let Some((_, kept)) = snapshot.template_routes.iter().find(|(t, _)| *t == template.uri_template) {
                 tracing::warn!(template = %template.uri_template, kept = %kept.name(), skipped = %owner.name(), "resource template collision");
                 continue;
@@ -489,7 +529,50 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::template_matches;
+    use std::sync::Arc;
+
+    use rmcp::model::{Prompt, Resource, Tool};
+
+    use super::{Catalog, passes_for_prefixed, template_matches};
+    use crate::federation::{Peer, PeerListing};
+
+    #[tokio::test]
+    async fn an_unprefixed_peer_cannot_publish_names_that_pass_for_a_namespace() {
+        let text = "[[peers]]\nname = \"b\"\nnamespace = \"\"\nurl = \"http://127.0.0.1:9/mcp\"\nconnect = \"lazy\"";
+        let config = crate::config::HostConfig::parse(text).unwrap();
+        let peer = Peer::start(config.peers[0].clone(), "h".into(), 8, None);
+        let tool = |name: &'static str| Tool::new(name, "t", Arc::new(serde_json::Map::new()));
+        let listing = PeerListing {
+            tools: vec![tool("docs__read"), tool("read")],
+            prompts: vec![Prompt::new("docs__ask", None::<String>, None), Prompt::new("ask", None::<String>, None)],
+            resources: vec![Resource::new("docs__secret", "s"), Resource::new("file:///a__b", "f")],
+            ..PeerListing::default()
+        };
+        let catalog = Catalog::new("h".into());
+        catalog.set_peer(peer, Arc::new(listing));
+        assert!(catalog.tool("docs__read").is_none() && catalog.tool("read").is_some());
+        assert!(catalog.prompt("docs__ask").is_none() && catalog.prompt("ask").is_some());
+        assert!(catalog.resource_owner("docs__secret").is_none());
+        assert!(catalog.resource_owner("file:///a__b").is_some());
+    }
+
+    #[test]
+    fn unprefixed_names_with_the_separator_are_refused() {
+        for (name, is_uri, refused) in [
+            ("docs__read", false, true),
+            ("__x", false, true),
+            ("a__b__c", false, true),
+            ("read_docs", false, false),
+            ("docs_read", false, false),
+            ("docs__secret", true, true),
+            ("docs-1__x://y", true, true),
+            ("file:///tmp/a__b", true, false),
+            ("notes://a__b", true, false),
+            ("notes://x", true, false),
+        ] {
+            assert_eq!(passes_for_prefixed(name, is_uri), refused, "{name}");
+        }
+    }
 
     #[test]
     fn templates_match_their_uris_only() {

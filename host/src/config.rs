@@ -280,6 +280,9 @@ struct RawPluginDefaults {
     file_roots: Option<Vec<PathBuf>>,
     env_allowed: Option<Vec<String>>,
     network_allowed: Option<Vec<String>>,
+    allow_private_networks: Option<bool>,
+    max_events: Option<u64>,
+    max_event_kb: Option<u64>,
 }
 
 /// A configuration that cannot be used: the file, the field, the reason.
@@ -398,6 +401,20 @@ impl HostConfig {
             }
         }
         runtime.network_allowed = p.network_allowed;
+        runtime.allow_private_networks = p.allow_private_networks.unwrap_or(runtime.allow_private_networks);
+        // Upper bounds keep one call's queued messages (they wait in the host for the caller)
+        // within what a host can hold for many calls at once.
+        for (field, value, slot, most) in [
+            ("max_events", p.max_events, &mut runtime.max_events, 100_000),
+            ("max_event_kb", p.max_event_kb, &mut runtime.max_event_kb, 65_536),
+        ] {
+            if let Some(value) = value {
+                if !(1..=most).contains(&value) {
+                    return Err(format!("plugins.{field}: {value} is out of range (1 to {most})"));
+                }
+                *slot = value;
+            }
+        }
         if let Some(dir) = p.cache_dir {
             // An empty path turns the cache off.
             runtime.cache_dir = if dir.as_os_str().is_empty() { None } else { Some(dir) };
@@ -642,9 +659,10 @@ fn parse_peer(raw: RawPeer) -> Result<PeerConfig, String> {
     if !name_ok {
         return Err(format!("name: {:?} must be letters, digits, '-' or '_'", raw.name));
     }
-    let namespace = raw.namespace.unwrap_or_else(|| raw.name.clone());
-    if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || namespace.contains("__") {
-        return Err(format!("namespace: {namespace:?} must be letters, digits, '-' or single '_' (or \"\" for none)"));
+    let namespace = raw.namespace.clone().unwrap_or_else(|| raw.name.clone());
+    if let Some(problem) = crate::plugin::manifest::namespace_problem(&namespace) {
+        let from_name = if raw.namespace.is_none() { " (the peer's name; set `namespace` to use another)" } else { "" };
+        return Err(format!("namespace: {namespace:?}{from_name} {problem} (or \"\" for none)"));
     }
     let target = match (raw.url, raw.command) {
         (Some(url), None) => {
@@ -709,6 +727,18 @@ mod tests {
     }
 
     #[test]
+    fn plugin_budgets_and_private_networks_are_read() {
+        let config =
+            HostConfig::parse("[plugins]\nmax_events = 50\nmax_event_kb = 8\nallow_private_networks = true").unwrap();
+        let runtime = &config.runtime;
+        assert_eq!((runtime.max_events, runtime.max_event_kb, runtime.allow_private_networks), (50, 8, true));
+        let default = HostConfig::parse("").unwrap().runtime;
+        assert_eq!((default.max_events, default.max_event_kb, default.allow_private_networks), (1_000, 1_024, false));
+        let unprefixed = HostConfig::parse("[[peers]]\nname = \"b\"\nnamespace = \"\"\nurl = \"http://x\"").unwrap();
+        assert_eq!(unprefixed.peers[0].namespace, "");
+    }
+
+    #[test]
     fn peer_filters_take_patterns() {
         let text = "[[peers]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/mcp\"\ninclude = [\"get_*\", \"echo\"]\nexclude = [\"*_secret\"]";
         let config = HostConfig::parse(text).unwrap();
@@ -752,6 +782,12 @@ mod tests {
             ),
             ("[[peers]]\nname = \"b\"\nurl = \"http://x\"\nauth = \"identity\"", "peers[0].auth"),
             ("[plugins]\nnetwork_allowed = [\"example.com\"]", "plugins.network_allowed[0]"),
+            ("[plugins]\nmax_events = 0", "plugins.max_events"),
+            ("[plugins]\nmax_event_kb = 100000000", "plugins.max_event_kb"),
+            ("[plugins]\nallow_private_networks = \"yes\"", "allow_private_networks"),
+            ("[[peers]]\nname = \"docs_\"\nurl = \"http://x\"", "peers[0].namespace"),
+            ("[[peers]]\nname = \"b\"\nnamespace = \"docs__y\"\nurl = \"http://x\"", "peers[0].namespace"),
+            ("[[peers]]\nname = \"b\"\nnamespace = \"docs_\"\nurl = \"http://x\"", "peers[0].namespace"),
         ];
         for (text, field) in cases {
             let error = HostConfig::parse(text).unwrap_err();

@@ -51,12 +51,24 @@ pub struct LegacySessions {
 }
 
 impl LegacySessions {
-    /// Remember an initialized session for as long as the returned registration lives.
+    /// Remember an initialized session for as long as the returned registration lives. A
+    /// second registration of the same id replaces the first, and the first one's drop then
+    /// leaves it alone.
     pub fn register(self: &Arc<Self>, id: String, facts: SessionFacts) -> Registration {
+        let facts = Arc::new(facts);
         if let Ok(mut open) = self.open.lock() {
-            open.insert(id.clone(), Arc::new(facts));
+            open.insert(id.clone(), facts.clone());
         }
-        Registration { sessions: self.clone(), id }
+        Registration { entry: Some((self.clone(), id, facts)) }
+    }
+
+    /// Forget session `id` only if `facts` is still its entry.
+    fn unregister(&self, id: &str, facts: &Arc<SessionFacts>) {
+        if let Ok(mut open) = self.open.lock()
+            && open.get(id).is_some_and(|current| Arc::ptr_eq(current, facts))
+        {
+            open.remove(id);
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<SessionFacts>> {
@@ -150,13 +162,23 @@ impl LegacySessions {
 
 /// A session's place in the registry; dropped with the session.
 pub struct Registration {
-    sessions: Arc<LegacySessions>,
-    id: String,
+    entry: Option<(Arc<LegacySessions>, String, Arc<SessionFacts>)>,
+}
+
+impl Registration {
+    /// An initialized session that has no place in the registry (stdio, or a session rmcp
+    /// did not name).
+    pub fn unregistered() -> Self {
+        Self { entry: None }
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.sessions.close(&self.id);
+        // Only its own entry: the session may have been closed, or registered anew, since.
+        if let Some((sessions, id, facts)) = &self.entry {
+            sessions.unregister(id, facts);
+        }
     }
 }
 
@@ -209,6 +231,18 @@ mod tests {
         let _kept = sessions.register("s2".into(), facts());
         sessions.close("s2");
         assert!(sessions.get("s2").is_none(), "a DELETE forgets it at once");
+    }
+
+    #[test]
+    fn a_replaced_registration_leaves_its_successor_in_place() {
+        let sessions = Arc::new(LegacySessions::default());
+        let first = sessions.register("s1".into(), facts());
+        let second = sessions.register("s1".into(), facts());
+        drop(first);
+        assert!(sessions.get("s1").is_some(), "the first registration's drop removed the second's entry");
+        drop(second);
+        assert!(sessions.get("s1").is_none());
+        drop(Registration::unregistered());
     }
 
     #[test]

@@ -17,3 +17,6 @@ pub mod scaffold;
 pub mod session;
 pub mod tls;
 pub mod transport;
+
+#[cfg(test)]
+mod proptests;

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientCapabilities, CompleteRequestParams, CompleteResult,
@@ -30,8 +30,8 @@ use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::auth::audit::{Decision, Record};
-use crate::auth::consent::{self, Policy};
+use crate::auth::consent;
+use crate::auth::gate::{Consent, Method, Permit, Use};
 use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
 use crate::federation::Federation;
@@ -92,32 +92,9 @@ impl Shared {
         Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), legacy: Arc::default() })
     }
 
-    /// Take one use from the caller's rate limit (a refusal is audited).
-    pub fn limit(&self, identity: &Identity, method: &str, entry: &str) -> Result<(), McpError> {
-        let Some(limiter) = &self.guard.limits else { return Ok(()) };
-        let Err(exceeded) = limiter.check(&identity.limit_key()) else { return Ok(()) };
-        let message = format!(
-            "rate limit exceeded for {}: {} uses a minute; retry in {:.1} s",
-            identity.describe(),
-            exceeded.per_minute,
-            exceeded.retry_after.as_secs_f64()
-        );
-        self.guard.audit.record(Record {
-            identity: Some(identity),
-            method,
-            entry,
-            decision: Decision::Denied(message.clone()),
-            outcome: None,
-            duration: None,
-        });
-        let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
-        Err(McpError::new(rmcp::model::ErrorCode(-32029), message, Some(data)))
-    }
-
-    /// Seal what an MRTR retry must bring back unchanged, bound to the method and entry.
-    pub fn seal_state(&self, method: &str, target: &str, state: &Option<String>) -> Result<String, McpError> {
-        let binding = state_binding(method, target);
-        let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
+    /// Seal what an MRTR retry must bring back unchanged, bound to the request and its caller.
+    pub fn seal_state(&self, binding: &StateBinding, state: &Option<String>) -> Result<String, McpError> {
+        let options = SealOptions::new().associated_data(&binding.0).ttl(REQUEST_STATE_TTL);
         self.codec
             .seal_json_with(state, &options)
             .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
@@ -130,7 +107,10 @@ impl Shared {
             "tools/call" => Some((EntryKind::Tool, params.get("name")?.as_str()?.to_owned())),
             "prompts/get" => Some((EntryKind::Prompt, params.get("name")?.as_str()?.to_owned())),
             "resources/read" | "resources/subscribe" => {
-                Some((EntryKind::Resource, self.catalog.resource_grant_name(params.get("uri")?.as_str()?)))
+                let uri = params.get("uri")?.as_str()?;
+                // A URI the session refuses outright needs no scope to be refused.
+                crate::auth::check_resource_uri(uri).ok()?;
+                Some((EntryKind::Resource, self.catalog.resource_grant_name(uri)))
             }
             _ => None,
         }
@@ -142,14 +122,41 @@ impl Shared {
 pub struct Session {
     shared: Arc<Shared>,
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// The resources this session subscribed to (at most [`MAX_SUBSCRIPTIONS`]).
     subscriptions: Arc<Mutex<HashSet<String>>>,
     /// A legacy HTTP session's entry among `Shared::legacy`, dropped with the session.
     registration: Arc<Mutex<Option<Registration>>>,
+    /// When the token of the session's latest request expires: its stream of notifications
+    /// delivers nothing after that, until a request with a fresh token comes.
+    expires: Arc<Mutex<Option<SystemTime>>>,
+}
+
+/// How many resources one session may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
+/// The caller of a request that came over HTTP (`parts`) or stdio (`None`). With `[auth]`,
+/// an HTTP request without a verified identity is refused: the edge puts one on every request
+/// it lets through, so a missing one is a fault, never the local user.
+fn caller(parts: Option<&axum::http::request::Parts>, guard: &Guard) -> Result<Arc<Identity>, McpError> {
+    match parts.map(|parts| parts.extensions.get::<Arc<Identity>>()) {
+        Some(Some(identity)) => Ok(identity.clone()),
+        Some(None) if guard.requires_token => Err(McpError::invalid_request(
+            "this host requires a verified bearer token, and the request reached the session without one",
+            None,
+        )),
+        _ => Ok(guard.local.clone()),
+    }
 }
 
 impl Session {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, log_level: Arc::default(), subscriptions: Arc::default(), registration: Arc::default() }
+        Self {
+            shared,
+            log_level: Arc::default(),
+            subscriptions: Arc::default(),
+            registration: Arc::default(),
+            expires: Arc::default(),
+        }
     }
 
     fn catalog(&self) -> &Catalog {
@@ -157,91 +164,56 @@ impl Session {
     }
 
     /// The caller, as the HTTP edge verified it, or the local user.
-    fn identity(&self, cx: &RequestContext<RoleServer>) -> Arc<Identity> {
-        cx.extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Arc<Identity>>().cloned())
-            .unwrap_or_else(|| self.shared.guard.local.clone())
-    }
-
-    /// Record a use of an entry that was not run.
-    fn audit_refusal(&self, identity: &Identity, method: &str, entry: &str, decision: Decision) {
-        self.shared.guard.audit.record(Record {
-            identity: Some(identity),
-            method,
-            entry,
-            decision,
-            outcome: None,
-            duration: None,
-        });
-    }
-
-    /// Refuse (and audit) a use of an entry outside the caller's grant.
-    fn authorize(
-        &self,
-        identity: &Identity,
-        method: &str,
-        kind: EntryKind,
-        entry: &str,
-        grant_name: &str,
-    ) -> Result<(), McpError> {
-        if identity.allows(kind, grant_name) {
-            return Ok(());
+    fn identity(&self, cx: &RequestContext<RoleServer>) -> Result<Arc<Identity>, McpError> {
+        let identity = caller(cx.extensions.get::<axum::http::request::Parts>(), &self.shared.guard)?;
+        if let Ok(mut expires) = self.expires.lock() {
+            *expires = identity.expires;
         }
-        let message = crate::auth::edge::denied_message(identity, kind, grant_name);
-        self.audit_refusal(identity, method, entry, Decision::Denied(message.clone()));
-        Err(McpError::invalid_request(message, Some(json!({ "required_scope": kind.scope_for(grant_name) }))))
+        Ok(identity)
     }
 
-    /// Take one use from the caller's rate limit.
-    fn limit(&self, identity: &Identity, method: &str, entry: &str) -> Result<(), McpError> {
-        self.shared.limit(identity, method, entry)
+    /// Admit one use of an entry through the gate (grant, rate limit, consent policy).
+    fn admit(&self, identity: &Arc<Identity>, used: Use<'_>) -> Result<Permit, McpError> {
+        self.shared.guard.admit(identity, &used)
     }
 
-    /// Apply the consent policy to a tool call. `Ok(None)`: go on (with `decision` to audit);
-    /// `Ok(Some(result))`: the consent question, to return to a 2026-07-28 caller.
+    /// Ask the caller's user for consent to a tool call the policy says to ask about, or
+    /// accept the answer to that question. `Ok(Some(result))`: the question, to return to a
+    /// 2026-07-28 caller; `Ok(None)`: consent given, go on.
     async fn consent(
         &self,
         cx: &RequestContext<RoleServer>,
-        identity: &Identity,
+        permit: &mut Permit,
         tool: &str,
-        annotations: Option<&rmcp::model::ToolAnnotations>,
         arguments: &Value,
         request: &mut CallToolRequestParams,
-    ) -> Result<(Decision, Option<InputRequiredResult>), McpError> {
-        let policy = self.shared.guard.consent.policy_for(tool, annotations);
-        let refuse = |decision: Decision, message: String| {
-            self.audit_refusal(identity, "tools/call", tool, decision);
-            Err(McpError::invalid_request(message, Some(json!({ "tool": tool }))))
-        };
-        match policy {
-            Policy::Allow => return Ok((Decision::Allowed, None)),
-            Policy::Deny => {
-                let message = format!("the host's consent policy denies {tool}");
-                return refuse(Decision::Denied(message.clone()), message);
-            }
-            Policy::Ask => {}
-        }
-        let binding = format!("consent\n{tool}").into_bytes();
+    ) -> Result<Option<InputRequiredResult>, McpError> {
+        let identity = permit.identity().clone();
+        let binding = StateBinding::consent(tool, &identity, arguments);
         if let Some(sealed) = request.request_state.as_deref() {
-            if self.shared.codec.open_json_with::<Option<String>>(sealed, &binding).is_err() {
-                // The plugin's own state (verified when the call runs): consent was given when
-                // this call began.
-                return Ok((Decision::Allowed, None));
+            if self.shared.codec.open_json_with::<Option<String>>(sealed, &binding.0).is_ok() {
+                let answer = request.input_responses.as_mut().and_then(|responses| responses.remove(CONSENT_KEY));
+                request.request_state = None;
+                let accepted = answer.as_ref().and_then(|a| a.get("action")).and_then(Value::as_str) == Some("accept");
+                permit.consented(accepted)?;
+                return Ok(None);
             }
-            let answer = request.input_responses.as_mut().and_then(|responses| responses.remove(CONSENT_KEY));
-            request.request_state = None;
-            if answer.as_ref().and_then(|a| a.get("action")).and_then(Value::as_str) == Some("accept") {
-                return Ok((Decision::Asked { accepted: true }, None));
+            // A later round of a call that already began: its state was sealed for this
+            // caller and these arguments (or it holds this caller's call at a peer), which
+            // happened only after consent was given. Anything else is not consent.
+            let call_state = StateBinding::new("tools/call", tool, &identity, arguments);
+            let held = self.open_held(&format!("tools/call\n{tool}"), sealed, &identity).is_some();
+            if held || self.shared.codec.open_json_with::<Option<String>>(sealed, &call_state.0).is_ok() {
+                permit.consented_earlier();
+                return Ok(None);
             }
-            return refuse(Decision::Asked { accepted: false }, format!("the user did not allow {tool} to run"));
+            return Err(McpError::invalid_params(
+                "requestState failed its integrity check (it belongs to another request, caller or arguments)",
+                None,
+            ));
         }
         if !client_support(cx).elicitation {
-            let message = format!(
-                "{tool} runs only with the user's consent, and this client cannot be asked (it does not declare the \
-                 elicitation capability)"
-            );
-            return refuse(Decision::Denied(message.clone()), message);
+            return Err(permit.cannot_ask("it does not declare the elicitation capability"));
         }
         let question = InputRequest::Elicitation(json!({
             "mode": "form",
@@ -249,7 +221,7 @@ impl Session {
             "requestedSchema": { "type": "object", "properties": {} },
         }));
         if is_stateless(cx) {
-            let options = SealOptions::new().associated_data(&binding).ttl(REQUEST_STATE_TTL);
+            let options = SealOptions::new().associated_data(&binding.0).ttl(REQUEST_STATE_TTL);
             let state = self
                 .shared
                 .codec
@@ -257,33 +229,11 @@ impl Session {
                 .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))?;
             let mut requests = InputRequests::new();
             requests.insert(CONSENT_KEY.to_owned(), mcp_input_request(&question)?);
-            return Ok((Decision::Allowed, Some(InputRequiredResult::new(Some(requests), Some(state)))));
+            return Ok(Some(InputRequiredResult::new(Some(requests), Some(state))));
         }
         let answer = ask_client(cx, &question).await?;
-        if answer.get("action").and_then(Value::as_str) == Some("accept") {
-            Ok((Decision::Asked { accepted: true }, None))
-        } else {
-            refuse(Decision::Asked { accepted: false }, format!("the user did not allow {tool} to run"))
-        }
-    }
-
-    fn audit_done(
-        &self,
-        identity: &Identity,
-        method: &str,
-        entry: &str,
-        decision: Decision,
-        outcome: String,
-        started: Instant,
-    ) {
-        self.shared.guard.audit.record(Record {
-            identity: Some(identity),
-            method,
-            entry,
-            decision,
-            outcome: Some(outcome),
-            duration: Some(started.elapsed()),
-        });
+        permit.consented(answer.get("action").and_then(Value::as_str) == Some("accept"))?;
+        Ok(None)
     }
 }
 
@@ -396,35 +346,114 @@ fn severity(level: LoggingLevel) -> u8 {
     }
 }
 
-/// Which request a sealed state belongs to, so it cannot be replayed against another.
-fn state_binding(method: &str, target: &str) -> Vec<u8> {
-    format!("{method}\n{target}").into_bytes()
+/// What a held call's `requestState` is bound to: the request and the caller it holds a call
+/// for (the held call is also checked against its owner when resumed).
+fn held_binding(held_target: &str, identity: &Identity) -> Vec<u8> {
+    json!(["held", held_target, identity.issuer, identity.subject, identity.actor]).to_string().into_bytes()
+}
+
+/// What a sealed `requestState` belongs to: the method, the entry, the caller (issuer and
+/// subject) and a digest of the request's arguments. A state is opened only by a retry of the
+/// same request from the same caller: another caller with the same grant, or the same caller
+/// with other arguments, cannot replay it.
+pub struct StateBinding(Vec<u8>);
+
+impl StateBinding {
+    pub fn new(method: &str, target: &str, identity: &Identity, arguments: &Value) -> Self {
+        Self::tagged("state", method, target, identity, arguments)
+    }
+
+    /// The binding of the host's own consent question for a tool call.
+    fn consent(tool: &str, identity: &Identity, arguments: &Value) -> Self {
+        Self::tagged("consent", "tools/call", tool, identity, arguments)
+    }
+
+    fn tagged(tag: &str, method: &str, target: &str, identity: &Identity, arguments: &Value) -> Self {
+        // A JSON array: no choice of names or values can make two bindings the same text.
+        let parts = json!([
+            tag,
+            method,
+            target,
+            identity.issuer,
+            identity.subject,
+            identity.actor,
+            arguments_digest(arguments)
+        ]);
+        Self(parts.to_string().into_bytes())
+    }
+}
+
+/// SHA-256 of the arguments in a canonical form (object keys sorted at every depth), so a
+/// retry that sends the same arguments in another key order still matches.
+pub fn arguments_digest(arguments: &Value) -> String {
+    use sha2::Digest;
+    fn feed(hasher: &mut sha2::Sha256, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                hasher.update(b"{");
+                for key in keys {
+                    feed(hasher, &Value::String(key.clone()));
+                    hasher.update(b":");
+                    feed(hasher, &map[key]);
+                    hasher.update(b",");
+                }
+                hasher.update(b"}");
+            }
+            Value::Array(items) => {
+                hasher.update(b"[");
+                for item in items {
+                    feed(hasher, item);
+                    hasher.update(b",");
+                }
+                hasher.update(b"]");
+            }
+            scalar => hasher.update(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    feed(&mut hasher, arguments);
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A request that uses an entry, as the input-required driver needs it.
+struct Request<'a> {
+    identity: &'a Arc<Identity>,
+    method: &'a str,
+    target: &'a str,
+    /// What the plugin's sealed state is bound to.
+    binding: StateBinding,
+    input_responses: Option<rmcp::model::InputResponses>,
+    request_state: Option<&'a str>,
 }
 
 impl Session {
     /// Verify and open the `requestState` of an MRTR retry.
-    fn open_state(&self, method: &str, target: &str, sealed: Option<&str>) -> Result<Option<String>, McpError> {
+    fn open_state(&self, binding: &StateBinding, sealed: Option<&str>) -> Result<Option<String>, McpError> {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
-        let binding = state_binding(method, target);
-        self.shared
-            .codec
-            .open_json_with::<Option<String>>(sealed, &binding)
-            .map_err(|e| McpError::invalid_params(format!("requestState failed its integrity check: {e}"), None))
-    }
-
-    fn seal_state(&self, method: &str, target: &str, state: &Option<String>) -> Result<String, McpError> {
-        self.shared.seal_state(method, target, state)
+        self.shared.codec.open_json_with::<Option<String>>(sealed, &binding.0).map_err(|e| {
+            McpError::invalid_params(
+                format!(
+                    "requestState failed its integrity check (it belongs to another request, caller or arguments): {e}"
+                ),
+                None,
+            )
+        })
     }
 
     /// The request's `_meta` as a peer should see it. A legacy session's log level is set once
     /// per session, so it is written in for peers that take it per request.
-    fn forwardable_meta(&self, cx: &RequestContext<RoleServer>) -> serde_json::Map<String, Value> {
+    fn forwardable_meta(&self, cx: &RequestContext<RoleServer>, identity: &Identity) -> serde_json::Map<String, Value> {
         let mut meta = cx.meta.0.0.clone();
         // Who the caller is, for the tokens this host mints for its peers; a client cannot
         // set it (its own value is replaced).
-        meta.insert(crate::federation::credentials::CALLER_KEY.to_owned(), json!(self.identity(cx).subject));
+        meta.insert(
+            crate::federation::credentials::CALLER_KEY.to_owned(),
+            crate::federation::credentials::caller_meta(identity),
+        );
         if !is_stateless(cx) {
             let level = self.log_level.lock().map(|l| *l).unwrap_or(None).unwrap_or(LoggingLevel::Debug);
             if let Ok(level) = serde_json::to_value(level) {
@@ -439,6 +468,7 @@ impl Session {
     async fn run_call<T, Fut>(
         &self,
         cx: &RequestContext<RoleServer>,
+        identity: &Identity,
         call: impl FnOnce(CallContext) -> Fut,
         mut call_cx: CallContext,
         target: &str,
@@ -449,7 +479,7 @@ impl Session {
     {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         call_cx.events = Some(events);
-        self.drive(cx, Box::pin(call(call_cx)), receiver, target).await
+        self.drive(cx, identity, Box::pin(call(call_cx)), receiver, target).await
     }
 
     /// Poll a call and pass its events on until it ends; or, when a legacy peer asks a
@@ -458,6 +488,7 @@ impl Session {
     async fn drive<T: Send + 'static>(
         &self,
         cx: &RequestContext<RoleServer>,
+        identity: &Identity,
         mut running: Running<T>,
         mut events: tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
         target: &str,
@@ -475,8 +506,7 @@ impl Session {
                 }
                 event = events.recv(), if open => match event {
                     Some(CallEvent::ClientRequest { request, reply }) if is_stateless(cx) => {
-                        let owner = self.identity(cx).limit_key();
-                        let id = self.shared.held.hold(owner, target.to_owned(), Box::new(running), events, reply);
+                        let id = self.shared.held.hold(identity.limit_key(), target.to_owned(), Box::new(running), events, reply);
                         return Ok(Driven::Held { id, request });
                     }
                     Some(event) => self.forward_event(cx, event).await,
@@ -544,24 +574,22 @@ impl Session {
     async fn with_input<T, Fut>(
         &self,
         cx: &RequestContext<RoleServer>,
-        method: &str,
-        target: &str,
-        input_responses: Option<rmcp::model::InputResponses>,
-        request_state: Option<&str>,
+        request: Request<'_>,
         call: impl Fn(CallContext) -> Fut,
     ) -> Result<Result<T, InputRequiredResult>, McpError>
     where
         T: Send + 'static,
         Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
     {
+        let Request { identity, method, target, binding, input_responses, request_state } = request;
         let client = client_support(cx);
-        let meta = self.forwardable_meta(cx);
+        let meta = self.forwardable_meta(cx, identity);
         let held_target = format!("{method}\n{target}");
-        let held = request_state.and_then(|sealed| self.open_held(&held_target, sealed));
+        let held = request_state.and_then(|sealed| self.open_held(&held_target, sealed, identity));
         let mut call_cx = CallContext {
             client,
             input_responses: input_responses.unwrap_or_default().into_iter().collect(),
-            state: if held.is_some() { None } else { self.open_state(method, target, request_state)? },
+            state: if held.is_some() { None } else { self.open_state(&binding, request_state)? },
             events: None,
             meta: meta.clone(),
         };
@@ -570,11 +598,10 @@ impl Session {
                 let answer = call_cx.input_responses.iter().find(|(key, _)| key == HELD_KEY).map(|(_, v)| v.clone());
                 let answer = answer
                     .ok_or_else(|| McpError::invalid_params(format!("inputResponses must answer {HELD_KEY}"), None))?;
-                let owner = self.identity(cx).limit_key();
                 let held = self
                     .shared
                     .held
-                    .resume(id, &owner, &held_target)
+                    .resume(id, &identity.limit_key(), &held_target)
                     .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
                 Some((held, answer))
             }
@@ -588,9 +615,9 @@ impl Session {
                     })?;
                     // The peer is still waiting for this answer.
                     let _ = held.reply.send(Ok(answer));
-                    self.drive(cx, *running, held.events, &held_target).await?
+                    self.drive(cx, identity, *running, held.events, &held_target).await?
                 }
-                None => self.run_call(cx, &call, call_cx, &held_target).await?,
+                None => self.run_call(cx, identity, &call, call_cx, &held_target).await?,
             };
             let input = match driven {
                 Driven::Done(Outcome::Complete(result)) => return Ok(Ok(result)),
@@ -605,7 +632,7 @@ impl Session {
                     for (key, request) in &question.requests {
                         requests.insert(key.clone(), mcp_input_request(request)?);
                     }
-                    let state = self.seal_held(&held_target, id)?;
+                    let state = self.seal_held(&held_target, id, identity)?;
                     return Ok(Err(InputRequiredResult::new(Some(requests), Some(state))));
                 }
             };
@@ -617,7 +644,7 @@ impl Session {
                 for (key, request) in &input.requests {
                     requests.insert(key.clone(), mcp_input_request(request)?);
                 }
-                let state = self.seal_state(method, target, &input.state)?;
+                let state = self.shared.seal_state(&binding, &input.state)?;
                 return Ok(Err(InputRequiredResult::new(Some(requests), Some(state))));
             }
             let answers = self.fulfil(cx, &input).await?;
@@ -629,13 +656,13 @@ impl Session {
 
     /// The held call a retry's `requestState` names, if it names one (a state sealed for a
     /// held call cannot be mistaken for an owner's state: it is sealed under another binding).
-    fn open_held(&self, held_target: &str, sealed: &str) -> Option<u64> {
-        let binding = format!("held\n{held_target}").into_bytes();
+    fn open_held(&self, held_target: &str, sealed: &str, identity: &Identity) -> Option<u64> {
+        let binding = held_binding(held_target, identity);
         self.shared.codec.open_json_with::<u64>(sealed, &binding).ok()
     }
 
-    fn seal_held(&self, held_target: &str, id: u64) -> Result<String, McpError> {
-        let binding = format!("held\n{held_target}").into_bytes();
+    fn seal_held(&self, held_target: &str, id: u64, identity: &Identity) -> Result<String, McpError> {
+        let binding = held_binding(held_target, identity);
         let options = SealOptions::new().associated_data(&binding).ttl(HOLD_LIMIT);
         self.shared
             .codec
@@ -644,16 +671,22 @@ impl Session {
     }
 
     /// Pass the catalog's list changes, and updates of the resources this session subscribed
-    /// to, on to a legacy session's client.
+    /// to, on to a legacy session's client, while the token of its latest request is valid.
     fn forward_changes(&self, peer: rmcp::Peer<RoleServer>) {
         use tokio::sync::broadcast::error::RecvError;
         let mut changes = self.catalog().subscribe();
         let mut updates = self.catalog().subscribe_updates();
         let subscriptions = self.subscriptions.clone();
+        let expires = self.expires.clone();
+        let expired = move || {
+            let expires = expires.lock().map(|e| *e).unwrap_or(Some(SystemTime::UNIX_EPOCH));
+            expires.is_some_and(|at| SystemTime::now() >= at)
+        };
         tokio::spawn(async move {
             loop {
                 let sent = tokio::select! {
                     change = changes.recv() => match change {
+                        Ok(_) if expired() => continue,
                         Ok(ListKind::Tools) => peer.notify_tool_list_changed().await,
                         Ok(ListKind::Resources) => peer.notify_resource_list_changed().await,
                         Ok(ListKind::Prompts) => peer.notify_prompt_list_changed().await,
@@ -661,6 +694,7 @@ impl Session {
                         Err(RecvError::Closed) => break,
                     },
                     update = updates.recv() => match update {
+                        Ok(_) if expired() => continue,
                         Ok(uri) => {
                             let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
                             if !subscribed {
@@ -678,6 +712,13 @@ impl Session {
             }
         });
     }
+}
+
+/// The owner of a completion's reference and how grants name it: the same lookup decides both,
+/// so the grant checked is the grant of the owner that serves it.
+enum CompletionRoute {
+    Prompt(crate::catalog::Route),
+    Template(crate::catalog::Owner),
 }
 
 impl ServerHandler for Session {
@@ -702,33 +743,47 @@ impl ServerHandler for Session {
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
-        let session_id = context
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"))
-            .and_then(|id| id.to_str().ok());
-        if let (Some(id), Some(client)) = (session_id, context.peer.peer_info()) {
-            let declared = &client.capabilities;
-            let mut capabilities = serde_json::Map::new();
-            for (name, is_declared) in [
-                ("sampling", declared.sampling.is_some()),
-                ("elicitation", declared.elicitation.is_some()),
-                ("roots", declared.roots.is_some()),
-            ] {
-                if is_declared {
-                    capabilities.insert(name.to_owned(), json!({}));
-                }
-            }
-            let facts = SessionFacts {
-                protocol: client.protocol_version.to_string(),
-                capabilities,
-                log_level: self.log_level.clone(),
-            };
-            let registration = self.shared.legacy.register(id.to_owned(), facts);
-            if let Ok(mut slot) = self.registration.lock() {
-                *slot = Some(registration);
-            }
+        // A client may send `initialized` more than once; the session registers, and starts
+        // passing changes on, only the first time.
+        let Ok(mut registration) = self.registration.lock() else { return };
+        if registration.is_some() {
+            tracing::debug!("a repeated notifications/initialized was ignored");
+            return;
         }
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        // The session's changes reach its client while the token it initialized with (or of
+        // its latest request since) is valid.
+        if let Ok(identity) = caller(parts, &self.shared.guard)
+            && let Ok(mut expires) = self.expires.lock()
+        {
+            *expires = identity.expires;
+        }
+        let session_id = parts.and_then(|parts| parts.headers.get("mcp-session-id")).and_then(|id| id.to_str().ok());
+        match (session_id, context.peer.peer_info()) {
+            (Some(id), Some(client)) => {
+                let declared = &client.capabilities;
+                let mut capabilities = serde_json::Map::new();
+                for (name, is_declared) in [
+                    ("sampling", declared.sampling.is_some()),
+                    ("elicitation", declared.elicitation.is_some()),
+                    ("roots", declared.roots.is_some()),
+                ] {
+                    if is_declared {
+                        capabilities.insert(name.to_owned(), json!({}));
+                    }
+                }
+                let facts = SessionFacts {
+                    protocol: client.protocol_version.to_string(),
+                    capabilities,
+                    log_level: self.log_level.clone(),
+                };
+                *registration = Some(self.shared.legacy.register(id.to_owned(), facts));
+            }
+            // stdio, or a session rmcp did not name: nothing for the relay, but it is
+            // initialized all the same.
+            _ => *registration = Some(Registration::unregistered()),
+        }
+        drop(registration);
         self.forward_changes(context.peer);
     }
 
@@ -745,7 +800,7 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         self.shared.federation.wake().await;
-        let identity = self.identity(&cx);
+        let identity = self.identity(&cx)?;
         let mut tools = self.catalog().tools();
         tools.retain(|tool| identity.allows(EntryKind::Tool, &tool.name));
         Ok(ListToolsResult::with_all_items(tools))
@@ -757,28 +812,44 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        let identity = self.identity(&cx);
-        self.authorize(&identity, "tools/call", EntryKind::Tool, &name, &name)?;
-        self.limit(&identity, "tools/call", &name)?;
-        let started = Instant::now();
-        let route = self
-            .catalog()
-            .tool(&name)
-            .ok_or_else(|| McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name }))))?;
+        let identity = self.identity(&cx)?;
+        let route = self.catalog().tool(&name);
+        let used = Use {
+            method: Method::CallTool,
+            kind: EntryKind::Tool,
+            entry: &name,
+            grant_name: &name,
+            annotations: route.as_ref().and_then(|route| route.annotations.as_ref()),
+        };
+        let mut permit = self.admit(&identity, used)?;
+        let Some(route) = route else {
+            return Err(failed(
+                permit,
+                McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name }))),
+            ));
+        };
         let arguments = Value::Object(request.arguments.take().unwrap_or_default());
-        let (decision, question) =
-            self.consent(&cx, &identity, &name, route.annotations.as_ref(), &arguments, &mut request).await?;
-        if let Some(question) = question {
+        if permit.consent() == Consent::Ask
+            && let Some(question) = self.consent(&cx, &mut permit, &name, &arguments, &mut request).await?
+        {
+            permit.finish("input required");
             return Ok(CallToolResponse::InputRequired(question));
         }
+        let call = Request {
+            identity: &identity,
+            method: "tools/call",
+            target: &name,
+            binding: StateBinding::new("tools/call", &name, &identity, &arguments),
+            input_responses: request.input_responses,
+            request_state: request.request_state.as_deref(),
+        };
         let outcome = self
-            .with_input(&cx, "tools/call", &name, request.input_responses, request.request_state.as_deref(), |c| {
+            .with_input(&cx, call, |c| {
                 let (route, arguments) = (route.clone(), arguments.clone());
                 async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
             })
             .await;
-        let outcome_text = outcome_of(&outcome, |r| r.is_error == Some(true));
-        self.audit_done(&identity, "tools/call", &name, decision, outcome_text, started);
+        permit.finish(outcome_of(&outcome, |r| r.is_error == Some(true)));
         Ok(match outcome? {
             Ok(result) => CallToolResponse::Complete(result),
             Err(input) => CallToolResponse::InputRequired(input),
@@ -791,7 +862,7 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
         self.shared.federation.wake().await;
-        let identity = self.identity(&cx);
+        let identity = self.identity(&cx)?;
         let mut prompts = self.catalog().prompts();
         prompts.retain(|prompt| identity.allows(EntryKind::Prompt, &prompt.name));
         Ok(ListPromptsResult::with_all_items(prompts))
@@ -803,13 +874,22 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
         let name = request.name.clone();
-        let identity = self.identity(&cx);
-        self.authorize(&identity, "prompts/get", EntryKind::Prompt, &name, &name)?;
-        self.limit(&identity, "prompts/get", &name)?;
-        let started = Instant::now();
-        let route = self.catalog().prompt(&name).ok_or_else(|| {
-            McpError::invalid_params(format!("unknown prompt: {name}"), Some(json!({ "name": name })))
-        })?;
+        let identity = self.identity(&cx)?;
+        let used = Use {
+            method: Method::GetPrompt,
+            kind: EntryKind::Prompt,
+            entry: &name,
+            grant_name: &name,
+            annotations: None,
+        };
+        let permit = self.admit(&identity, used)?;
+        let Some(route) = self.catalog().prompt(&name) else {
+            return Err(failed(
+                permit,
+                McpError::invalid_params(format!("unknown prompt: {name}"), Some(json!({ "name": name }))),
+            ));
+        };
+        let given = Value::Object(request.arguments.clone().unwrap_or_default());
         let mut arguments: Vec<(String, String)> = Vec::new();
         for (key, value) in request.arguments.unwrap_or_default() {
             let value = match value {
@@ -818,13 +898,21 @@ impl ServerHandler for Session {
             };
             arguments.push((key, value));
         }
+        let call = Request {
+            identity: &identity,
+            method: "prompts/get",
+            target: &name,
+            binding: StateBinding::new("prompts/get", &name, &identity, &given),
+            input_responses: request.input_responses,
+            request_state: request.request_state.as_deref(),
+        };
         let outcome = self
-            .with_input(&cx, "prompts/get", &name, request.input_responses, request.request_state.as_deref(), |c| {
+            .with_input(&cx, call, |c| {
                 let (route, arguments) = (route.clone(), arguments.clone());
                 async move { route.owner.get_prompt(&route.local_name, &arguments, c).await }
             })
             .await;
-        self.audit_done(&identity, "prompts/get", &name, Decision::Allowed, outcome_of(&outcome, |_| false), started);
+        permit.finish(outcome_of(&outcome, |_| false));
         Ok(match outcome? {
             Ok(result) => GetPromptResponse::Complete(result),
             Err(input) => GetPromptResponse::InputRequired(input),
@@ -837,7 +925,7 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         self.shared.federation.wake().await;
-        let identity = self.identity(&cx);
+        let identity = self.identity(&cx)?;
         let mut resources = self.catalog().resources();
         resources.retain(|resource| {
             identity.allows(EntryKind::Resource, &self.catalog().resource_grant_name(&resource.uri))
@@ -851,10 +939,10 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
         self.shared.federation.wake().await;
-        let identity = self.identity(&cx);
+        let identity = self.identity(&cx)?;
         let mut templates = self.catalog().resource_templates();
         templates.retain(|template| {
-            identity.allows(EntryKind::Resource, &self.catalog().resource_grant_name(&template.uri_template))
+            identity.allows(EntryKind::Resource, &self.catalog().template_grant_name(&template.uri_template))
         });
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
@@ -865,21 +953,37 @@ impl ServerHandler for Session {
         cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
-        let identity = self.identity(&cx);
+        let identity = self.identity(&cx)?;
+        checked_uri(&uri)?;
         let grant_name = self.catalog().resource_grant_name(&uri);
-        self.authorize(&identity, "resources/read", EntryKind::Resource, &uri, &grant_name)?;
-        self.limit(&identity, "resources/read", &uri)?;
-        let started = Instant::now();
+        let used = Use {
+            method: Method::ReadResource,
+            kind: EntryKind::Resource,
+            entry: &uri,
+            grant_name: &grant_name,
+            annotations: None,
+        };
+        let permit = self.admit(&identity, used)?;
         let not_found = || McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
-        let owner = self.catalog().resource_owner(&uri).ok_or_else(not_found)?;
+        let Some(owner) = self.catalog().resource_owner(&uri) else {
+            return Err(failed(permit, not_found()));
+        };
+        let call = Request {
+            identity: &identity,
+            method: "resources/read",
+            target: &uri,
+            binding: StateBinding::new("resources/read", &uri, &identity, &Value::Null),
+            input_responses: request.input_responses,
+            request_state: request.request_state.as_deref(),
+        };
         let outcome = self
-            .with_input(&cx, "resources/read", &uri, request.input_responses, request.request_state.as_deref(), |c| {
+            .with_input(&cx, call, |c| {
                 let (owner, uri) = (owner.clone(), uri.clone());
                 async move { owner.read_resource(&uri, c).await }
             })
             .await
             .map_err(|e| if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND { not_found() } else { e });
-        self.audit_done(&identity, "resources/read", &uri, Decision::Allowed, outcome_of(&outcome, |_| false), started);
+        permit.finish(outcome_of(&outcome, |_| false));
         Ok(match outcome? {
             Ok(result) => ReadResourceResponse::Complete(result),
             Err(input) => ReadResourceResponse::InputRequired(input),
@@ -887,11 +991,32 @@ impl ServerHandler for Session {
     }
 
     async fn subscribe(&self, request: SubscribeRequestParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let identity = self.identity(&cx)?;
+        checked_uri(&request.uri)?;
         let grant_name = self.catalog().resource_grant_name(&request.uri);
-        self.authorize(&self.identity(&cx), "resources/subscribe", EntryKind::Resource, &request.uri, &grant_name)?;
-        if let Ok(mut subscriptions) = self.subscriptions.lock() {
-            subscriptions.insert(request.uri);
+        let used = Use {
+            method: Method::Subscribe,
+            kind: EntryKind::Resource,
+            entry: &request.uri,
+            grant_name: &grant_name,
+            annotations: None,
+        };
+        let permit = self.admit(&identity, used)?;
+        let Ok(mut subscriptions) = self.subscriptions.lock() else {
+            return Err(failed(permit, McpError::internal_error("the session's subscriptions are unavailable", None)));
+        };
+        if subscriptions.len() >= MAX_SUBSCRIPTIONS && !subscriptions.contains(&request.uri) {
+            let message = format!(
+                "this session already subscribes to {MAX_SUBSCRIPTIONS} resources, the most a session may; unsubscribe \
+                 from one first"
+            );
+            return Err(failed(
+                permit,
+                McpError::invalid_request(message, Some(json!({ "limit": MAX_SUBSCRIPTIONS }))),
+            ));
         }
+        subscriptions.insert(request.uri);
+        permit.finish("ok");
         Ok(())
     }
 
@@ -911,35 +1036,39 @@ impl ServerHandler for Session {
         request: CompleteRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        let call_cx = CallContext { meta: self.forwardable_meta(&cx), ..CallContext::default() };
-        let identity = self.identity(&cx);
-        let (kind, grant_name) = match &request.r#ref {
-            rmcp::model::Reference::Prompt(prompt) => (EntryKind::Prompt, prompt.name.clone()),
+        let identity = self.identity(&cx)?;
+        let call_cx = CallContext { meta: self.forwardable_meta(&cx, &identity), ..CallContext::default() };
+        let (kind, entry, grant_name, route) = match &request.r#ref {
+            rmcp::model::Reference::Prompt(prompt) => {
+                let route = self.catalog().prompt(&prompt.name).map(CompletionRoute::Prompt);
+                (EntryKind::Prompt, prompt.name.clone(), prompt.name.clone(), route)
+            }
             rmcp::model::Reference::Resource(resource) => {
-                (EntryKind::Resource, self.catalog().resource_grant_name(&resource.uri))
+                checked_uri(&resource.uri)?;
+                let route = self.catalog().template_owner(&resource.uri);
+                let grant_name = self.catalog().template_grant_name(&resource.uri);
+                (EntryKind::Resource, resource.uri.clone(), grant_name, route.map(CompletionRoute::Template))
             }
             _ => return Err(McpError::invalid_params("unsupported completion reference", None)),
         };
-        self.authorize(&identity, "completion/complete", kind, &grant_name, &grant_name)?;
-        let result = match &request.r#ref {
-            rmcp::model::Reference::Prompt(prompt) => {
-                let route = self
-                    .catalog()
-                    .prompt(&prompt.name)
-                    .ok_or_else(|| McpError::invalid_params(format!("unknown prompt: {}", prompt.name), None))?;
+        let used = Use { method: Method::Complete, kind, entry: &entry, grant_name: &grant_name, annotations: None };
+        let permit = self.admit(&identity, used)?;
+        let result = match route {
+            Some(CompletionRoute::Prompt(route)) => {
                 route.owner.complete(Ok(&route.local_name), &request, call_cx).await
             }
-            rmcp::model::Reference::Resource(resource) => {
-                let owner = self.catalog().template_owner(&resource.uri).ok_or_else(|| {
-                    McpError::invalid_params(format!("unknown resource template: {}", resource.uri), None)
-                })?;
-                owner.complete(Err(&resource.uri), &request, call_cx).await
-            }
-            _ => {
-                return Err(McpError::invalid_params("unsupported completion reference", None));
+            Some(CompletionRoute::Template(owner)) => owner.complete(Err(&entry), &request, call_cx).await,
+            None => {
+                let what = if kind == EntryKind::Prompt { "prompt" } else { "resource template" };
+                return Err(failed(permit, McpError::invalid_params(format!("unknown {what}: {entry}"), None)));
             }
         };
-        result.map_err(call_error)
+        let result = result.map_err(call_error);
+        permit.finish(match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(error) => format!("error: {}", error.message),
+        });
+        result
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
@@ -947,14 +1076,58 @@ impl ServerHandler for Session {
     }
 
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
-        // The filter may name any URI; a resource's updates go only to a listener whose grant
-        // covers it, as `resources/subscribe` refuses the others.
-        let identity = self.identity(subscription.request_context());
+        let identity = self.identity(subscription.request_context())?;
+        // Every resource the filter names must be within the caller's grant, as for
+        // `resources/subscribe`; one use of the rate limit and one audit line for the stream.
+        let uris = subscription.accepted().resource_subscriptions.clone().unwrap_or_default();
+        if uris.len() > MAX_SUBSCRIPTIONS {
+            return Err(McpError::invalid_params(
+                format!("a listen filter may name at most {MAX_SUBSCRIPTIONS} resources ({} given)", uris.len()),
+                None,
+            ));
+        }
+        let mut resources = Vec::with_capacity(uris.len());
+        for uri in &uris {
+            checked_uri(uri)?;
+            resources.push((uri.as_str(), self.catalog().resource_grant_name(uri)));
+        }
+        let resources: Vec<(&str, &str)> = resources.iter().map(|(uri, grant)| (*uri, grant.as_str())).collect();
+        let permit = self.shared.guard.admit_listen(&identity, &resources)?;
+        let expiry = identity.expires.map(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
+        let result = self.deliver(&subscription, &identity, expiry).await;
+        permit.finish("ok");
+        result
+    }
+}
+
+impl Session {
+    /// The notifications of one `subscriptions/listen` stream, until the client cancels it or
+    /// the token that opened it expires.
+    async fn deliver(
+        &self,
+        subscription: &SubscriptionContext,
+        identity: &Identity,
+        expiry: Option<tokio::time::Instant>,
+    ) -> Result<(), McpError> {
         let mut changes = self.catalog().subscribe();
         let mut updates = self.catalog().subscribe_updates();
+        let expired = async {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 () = subscription.cancelled() => return Ok(()),
+                () = &mut expired => {
+                    tracing::debug!(caller = %identity.describe(), "a listen stream ended with its token");
+                    return Ok(());
+                }
                 update = updates.recv() => {
                     let uri = match update {
                         Ok(uri) => uri,
@@ -997,5 +1170,66 @@ impl ServerHandler for Session {
                 }
             }
         }
+    }
+}
+
+/// End an admitted use that could not run, with the error its caller gets.
+fn failed(permit: Permit, error: McpError) -> McpError {
+    permit.finish(format!("error: {}", error.message));
+    error
+}
+
+/// Refuse a resource URI a grant could misjudge (see [`crate::auth::check_resource_uri`]).
+fn checked_uri(uri: &str) -> Result<(), McpError> {
+    crate::auth::check_resource_uri(uri).map_err(|reason| McpError::invalid_params(reason, Some(json!({ "uri": uri }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Grants;
+
+    #[test]
+    fn with_auth_an_http_request_without_an_identity_is_refused_not_taken_for_the_local_user() {
+        let mut guard = Guard::permissive();
+        let (parts, ()) = axum::http::Request::post("/mcp").body(()).expect("a request").into_parts();
+        assert_eq!(caller(Some(&parts), &guard).expect("no [auth]: the local user").subject, "local");
+        assert_eq!(caller(None, &guard).expect("stdio").subject, "local");
+        guard.requires_token = true;
+        let refused = caller(Some(&parts), &guard).expect_err("an HTTP request the edge did not name");
+        assert!(refused.message.contains("bearer token"), "{}", refused.message);
+        assert_eq!(caller(None, &guard).expect("stdio is still the local user").subject, "local");
+        let (mut parts, ()) = axum::http::Request::post("/mcp").body(()).expect("a request").into_parts();
+        let alice = Identity {
+            subject: "alice".into(),
+            issuer: Some("idp".into()),
+            actor: None,
+            grants: Grants::everything(),
+            expires: None,
+        };
+        parts.extensions.insert(Arc::new(alice));
+        assert_eq!(caller(Some(&parts), &guard).expect("named by the edge").subject, "alice");
+    }
+
+    #[test]
+    fn a_state_binding_covers_caller_and_arguments_in_any_key_order() {
+        let alice = Identity::local();
+        let mut bob = Identity::local();
+        bob.subject = "bob".into();
+        let mut other_issuer = Identity::local();
+        other_issuer.issuer = Some("elsewhere".into());
+        let arguments = json!({ "a": 1, "b": { "c": [1, 2], "d": "x" } });
+        let reordered: Value = serde_json::from_str(r#"{ "b": { "d": "x", "c": [1, 2] }, "a": 1 }"#).expect("JSON");
+        let binding =
+            |identity: &Identity, arguments: &Value| StateBinding::new("tools/call", "t", identity, arguments).0;
+        assert_eq!(binding(&alice, &arguments), binding(&alice, &reordered));
+        assert_ne!(binding(&alice, &arguments), binding(&bob, &arguments));
+        assert_ne!(binding(&alice, &arguments), binding(&other_issuer, &arguments));
+        assert_ne!(binding(&alice, &arguments), binding(&alice, &json!({ "a": 2, "b": { "c": [1, 2], "d": "x" } })));
+        assert_ne!(binding(&alice, &json!([1, 2])), binding(&alice, &json!([2, 1])));
+        assert_ne!(
+            StateBinding::new("tools/call", "t", &alice, &arguments).0,
+            StateBinding::consent("t", &alice, &arguments).0
+        );
     }
 }

@@ -25,6 +25,9 @@ use crate::auth::edge::{self, Gate};
 use crate::relay::{self, RelayScope};
 use crate::session::{Session, Shared};
 
+mod jsonrpc;
+mod rebinding;
+
 const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Origins of loopback pages; any other browser origin is refused (DNS-rebinding guard).
@@ -57,6 +60,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     let scope = Arc::new(RelayScope::new(&hosts));
     let mut origins: Vec<String> = LOOPBACK_ORIGINS.map(String::from).to_vec();
     origins.extend(options.allowed_origins);
+    let rebinding = Arc::new(rebinding::Rebinding::new(&hosts, &origins));
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
@@ -72,7 +76,8 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     let mut manager = LocalSessionManager::default();
     manager.session_config.keep_alive = None;
     let manager = Arc::new(manager);
-    tokio::spawn(end_idle_sessions(shared.clone(), manager.clone(), options.session_idle, streams.child_token()));
+    let idle = IdleSweep { limit: options.session_idle, gate: options.gate.clone() };
+    tokio::spawn(end_idle_sessions(shared.clone(), manager.clone(), idle, streams.child_token()));
     let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager, config);
     let limit = options.max_request_body_bytes;
     let gate = options.gate;
@@ -89,10 +94,17 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
             Router::new()
                 .route(edge::METADATA_PATH, get(edge::metadata))
                 .route(&format!("{}/mcp", edge::METADATA_PATH), get(edge::metadata))
-                .with_state(gate),
+                .with_state(gate)
+                .layer(axum::middleware::from_fn_with_state(rebinding.clone(), rebinding::guard)),
         );
     }
-    mcp.merge(Router::new().route("/health", get(health)).with_state((shared, gate_for_health)))
+    // rmcp guards `/mcp` against DNS rebinding; the routes beside it get the same guard.
+    mcp.merge(
+        Router::new()
+            .route("/health", get(health))
+            .with_state((shared, gate_for_health))
+            .layer(axum::middleware::from_fn_with_state(rebinding, rebinding::guard)),
+    )
 }
 
 fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
@@ -108,11 +120,17 @@ struct Edge {
     limit: usize,
 }
 
+/// When a legacy session counts as idle, and the gate that must forget an ended session.
+struct IdleSweep {
+    limit: Duration,
+    gate: Option<Arc<Gate>>,
+}
+
 /// End the legacy sessions nobody used for `limit`, until `stop`.
 async fn end_idle_sessions(
     shared: Arc<Shared>,
     manager: Arc<LocalSessionManager>,
-    limit: Duration,
+    IdleSweep { limit, gate }: IdleSweep,
     stop: CancellationToken,
 ) {
     use rmcp::transport::streamable_http_server::session::SessionManager;
@@ -124,6 +142,11 @@ async fn end_idle_sessions(
         }
         for id in shared.legacy.idle(limit) {
             tracing::debug!(session = %id, "ending an idle session");
+            // Also sessions rmcp already ended for its own reasons: the listener issued them,
+            // so the sweep finds them once unused, and the gate forgets them here.
+            if let Some(gate) = &gate {
+                gate.end_session(&id);
+            }
             let _ = manager.close_session(&id.into()).await;
         }
     }
@@ -218,6 +241,28 @@ async fn reject_malformed(request: Request, next: Next, edge: &Edge) -> Response
         }
         Ok(message) => message,
     };
+    if let Err(invalid) = jsonrpc::check(&message, &bytes, &parts.headers) {
+        return invalid.into_response();
+    }
+    // An `initialize` opens a legacy session: under `[auth]` it must fit the caller's limits,
+    // and the session is bound to the caller before the client learns its id.
+    if let Some(gate) = &edge.gate
+        && let Some(identity) = parts.extensions.get::<Arc<Identity>>()
+        && !parts.headers.contains_key(SESSION_HEADER)
+        && message.get("method").and_then(|m| m.as_str()) == Some("initialize")
+    {
+        let slot = match gate.reserve_session(identity) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                return Gate::session_refused(&refusal, message.get("id").unwrap_or(&serde_json::Value::Null));
+            }
+        };
+        let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        if let Some(id) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+            slot.bind(id);
+        }
+        return response;
+    }
     if let Some(gate) = edge.gate.as_deref()
         && let Some(identity) = parts.extensions.get::<Arc<Identity>>()
         && let Some((kind, name)) = shared.entry_of(&message)

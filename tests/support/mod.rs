@@ -498,6 +498,16 @@ impl LegacySession {
         }
     }
 
+    /// How many notifications with this method arrive on the GET stream within `window`.
+    pub async fn count_notifications(&mut self, method: &str, window: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut count = 0;
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.notifications.recv()).await {
+            count += usize::from(m["method"] == method);
+        }
+        count
+    }
+
     pub fn drain_notifications(&mut self) {
         while self.notifications.try_recv().is_ok() {}
     }

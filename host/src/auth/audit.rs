@@ -56,6 +56,11 @@ impl AuditLog {
         Ok(Self { sink: Some(Mutex::new(sink)) })
     }
 
+    /// Audit lines written to `sink` (tests read them back from memory).
+    pub fn to_writer(sink: Box<dyn Write + Send>) -> Self {
+        Self { sink: Some(Mutex::new(sink)) }
+    }
+
     pub fn enabled(&self) -> bool {
         self.sink.is_some()
     }

@@ -165,13 +165,36 @@ impl Verifier {
             _ => Vec::new(),
         };
         let actor = claims.get("act").and_then(|act| act.get("sub")).and_then(Value::as_str).map(str::to_owned);
+        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let named_by = subject_issuer(&claims, &issuer.issuer, actor.as_deref(), &subject);
         Identity {
-            subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            issuer: Some(issuer.issuer.clone()),
+            issuer: Some(named_by.unwrap_or_else(|| issuer.issuer.clone())),
+            subject,
             actor,
             grants: Grants::from_scopes(&scopes).within(issuer.ceiling.as_deref()),
+            // Streams opened with this token stop delivering when it expires (`exp` is required).
+            expires: claims
+                .get("exp")
+                .and_then(Value::as_u64)
+                .map(|exp| std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp)),
         }
     }
+}
+
+/// The issuer that named the subject of a token a host minted for a caller it forwards: the
+/// `iss` of its `sub_id` (RFC 9493 `iss_sub`). Taken only from a host acting for its own
+/// caller (`act.sub` is the token's issuer) and only when `sub_id` names the token's `sub`;
+/// the grants stay capped by the token's issuer, whatever `sub_id` says. Without it, a
+/// forwarded subject's issuer would be the forwarding host's, and callers with the same
+/// subject from two issuers would be one principal here.
+fn subject_issuer(claims: &Map<String, Value>, issuer: &str, actor: Option<&str>, subject: &str) -> Option<String> {
+    if actor != Some(issuer) {
+        return None;
+    }
+    let id = claims.get("sub_id")?;
+    let named = id.get("format").and_then(Value::as_str) == Some("iss_sub")
+        && id.get("sub").and_then(Value::as_str) == Some(subject);
+    id.get("iss").and_then(Value::as_str).filter(|iss| named && !iss.is_empty()).map(str::to_owned)
 }
 
 /// The `alg` a header names, for the error message when jsonwebtoken cannot parse it.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, KeypairBytes};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Map, Value, json};
 
@@ -27,6 +27,10 @@ pub struct GeneratedKeys {
 
 /// Write a new Ed25519 key pair as `<dir>/<name>.pem` (private, owner-only) and
 /// `<dir>/<name>.pub.pem`. An existing private key is never overwritten.
+///
+/// The private key is PKCS#8 v1 (RFC 5208: the seed alone), the form OpenSSL, Python's
+/// `cryptography` and most JWT libraries read; the v2 form (RFC 5958, with the public key
+/// inside), which earlier versions wrote, is still accepted by [`Signer::load`].
 pub fn generate(dir: &Path, name: &str) -> Result<GeneratedKeys, SigningError> {
     let private = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
@@ -38,7 +42,9 @@ pub fn generate(dir: &Path, name: &str) -> Result<GeneratedKeys, SigningError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| error(&private, format!("no random source: {e}")))?;
     let key = SigningKey::from_bytes(&seed);
-    let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| error(&private, e.to_string()))?;
+    let private_pem = KeypairBytes { secret_key: key.to_bytes(), public_key: None }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| error(&private, e.to_string()))?;
     let public_pem =
         key.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| error(&public, e.to_string()))?;
     write_private(&private, private_pem.as_bytes()).map_err(|e| error(&private, format!("cannot write: {e}")))?;
@@ -95,6 +101,18 @@ impl Signer {
 
     /// A signed token, and when it expires.
     pub fn mint(&self, request: &TokenRequest) -> Result<(String, SystemTime), SigningError> {
+        self.mint_for(request, None)
+    }
+
+    /// A signed token for a subject named by another issuer (`subject_issuer`, the issuer of
+    /// the caller this host forwards): besides `sub`, it carries `sub_id` in RFC 9493's
+    /// `iss_sub` format, so the peer can tell apart callers with the same subject from
+    /// different issuers.
+    pub fn mint_for(
+        &self,
+        request: &TokenRequest,
+        subject_issuer: Option<&str>,
+    ) -> Result<(String, SystemTime), SigningError> {
         let now = SystemTime::now();
         let expires = now + request.ttl;
         let seconds = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
@@ -109,6 +127,9 @@ impl Signer {
         if let Some(actor) = &request.actor {
             claims.insert("act".into(), json!({ "sub": actor }));
         }
+        if let Some(issuer) = subject_issuer {
+            claims.insert("sub_id".into(), json!({ "format": "iss_sub", "iss": issuer, "sub": request.subject }));
+        }
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.name.clone());
         let token =
@@ -121,6 +142,84 @@ impl Signer {
 mod tests {
     use super::*;
     use crate::auth::{AuthSettings, EntryKind, IssuerSettings, KeySource, jwt::Verifier};
+
+    fn verifier(public: PathBuf) -> Verifier {
+        Verifier::new(AuthSettings {
+            audience: "host-b".into(),
+            algorithms: vec![Algorithm::EdDSA],
+            leeway_secs: 5,
+            scope_claim: "scope".into(),
+            issuers: vec![IssuerSettings {
+                issuer: "host-a".into(),
+                keys: vec![KeySource::Pem { path: public, kid: Some("host-a".into()) }],
+                ceiling: None,
+            }],
+            resource: None,
+            authorization_servers: Vec::new(),
+        })
+        .expect("verifier")
+    }
+
+    fn request(subject: &str) -> TokenRequest {
+        TokenRequest {
+            subject: subject.into(),
+            audience: "host-b".into(),
+            scopes: vec!["*".into()],
+            ttl: Duration::from_secs(60),
+            actor: Some("host-a".into()),
+        }
+    }
+
+    #[test]
+    fn a_generated_private_key_is_pkcs8_v1_and_a_v2_key_of_earlier_versions_still_loads() {
+        use ed25519_dalek::pkcs8::spki::der::pem::decode_vec;
+        // The DER starts `SEQUENCE { INTEGER version, ...`: version 0 is v1, 1 is v2.
+        let version = |pem: &str| decode_vec(pem.as_bytes()).map(|(_, der)| der.get(2..5).map(<[u8]>::to_vec));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = generate(dir.path(), "host-a").expect("keys");
+        let pem = std::fs::read_to_string(&files.private).expect("key");
+        assert_eq!(version(&pem).expect("PEM"), Some(vec![2, 1, 0]), "OpenSSL and PyJWT read v1");
+        Signer::load("host-a", &files.private).expect("a v1 key loads");
+
+        // What `keys generate` wrote before: v2, the public key inside.
+        let old = SigningKey::from_bytes(&[7u8; 32]);
+        let v2 = old.to_pkcs8_pem(LineEnding::LF).expect("v2 PEM");
+        assert_eq!(version(&v2).expect("PEM"), Some(vec![2, 1, 1]));
+        let old_private = dir.path().join("old.pem");
+        let old_public = dir.path().join("old.pub.pem");
+        std::fs::write(&old_private, v2.as_bytes()).expect("write");
+        std::fs::write(&old_public, old.verifying_key().to_public_key_pem(LineEnding::LF).expect("PEM"))
+            .expect("write");
+        let (token, _) =
+            Signer::load("host-a", &old_private).expect("a v2 key loads").mint(&request("x")).expect("token");
+        assert_eq!(verifier(old_public).verify(&token).expect("valid").subject, "x");
+    }
+
+    #[test]
+    fn callers_with_one_subject_from_two_issuers_are_two_principals_at_the_peer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = generate(dir.path(), "host-a").expect("keys");
+        let signer = Signer::load("host-a", &files.private).expect("signer");
+        let verifier = verifier(files.public);
+        let as_seen = |issuer: Option<&str>| {
+            let (token, _) = signer.mint_for(&request("alice"), issuer).expect("token");
+            verifier.verify(&token).expect("valid")
+        };
+        let one = as_seen(Some("https://idp-one"));
+        let two = as_seen(Some("https://idp-two"));
+        assert_eq!((one.subject.as_str(), two.subject.as_str()), ("alice", "alice"));
+        assert_eq!(one.issuer.as_deref(), Some("https://idp-one"));
+        assert_eq!(one.actor.as_deref(), Some("host-a"));
+        assert_ne!(one.limit_key(), two.limit_key());
+        assert_ne!(one.describe(), two.describe());
+        // Without sub_id the subject is the host's to name.
+        assert_eq!(as_seen(None).issuer.as_deref(), Some("host-a"));
+        // sub_id counts only from a host acting for its own caller, and only for its `sub`.
+        let mut own = request("alice");
+        own.actor = None;
+        let (token, _) = signer.mint_for(&own, Some("https://idp-one")).expect("token");
+        assert_eq!(verifier.verify(&token).expect("valid").issuer.as_deref(), Some("host-a"));
+    }
 
     #[test]
     fn a_generated_key_mints_tokens_its_public_key_verifies() {

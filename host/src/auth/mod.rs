@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod consent;
 pub mod edge;
+pub mod gate;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
@@ -24,6 +25,9 @@ pub struct Guard {
     pub limits: Option<limits::RateLimiter>,
     /// Who a request without a verified token is: stdio, or HTTP on a host without `[auth]`.
     pub local: std::sync::Arc<Identity>,
+    /// `[auth]` is set: an HTTP request must carry a verified identity, and one that reaches
+    /// the session without it is refused, never taken for the local user.
+    pub requires_token: bool,
 }
 
 impl Guard {
@@ -34,6 +38,7 @@ impl Guard {
             consent: consent::ConsentRules::default(),
             limits: None,
             local: std::sync::Arc::new(Identity::local()),
+            requires_token: false,
         }
     }
 }
@@ -174,13 +179,15 @@ pub struct Identity {
     /// The party acting for the subject (`act.sub`): a host forwarding its client's call.
     pub actor: Option<String>,
     pub grants: Grants,
+    /// When the token this identity came from expires; `None` for the local user.
+    pub expires: Option<std::time::SystemTime>,
 }
 
 impl Identity {
     /// The local user (stdio, or HTTP on a host without `[auth]`): everything, unless
     /// `[local_user]` says otherwise.
     pub fn local() -> Self {
-        Self { subject: "local".into(), issuer: None, actor: None, grants: Grants::everything() }
+        Self { subject: "local".into(), issuer: None, actor: None, grants: Grants::everything(), expires: None }
     }
 
     pub fn allows(&self, kind: EntryKind, name: &str) -> bool {
@@ -200,6 +207,29 @@ impl Identity {
             _ => self.subject.clone(),
         }
     }
+}
+
+/// Refuse a resource URI that names one thing to a grant and maybe another to its owner:
+/// dot-segments (`.` and `..`, also percent-encoded) and percent-encoded separators (`%2F`,
+/// `%5C`). A grant `resources:docs__file:///a/*` must not cover `file:///a/../b/secret`.
+/// Refusing is simpler than normalising (RFC 3986 §6) and leaves no doubt which form an owner
+/// sees: clients send URIs as the server listed them, and listed URIs have no such segments.
+pub fn check_resource_uri(uri: &str) -> Result<(), String> {
+    for segment in uri.split(['/', '\\']) {
+        let lowered = segment.to_ascii_lowercase();
+        if lowered.contains("%2f") || lowered.contains("%5c") {
+            return Err(format!(
+                "the resource URI {uri:?} has an encoded path separator (%2F or %5C); send it unencoded"
+            ));
+        }
+        let decoded = lowered.replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(format!(
+                "the resource URI {uri:?} has a dot-segment ('.' or '..'); send the URI as the server listed it"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -242,6 +272,32 @@ mod tests {
         assert!(!grants.allows(EntryKind::Prompt, "text__upper"));
         let none = Grants::from_scopes::<&str>(&[]).within(Some(&["*"]));
         assert!(!none.allows(EntryKind::Tool, "text__upper"));
+    }
+
+    #[test]
+    fn resource_uris_with_dot_segments_or_encoded_separators_are_refused() {
+        for refused in [
+            "file:///a/../b/secret",
+            "file:///a/./b",
+            "file:///a/..",
+            "file:///a/%2e%2E/b",
+            "file:///a/.%2e/b",
+            "file:///a/b%2Fc",
+            "file:///a/b%5cc",
+            "file:///a\\..\\b",
+            "docs://x/?q=../../b",
+        ] {
+            assert!(check_resource_uri(refused).is_err(), "{refused}");
+        }
+        for allowed in
+            ["file:///a/b.md", "file:///a/..b/c", "notes://today", "file:///a/b/", "urn:x:..", "mem://x/{id}"]
+        {
+            assert!(check_resource_uri(allowed).is_ok(), "{allowed}");
+        }
+        // The attack the rule stops: a grant for /a/* would match the raw text.
+        let grants = Grants::from_scopes(&["resources:docs__file:///a/*"]);
+        assert!(grants.allows(EntryKind::Resource, "docs__file:///a/../b/secret"));
+        assert!(check_resource_uri("file:///a/../b/secret").is_err());
     }
 
     #[test]

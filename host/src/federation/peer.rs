@@ -14,10 +14,10 @@ use rmcp::model::{
 };
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, PeerRequestOptions, RunningService, ServiceError};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
-use super::client::{ActiveCalls, CountingTransport, PeerClient};
-use super::credentials::{CALLER_KEY, Minter, PeerHttpClient, with_causes};
+use super::client::{ActiveCalls, CountingTransport, ListChanges, PeerClient, StreamMark};
+use super::credentials::{CALLER_KEY, Caller, Minter, PeerHttpClient, with_causes};
 use super::loops;
 use crate::call::{CallContext, CallError, InputRequest, InputRequired, ListKind, Outcome};
 use crate::config::{PeerConfig, PeerConnect, PeerCredentials, PeerTarget};
@@ -171,6 +171,13 @@ impl Peer {
             "resources": listing.resources.len() + listing.templates.len(),
             "prompts": listing.prompts.len(),
         });
+        let (unattributed, over_budget) = self.calls.dropped();
+        report["dropped"] = json!({
+            "unattributed": unattributed,
+            "over_budget": over_budget,
+            "reason": "log messages and requests the peer sent outside the response stream of a call, and events \
+                       past a forwarded call's budget",
+        });
         if !listing.looped.is_empty() {
             report["loop"] = json!({
                 "dropped": listing.looped,
@@ -211,11 +218,11 @@ impl Peer {
         loop {
             attempt += 1;
             self.set_state(State::Connecting { attempt });
-            let (changed_tx, changed_rx) = mpsc::unbounded_channel();
+            let changed = Arc::new(ListChanges::default());
             let client = PeerClient {
                 peer_name: self.config.name.clone(),
                 calls: self.calls.clone(),
-                changed: changed_tx,
+                changed: changed.clone(),
                 updated: self.updated.clone(),
             };
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(client)).await;
@@ -232,7 +239,7 @@ impl Peer {
                 Ok(Ok((service, relay))) => {
                     attempt = 0;
                     backoff = FIRST_BACKOFF;
-                    let reason = self.serve(service, changed_rx, relay).await;
+                    let reason = self.serve(service, &changed, relay).await;
                     tracing::warn!(peer = %self.config.name, %reason, "peer connection lost; reconnecting");
                     self.set_state(State::Down { reason, attempt: 0 });
                 }
@@ -289,9 +296,10 @@ impl Peer {
                 let inner = peer_http_client(&self.config.tls)?;
                 let relay_url = reqwest::Url::parse(url).map_err(|e| format!("the peer's URL {url:?}: {e}"))?;
                 let relay = Relay { http: inner.clone(), url: relay_url, headers };
-                let http = PeerHttpClient { inner, minter: self.minter.clone() };
+                let mark = Arc::new(StreamMark::new()?);
+                let http = PeerHttpClient { inner, minter: self.minter.clone(), mark: mark.clone() };
                 let transport = StreamableHttpClientTransport::with_client(http, config);
-                let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
+                let transport = CountingTransport { inner: transport, calls: self.calls.clone(), mark: Some(mark) };
                 let service = client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))?;
                 Ok((service, Some(relay)))
             }
@@ -300,7 +308,8 @@ impl Peer {
                 command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
                 let transport = rmcp::transport::TokioChildProcess::new(command)
                     .map_err(|e| format!("cannot start {program}: {e}"))?;
-                let transport = CountingTransport { inner: transport, calls: self.calls.clone() };
+                // No response streams on stdio: the peer's log messages cannot be tied to a call.
+                let transport = CountingTransport { inner: transport, calls: self.calls.clone(), mark: None };
                 let service = client.serve_with_lifecycle(transport, lifecycle).await.map_err(|e| with_causes(&e))?;
                 Ok((service, None))
             }
@@ -311,7 +320,7 @@ impl Peer {
     async fn serve(
         &self,
         service: RunningService<RoleClient, PeerClient>,
-        mut changed: mpsc::UnboundedReceiver<ListKind>,
+        changed: &ListChanges,
         relay: Option<Relay>,
     ) -> String {
         let upstream = service.peer().clone();
@@ -337,11 +346,12 @@ impl Peer {
                 }
             };
             tokio::select! {
-                Some(kind) = changed.recv() => {
-                    if let Err(reason) = self.refresh(&upstream, vec![kind]).await {
+                kinds = changed.next() => {
+                    let resources = kinds.contains(&ListKind::Resources);
+                    if let Err(reason) = self.refresh(&upstream, kinds).await {
                         break reason;
                     }
-                    if kind == ListKind::Resources {
+                    if resources {
                         self.subscribe_resources(&upstream, &mut subscribed).await;
                     }
                 }
@@ -491,12 +501,14 @@ impl Peer {
 
     /// Post one stateless tools/call (already rewritten for the peer) over `relay`, with the
     /// caller's credentials for the peer and the caller's `Mcp-*` headers; the peer's response
-    /// (its body not yet read). The time limit is the caller's to apply to the body.
+    /// (its body not yet read). The time limit is the caller's to apply to the body. `caller`
+    /// is whom the call is for (an `&Identity`: its subject and issuer); a bare subject is a
+    /// caller without an issuer, as the local user is.
     pub async fn relay_post(
         &self,
         relay: &Relay,
         body: Vec<u8>,
-        caller: &str,
+        caller: impl Into<Caller>,
         headers: reqwest::header::HeaderMap,
         deadline: tokio::time::Instant,
     ) -> Result<reqwest::Response, CallError> {
@@ -508,7 +520,7 @@ impl Peer {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json, text/event-stream");
         if let Some(minter) = &self.minter {
-            let token = minter.token_for(Some(caller)).map_err(|e| CallError::Peer {
+            let token = minter.token_for(Some(&caller.into())).map_err(|e| CallError::Peer {
                 peer: self.config.name.clone(),
                 message: format!("cannot mint a token for the peer: {e}"),
             })?;
@@ -620,7 +632,7 @@ impl Peer {
     async fn request(&self, request: ClientRequest, cx: &CallContext) -> Result<ServerResult, CallError> {
         let meta = self.forwarded_meta(cx)?;
         let upstream = self.upstream().await?;
-        let call = self.calls.begin(cx.events.clone());
+        let call = self.calls.begin(&self.config.name, cx.events.clone());
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(self.config.timeout);
         options.meta = Some(meta);

@@ -3,7 +3,7 @@
 //! Deny by default: without a manifest (or with an empty one) a plugin gets no files, no
 //! environment, no network, no client round-trips, and the host's default limits.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -26,6 +26,92 @@ pub struct NetworkGrant {
     /// What it resolved to when the plugin was loaded.
     pub addresses: Vec<SocketAddr>,
 }
+
+impl NetworkGrant {
+    /// The host part as written: a name or an IP literal (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        self.entry.rsplit_once(':').map_or("", |(host, _)| host).trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// Whether the grant names its destination by IP literal rather than by a name that
+    /// DNS could point anywhere.
+    pub fn is_ip_literal(&self) -> bool {
+        self.host().parse::<IpAddr>().is_ok()
+    }
+}
+
+/// Why `ip` is not on the public internet (`None`: it is): loopback, private, link-local
+/// and the like reach the host itself or its local network, which a grant by name must not
+/// open by accident (the name's owner, not the operator, decides where it points).
+pub fn non_public_range(ip: IpAddr) -> Option<&'static str> {
+    fn v4(ip: Ipv4Addr) -> Option<&'static str> {
+        let [a, b, ..] = ip.octets();
+        if ip.is_loopback() {
+            Some("loopback")
+        } else if ip.is_private() {
+            Some("private")
+        } else if ip.is_link_local() {
+            Some("link-local")
+        } else if a == 0 {
+            Some("unspecified (0.0.0.0/8)")
+        } else if a == 100 && (64..128).contains(&b) {
+            Some("shared (100.64.0.0/10)")
+        } else if ip.is_broadcast() || ip.is_multicast() || a >= 240 {
+            Some("broadcast, multicast or reserved")
+        } else {
+            None
+        }
+    }
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => {
+            // An IPv4 address in IPv6 clothing (mapped, or NAT64's well-known prefix) reaches
+            // the IPv4 address.
+            if let Some(mapped) = ip.to_ipv4_mapped() {
+                return v4(mapped);
+            }
+            let segments = ip.segments();
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., hi, lo] = segments;
+                return v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+            }
+            if ip.is_loopback() {
+                Some("loopback")
+            } else if ip.is_unspecified() {
+                Some("unspecified")
+            } else if segments[0] & 0xfe00 == 0xfc00 || segments[0] & 0xffc0 == 0xfec0 {
+                Some("private (unique or site local)")
+            } else if segments[0] & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if ip.is_multicast() {
+                Some("multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Why `namespace` cannot prefix entry names (`None`: it can). Names are
+/// `<namespace>__<name>`: a namespace holding `__` or ending in `_` would make one owner's
+/// names start with another's prefix (`docs_` + `__x` starts with `docs__`), so a grant
+/// such as `tools:docs__*` would cover more than namespace `docs`.
+pub fn namespace_problem(namespace: &str) -> Option<&'static str> {
+    if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Some(
+            "may hold only ASCII letters, digits, '-' and '_' (tool names must stay within              ^[A-Za-z0-9_-]{1,64}$)",
+        )
+    } else if namespace.contains("__") {
+        Some("must not contain \"__\", which separates a namespace from its entry names")
+    } else if namespace.ends_with('_') {
+        Some("must not end in '_' (it would run into the \"__\" separator)")
+    } else {
+        None
+    }
+}
+
+/// The longest namespace, leaving room for entry names within the 64 characters clients allow.
+pub const MAX_NAMESPACE_LEN: usize = 32;
 
 /// One origin a plugin may reach with wasi:http. Requests are checked by the name in their
 /// URL (the host resolves it), so a grant for `localhost:8080` does not admit `127.0.0.1:8080`.
@@ -60,6 +146,9 @@ pub struct Manifest {
     pub memory_mb: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub max_response_kb: Option<u64>,
+    /// Lower the host's per-call budget of log and progress messages (count, and KiB of text).
+    pub max_events: Option<u64>,
+    pub max_event_kb: Option<u64>,
     /// Client round-trips the plugin may ask for.
     pub sampling: bool,
     pub elicitation: bool,
@@ -89,6 +178,8 @@ struct RawCapabilities {
     memory_mb: Option<u64>,
     timeout_ms: Option<u64>,
     max_response_kb: Option<u64>,
+    max_events: Option<u64>,
+    max_event_kb: Option<u64>,
     #[serde(default)]
     sampling: bool,
     #[serde(default)]
@@ -112,6 +203,9 @@ pub struct Ceilings<'a> {
     pub file_roots: Option<&'a [PathBuf]>,
     pub env: Option<&'a [String]>,
     pub network: Option<&'a [String]>,
+    /// Whether a grant by name may resolve to loopback, private or link-local addresses
+    /// (`plugins.allow_private_networks`); IP literal grants may regardless.
+    pub private_networks: bool,
 }
 
 /// A manifest that cannot be used, with the file and the reason.
@@ -147,20 +241,21 @@ impl Manifest {
         let raw: RawManifest = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let _ = raw.description;
         if let Some(namespace) = &raw.namespace {
-            if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(format!(
-                    "namespace: {namespace:?} may hold only ASCII letters, digits, '-' and '_' (tool names must \
-                     stay within ^[A-Za-z0-9_-]{{1,64}}$)"
-                ));
+            if let Some(problem) = namespace_problem(namespace) {
+                return Err(format!("namespace: {namespace:?} {problem}"));
             }
-            if namespace.len() > 32 {
-                return Err(format!("namespace: {namespace:?} is longer than 32 characters"));
+            if namespace.len() > MAX_NAMESPACE_LEN {
+                return Err(format!("namespace: {namespace:?} is longer than {MAX_NAMESPACE_LEN} characters"));
             }
         }
         let caps = raw.capabilities;
-        for (field, value) in
-            [("memory_mb", caps.memory_mb), ("timeout_ms", caps.timeout_ms), ("max_response_kb", caps.max_response_kb)]
-        {
+        for (field, value) in [
+            ("memory_mb", caps.memory_mb),
+            ("timeout_ms", caps.timeout_ms),
+            ("max_response_kb", caps.max_response_kb),
+            ("max_events", caps.max_events),
+            ("max_event_kb", caps.max_event_kb),
+        ] {
             if value == Some(0) {
                 return Err(format!("capabilities.{field}: must be at least 1"));
             }
@@ -229,6 +324,8 @@ impl Manifest {
             memory_mb: caps.memory_mb,
             timeout_ms: caps.timeout_ms,
             max_response_kb: caps.max_response_kb,
+            max_events: caps.max_events,
+            max_event_kb: caps.max_event_kb,
             sampling: caps.sampling,
             elicitation: caps.elicitation,
             roots: caps.roots,
@@ -238,6 +335,21 @@ impl Manifest {
     /// Refuse grants beyond what the host allows any plugin. File grants are compared after
     /// resolving symlinks, so a link inside an allowed folder cannot reach outside it.
     pub fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
+        if !ceilings.private_networks {
+            for (i, grant) in self.network.iter().enumerate().filter(|(_, grant)| !grant.is_ip_literal()) {
+                for address in &grant.addresses {
+                    if let Some(range) = non_public_range(address.ip()) {
+                        return Err(format!(
+                            "capabilities.network[{i}]: {} resolves to {}, a {range} address; a grant by name \
+                             must reach public addresses only (grant the IP literal, \"{address}\", or set \
+                             plugins.allow_private_networks = true in the host config)",
+                            grant.entry,
+                            address.ip()
+                        ));
+                    }
+                }
+            }
+        }
         if let Some(roots) = ceilings.file_roots {
             let roots: Vec<PathBuf> = roots.iter().map(|r| r.canonicalize().unwrap_or_else(|_| r.clone())).collect();
             for (i, grant) in self.files.iter().enumerate() {
@@ -314,7 +426,75 @@ impl Manifest {
 mod tests {
     use std::path::Path;
 
-    use super::{Ceilings, Manifest};
+    use std::net::IpAddr;
+
+    use super::{Ceilings, Manifest, namespace_problem, non_public_range};
+
+    #[test]
+    fn non_public_addresses_are_recognised() {
+        let non_public = [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+        ];
+        for ip in non_public {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(non_public_range(ip).is_some(), "{ip} should not count as public");
+        }
+        let public = ["1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:1.1.1.1"];
+        for ip in public {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(non_public_range(ip), None, "{ip} is public");
+        }
+        assert_eq!(non_public_range("127.0.0.1".parse().unwrap()), Some("loopback"));
+    }
+
+    #[test]
+    fn a_grant_by_name_that_resolves_to_a_private_address_is_refused() {
+        let m = parse("[capabilities]\nnetwork = [\"127.0.0.1:9\", \"localhost:9\"]").unwrap();
+        let refused = m.check_ceilings(&Ceilings::default());
+        let error = refused.unwrap_err();
+        assert!(error.contains("capabilities.network[1]") && error.contains("loopback"), "{error}");
+        assert!(error.contains("plugins.allow_private_networks"), "{error}");
+        assert_eq!(m.check_ceilings(&Ceilings { private_networks: true, ..Ceilings::default() }), Ok(()));
+        // IP literals are the operator's explicit choice.
+        let literal = parse("[capabilities]\nnetwork = [\"127.0.0.1:9\", \"[::1]:9\"]").unwrap();
+        assert_eq!(literal.check_ceilings(&Ceilings::default()), Ok(()));
+        assert!(literal.network.iter().all(|grant| grant.is_ip_literal()));
+        assert_eq!(literal.network[1].host(), "::1");
+    }
+
+    #[test]
+    fn namespaces_cannot_run_into_the_separator() {
+        for bad in ["docs__y", "docs_", "__", "_", "a__", "a b", "a.b"] {
+            assert!(namespace_problem(bad).is_some(), "{bad:?} should be refused");
+            let error = parse(&format!("namespace = {bad:?}")).unwrap_err();
+            assert!(error.starts_with("namespace:"), "{error}");
+        }
+        for good in ["", "docs", "docs_y", "_docs", "a-b", "unit-convert-python"] {
+            assert_eq!(namespace_problem(good), None, "{good:?}");
+        }
+        let long = "a".repeat(33);
+        assert!(parse(&format!("namespace = {long:?}")).is_err());
+    }
 
     #[test]
     fn the_hosts_ceilings_cap_what_a_manifest_grants() {
@@ -328,7 +508,10 @@ mod tests {
         let roots = [allowed.clone()];
         let env = ["API_KEY".to_owned()];
         let network = ["127.0.0.1:8080".to_owned(), "localhost:*".to_owned()];
-        let ceilings = Ceilings { file_roots: Some(&roots), env: Some(&env), network: Some(&network) };
+        // Private networks allowed: this test is about the lists; names resolving to loopback
+        // have their own test below.
+        let ceilings =
+            Ceilings { file_roots: Some(&roots), env: Some(&env), network: Some(&network), private_networks: true };
         let grant = |files: &str, env: &str, network: &str| {
             let text = format!(
                 "[capabilities]\nfiles = [{{ host = {files:?}, guest = \"/d\", mode = \"read\" }}]\nenv = [{env:?}]\n\
@@ -370,7 +553,7 @@ mod tests {
         let m = parse(
             "namespace = \"\"\n[capabilities]\nfiles = [{ host = \"src\", guest = \"/src\", mode = \"read\" }]\n\
              env = [\"HOME\"]\nnetwork = [\"127.0.0.1:9\"]\nmemory_mb = 32\ntimeout_ms = 500\nmax_response_kb = 8\n\
-             sampling = true\n",
+             max_events = 10\nmax_event_kb = 4\nsampling = true\n",
         )
         .unwrap();
         assert_eq!(m.namespace.as_deref(), Some(""));
@@ -379,6 +562,7 @@ mod tests {
         assert_eq!(m.env, ["HOME"]);
         assert_eq!(m.network[0].addresses[0].to_string(), "127.0.0.1:9");
         assert_eq!((m.memory_mb, m.timeout_ms, m.max_response_kb), (Some(32), Some(500), Some(8)));
+        assert_eq!((m.max_events, m.max_event_kb), (Some(10), Some(4)));
         assert!(m.sampling && !m.elicitation && !m.roots);
     }
 
@@ -399,6 +583,9 @@ mod tests {
             ("namespace = \"a b\"", "namespace"),
             ("[capabilities]\nmemory_mb = 0", "capabilities.memory_mb"),
             ("[capabilities]\ntimeout_ms = 0", "capabilities.timeout_ms"),
+            ("[capabilities]\nmax_events = 0", "capabilities.max_events"),
+            ("[capabilities]\nmax_event_kb = 0", "capabilities.max_event_kb"),
+            ("namespace = \"docs_\"", "namespace"),
             ("[capabilities]\nteleport = true", "teleport"),
             ("unknown = 1", "unknown"),
             ("[capabilities]\nnetwork = [\"example.com\"]", "capabilities.network[0]"),

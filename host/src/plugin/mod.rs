@@ -50,6 +50,13 @@ pub struct RuntimeOptions {
     pub env_allowed: Option<Vec<String>>,
     /// Destinations a manifest may grant, as `host:port` or `host:*` (`None`: any).
     pub network_allowed: Option<Vec<String>>,
+    /// Whether grants by name (TCP and HTTP) may reach loopback, private and link-local
+    /// addresses; IP literal grants may regardless.
+    pub allow_private_networks: bool,
+    /// The most log and progress messages one call may send its caller, and their total text
+    /// in KiB; a manifest may ask for less, never more.
+    pub max_events: u64,
+    pub max_event_kb: u64,
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/fedmcp` or `~/.cache/fedmcp`.
@@ -73,6 +80,12 @@ impl Default for RuntimeOptions {
             file_roots: None,
             env_allowed: None,
             network_allowed: None,
+            allow_private_networks: false,
+            // Per call: a tool that reports progress every percent and logs a few hundred
+            // lines stays well inside; a flood is cut at what a client can usefully show, and
+            // what waits in the host for the caller stays near 1 MiB per call.
+            max_events: 1_000,
+            max_event_kb: 1_024,
         }
     }
 }
@@ -104,6 +117,11 @@ pub enum LoadError {
     NoExports { path: String },
     #[error("{path}: {what} failed while validating the plugin: {reason}")]
     Validate { path: String, what: &'static str, reason: String },
+    #[error(
+        "{path}: the file name {name:?} is this plugin's namespace and {reason}; rename the file or set `namespace` \
+         in {manifest}"
+    )]
+    Namespace { path: String, name: String, reason: String, manifest: String },
 }
 
 /// A loaded plugin version: its compiled component, limits, and the lists it serves.
@@ -177,10 +195,30 @@ impl PluginRuntime {
         let name = wasm_path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned();
         let manifest_path = wasm_path.with_extension("toml");
         let manifest = Manifest::load(&manifest_path)?;
+        // Without a namespace in the manifest, the file name prefixes every entry: it must
+        // be as unambiguous as a namespace written out.
+        if manifest.namespace.is_none() {
+            let reason = match manifest::namespace_problem(&name) {
+                Some(problem) => Some(problem.to_owned()),
+                None if name.len() > manifest::MAX_NAMESPACE_LEN => {
+                    Some(format!("is longer than {} characters", manifest::MAX_NAMESPACE_LEN))
+                }
+                None => None,
+            };
+            if let Some(reason) = reason {
+                return Err(LoadError::Namespace {
+                    path: shown,
+                    name,
+                    reason,
+                    manifest: manifest_path.display().to_string(),
+                });
+            }
+        }
         let ceilings = manifest::Ceilings {
             file_roots: self.options.file_roots.as_deref(),
             env: self.options.env_allowed.as_deref(),
             network: self.options.network_allowed.as_deref(),
+            private_networks: self.options.allow_private_networks,
         };
         manifest.check_ceilings(&ceilings).map_err(|message| {
             LoadError::Manifest(manifest::ManifestError::Invalid { path: manifest_path.display().to_string(), message })
@@ -232,6 +270,17 @@ impl PluginRuntime {
                 manifest.max_response_kb.unwrap_or(self.options.default_max_response_kb).saturating_mul(1024),
             )
             .unwrap_or(usize::MAX),
+            // The host's budget is the ceiling; a manifest may only lower it.
+            max_events: manifest.max_events.unwrap_or(self.options.max_events).min(self.options.max_events),
+            max_event_bytes: usize::try_from(
+                manifest
+                    .max_event_kb
+                    .unwrap_or(self.options.max_event_kb)
+                    .min(self.options.max_event_kb)
+                    .saturating_mul(1024),
+            )
+            .unwrap_or(usize::MAX),
+            private_networks: self.options.allow_private_networks,
         };
         let mut plugin = Plugin {
             name,
@@ -347,7 +396,15 @@ impl Plugin {
                 Err(CallError::Timeout { plugin: self.name.clone(), limit_ms: self.limits.timeout.as_millis() as u64 })
             }
         };
+        let spent = store.data().budget_spent();
         drop(store);
+        if spent.dropped > 0 {
+            let (method, target) = call;
+            tracing::warn!(plugin = %self.name, %method, %target, dropped = spent.dropped,
+                dropped_bytes = spent.dropped_bytes, max_events = self.limits.max_events,
+                max_event_kb = self.limits.max_event_bytes >> 10,
+                "plugin call exceeded its event budget; the excess log and progress messages were dropped");
+        }
         let denied = denials.lock().map(|d| d.join("; ")).unwrap_or_default();
         if !denied.is_empty() {
             let (method, target) = call;
@@ -385,6 +442,29 @@ impl Plugin {
                             manifest: self.path.with_extension("toml").display().to_string(),
                         });
                     }
+                }
+                // The requests and the opaque state travel to the client and back (sealed, a
+                // third larger): they count against the response cap like a result does.
+                let size = input.state.as_ref().map_or(0, String::len)
+                    + input
+                        .requests
+                        .iter()
+                        .map(|(key, request)| {
+                            key.len()
+                                + match request {
+                                    InputRequest::Sampling(params) | InputRequest::Elicitation(params) => {
+                                        serde_json::to_vec(params).map(|v| v.len()).unwrap_or(0)
+                                    }
+                                    InputRequest::Roots => 0,
+                                }
+                        })
+                        .sum::<usize>();
+                if size > self.limits.max_response_bytes {
+                    return Err(CallError::ResponseTooLarge {
+                        plugin: self.name.clone(),
+                        size,
+                        limit: self.limits.max_response_bytes,
+                    });
                 }
             }
             Outcome::Complete(result) => {
@@ -512,4 +592,33 @@ pub async fn load_dir(runtime: &Arc<PluginRuntime>, dir: &Path) -> Vec<Result<Ar
         loaded.push(runtime.load(&path).await);
     }
     loaded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LoadError, PluginRuntime, RuntimeOptions};
+
+    #[tokio::test]
+    async fn a_file_name_that_would_be_an_ambiguous_namespace_is_refused() {
+        let runtime =
+            PluginRuntime::new(RuntimeOptions { pooling: false, cache_dir: None, ..RuntimeOptions::default() })
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Not WebAssembly: a name that passes goes on to compile and fails there.
+        for name in ["docs__y", "docs_", "docs.v2"] {
+            let path = dir.path().join(format!("{name}.wasm"));
+            std::fs::write(&path, b"not wasm").unwrap();
+            let error = runtime.load(&path).await.err().unwrap();
+            assert!(matches!(error, LoadError::Namespace { .. }), "{name}: {error}");
+            let message = error.to_string();
+            assert!(message.contains(&format!("{name}.wasm")) && message.contains("namespace"), "{message}");
+        }
+        let fine = dir.path().join("docs.wasm");
+        std::fs::write(&fine, b"not wasm").unwrap();
+        assert!(matches!(runtime.load(&fine).await, Err(LoadError::Compile { .. })));
+        // A namespace in the manifest takes the file name's place.
+        let renamed = dir.path().join("docs_.wasm");
+        std::fs::write(dir.path().join("docs_.toml"), "namespace = \"docs\"\n").unwrap();
+        assert!(matches!(runtime.load(&renamed).await, Err(LoadError::Compile { .. })));
+    }
 }

@@ -8,14 +8,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasData, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::p2::SocketError;
+use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup;
+use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddress, Network};
+use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::fedmcp::plugin::{host, types};
-use super::manifest::{HttpGrant, Manifest};
+use super::manifest::{HttpGrant, Manifest, non_public_range};
 use super::{CallContext, CallError, CallEvent, ListKind};
 
 /// The resource limits of one call.
@@ -24,6 +27,34 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub timeout: Duration,
     pub max_response_bytes: usize,
+    /// The call's budget of log and progress messages: how many, and their text in bytes.
+    pub max_events: u64,
+    pub max_event_bytes: usize,
+    /// Whether HTTP requests by name may reach loopback, private and link-local addresses.
+    pub private_networks: bool,
+}
+
+/// What one call sent its caller, and what it had to drop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventsSpent {
+    pub events: u64,
+    pub bytes: usize,
+    pub dropped: u64,
+    pub dropped_bytes: usize,
+    /// Every list-changed after the first of its kind (they say nothing new).
+    pub coalesced: u64,
+}
+
+/// A call's events go to an unbounded channel the session drains, and each message was
+/// copied out of the guest, outside its memory cap: the budget bounds both.
+struct EventBudget {
+    max_events: u64,
+    max_bytes: usize,
+    spent: EventsSpent,
+    /// Whether the caller was told that messages are being dropped (once per call).
+    warned: bool,
+    /// The list kinds already announced this call: tools, resources, prompts.
+    listed: [bool; 3],
 }
 
 /// What the sandbox refused during one call, for the error the caller sees.
@@ -37,6 +68,11 @@ pub struct CallState {
     table: ResourceTable,
     limits: StoreLimits,
     events: Option<tokio::sync::mpsc::UnboundedSender<CallEvent>>,
+    budget: EventBudget,
+    plugin: String,
+    /// Host names the guest may look up: the names of its `network` grants (lowercase).
+    lookup_names: Vec<String>,
+    denials: Denials,
     timed_out: bool,
 }
 
@@ -58,6 +94,7 @@ struct HttpGate {
     plugin: String,
     allowed: Vec<HttpGrant>,
     denials: Denials,
+    private_networks: bool,
 }
 
 type PendingResponse = Box<
@@ -77,31 +114,128 @@ impl WasiHttpHooks for HttpGate {
         _response_errors: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> PendingResponse {
         let uri = request.uri();
-        let host = uri.host().unwrap_or_default();
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.allowed.iter().any(|grant| grant.admits(host, port)) {
+        let method = request.method().clone();
+        if !self.allowed.iter().any(|grant| grant.admits(&host, port)) {
             let origin = format!("{host}:{port}");
-            tracing::warn!(plugin = %self.plugin, %origin, method = %request.method(), "HTTP request denied");
-            if let Ok(mut denials) = self.denials.lock() {
-                denials.push(format!("http {} {origin} (not in capabilities.http)", request.method()));
+            if deny(&self.denials, format!("http {method} {origin} (not in capabilities.http)")) {
+                tracing::warn!(plugin = %self.plugin, %origin, %method, "HTTP request denied");
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        // A grant by name is checked where the name points now: the host resolves it, refuses
+        // private answers, and (plain HTTP) connects to the address it checked, so a second
+        // lookup cannot point elsewhere. HTTPS keeps the name, which TLS verifies: a rebound
+        // name cannot present the origin's certificate.
+        let check_name = !self.private_networks && host.parse::<std::net::IpAddr>().is_err();
+        let plugin = self.plugin.clone();
+        let denials = self.denials.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
+            let mut request = request;
+            if check_name {
+                let origin = format!("{host}:{port}");
+                let addresses: Vec<std::net::SocketAddr> = match tokio::net::lookup_host(origin.as_str()).await {
+                    Ok(addresses) => addresses.collect(),
+                    Err(error) => {
+                        return Err(wasmtime_wasi_http::Error::Connect(std::io::Error::other(format!(
+                            "{origin} does not resolve: {error}"
+                        ))));
+                    }
+                };
+                if let Some((address, range)) =
+                    addresses.iter().find_map(|a| non_public_range(a.ip()).map(|range| (a.ip(), range)))
+                {
+                    let what = format!(
+                        "http {method} {origin} resolves to {address}, a {range} address (grant the IP literal or set \
+                         plugins.allow_private_networks)"
+                    );
+                    if deny(&denials, what) {
+                        tracing::warn!(plugin = %plugin, %origin, %address, range, %method, "HTTP request to a non-public address denied");
+                    }
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                }
+                if !https && let Some(address) = addresses.first() {
+                    pin_authority(&mut request, *address)?;
+                }
+            }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
 }
 
+/// The most distinct refusals one call records: a guest retrying in a loop must not grow
+/// the list (held outside its memory cap) or the host log without bound.
+const MAX_DENIALS: usize = 16;
+
+/// Record what the sandbox refused, for the caller's error; whether it was new (and so worth
+/// a line in the host log).
+fn deny(denials: &Denials, what: String) -> bool {
+    let Ok(mut denials) = denials.lock() else { return false };
+    if denials.len() >= MAX_DENIALS || denials.contains(&what) {
+        return false;
+    }
+    denials.push(what);
+    true
+}
+
+/// Point a plain HTTP request at `address` (checked), keeping the name in its Host header
+/// (wasi:http set it from the authority the guest gave).
+fn pin_authority(
+    request: &mut http::Request<WasiBody>,
+    address: std::net::SocketAddr,
+) -> wasmtime_wasi_http::Result<()> {
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(address.to_string().parse().map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?);
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+    Ok(())
+}
+
 impl CallState {
-    fn emit(&self, event: CallEvent) {
+    fn send(&self, event: CallEvent) {
         if let Some(events) = &self.events {
             // The receiver is gone only when the caller stopped waiting; nothing to do.
             let _ = events.send(event);
         }
+    }
+
+    /// Send a log or progress message carrying `bytes` of text, if the call's budget has room;
+    /// otherwise drop it, and tell the caller the first time.
+    fn emit_counted(&mut self, bytes: usize, event: impl FnOnce() -> CallEvent) {
+        let budget = &mut self.budget;
+        let fits =
+            budget.spent.events < budget.max_events && budget.spent.bytes.saturating_add(bytes) <= budget.max_bytes;
+        if fits {
+            budget.spent.events += 1;
+            budget.spent.bytes += bytes;
+            self.send(event());
+            return;
+        }
+        budget.spent.dropped += 1;
+        budget.spent.dropped_bytes = budget.spent.dropped_bytes.saturating_add(bytes);
+        if !budget.warned {
+            budget.warned = true;
+            let notice = format!(
+                "plugin {} exceeded its event budget ({} messages or {} KiB of text per call); its further log and \
+                 progress messages in this call are dropped",
+                self.plugin,
+                budget.max_events,
+                budget.max_bytes >> 10
+            );
+            self.send(CallEvent::Log {
+                level: rmcp::model::LoggingLevel::Warning,
+                logger: Some("fedmcp".to_owned()),
+                data: serde_json::Value::String(notice),
+            });
+        }
+    }
+
+    /// What this call sent and dropped so far.
+    pub fn budget_spent(&self) -> EventsSpent {
+        self.budget.spent
     }
 }
 
@@ -120,20 +254,28 @@ impl host::Host for CallState {
             types::LogLevel::Alert => L::Alert,
             types::LogLevel::Emergency => L::Emergency,
         };
-        self.emit(CallEvent::Log { level, logger, data: serde_json::Value::String(message) });
+        let bytes = message.len().saturating_add(logger.as_ref().map_or(0, String::len));
+        self.emit_counted(bytes, || CallEvent::Log { level, logger, data: serde_json::Value::String(message) });
     }
 
     fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
-        self.emit(CallEvent::Progress { progress, total, message });
+        let bytes = message.as_ref().map_or(0, String::len);
+        self.emit_counted(bytes, || CallEvent::Progress { progress, total, message });
     }
 
     fn notify_list_changed(&mut self, kind: host::ListKind) {
-        let kind = match kind {
-            host::ListKind::Tools => ListKind::Tools,
-            host::ListKind::Resources => ListKind::Resources,
-            host::ListKind::Prompts => ListKind::Prompts,
+        let (kind, index) = match kind {
+            host::ListKind::Tools => (ListKind::Tools, 0),
+            host::ListKind::Resources => (ListKind::Resources, 1),
+            host::ListKind::Prompts => (ListKind::Prompts, 2),
         };
-        self.emit(CallEvent::ListChanged(kind));
+        // Each reaches every connected session and makes clients list again: once per kind
+        // and call says all there is to say.
+        if std::mem::replace(&mut self.budget.listed[index], true) {
+            self.budget.spent.coalesced += 1;
+            return;
+        }
+        self.send(CallEvent::ListChanged(kind));
     }
 }
 
@@ -141,10 +283,93 @@ impl host::Host for CallState {
 /// instantiates; what it may actually reach is decided per call in [`store`].
 pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // Name lookups go through the gate below instead of wasmtime-wasi's own, which resolves
+    // any name (a DNS channel out of the sandbox).
+    linker.allow_shadowing(true);
+    ip_name_lookup::add_to_linker::<CallState, NameLookupGate>(linker, |state| NameLookup {
+        sockets: WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table },
+        names: &state.lookup_names,
+        plugin: &state.plugin,
+        denials: &state.denials,
+    })?;
+    linker.allow_shadowing(false);
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     host::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)?;
     types::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)?;
     Ok(())
+}
+
+/// `wasi:sockets/ip-name-lookup` for one call: only the names of the plugin's `network`
+/// grants (and IP literals, which need no lookup) resolve. Where they may connect is still
+/// decided by the address check, against what the names resolved to at load.
+struct NameLookup<'a> {
+    sockets: WasiSocketsCtxView<'a>,
+    names: &'a [String],
+    plugin: &'a str,
+    denials: &'a Denials,
+}
+
+struct NameLookupGate;
+
+impl HasData for NameLookupGate {
+    type Data<'a> = NameLookup<'a>;
+}
+
+impl ip_name_lookup::Host for NameLookup<'_> {
+    fn resolve_addresses(
+        &mut self,
+        network: Resource<Network>,
+        name: String,
+    ) -> Result<Resource<ip_name_lookup::ResolveAddressStream>, SocketError> {
+        let wanted = name.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+        let granted = wanted.parse::<std::net::IpAddr>().is_ok()
+            || self.names.iter().any(|granted| granted.trim_end_matches('.').eq_ignore_ascii_case(wanted));
+        if !granted {
+            if deny(self.denials, format!("name lookup {name} (not a host in capabilities.network)")) {
+                tracing::warn!(plugin = %self.plugin, %name, "name lookup denied");
+            }
+            return Err(ErrorCode::AccessDenied.into());
+        }
+        ip_name_lookup::Host::resolve_addresses(&mut self.sockets, network, name)
+    }
+}
+
+// The lookup interface names the network interface's error type, so its (stateless) helpers
+// come along.
+impl network::Host for NameLookup<'_> {
+    fn convert_error_code(&mut self, error: SocketError) -> wasmtime::Result<ErrorCode> {
+        network::Host::convert_error_code(&mut self.sockets, error)
+    }
+
+    fn network_error_code(&mut self, error: Resource<network::Error>) -> wasmtime::Result<Option<ErrorCode>> {
+        network::Host::network_error_code(&mut self.sockets, error)
+    }
+}
+
+impl network::HostNetwork for NameLookup<'_> {
+    fn drop(&mut self, network: Resource<Network>) -> wasmtime::Result<()> {
+        network::HostNetwork::drop(&mut self.sockets, network)
+    }
+}
+
+impl ip_name_lookup::HostResolveAddressStream for NameLookup<'_> {
+    fn resolve_next_address(
+        &mut self,
+        stream: Resource<ip_name_lookup::ResolveAddressStream>,
+    ) -> Result<Option<IpAddress>, SocketError> {
+        ip_name_lookup::HostResolveAddressStream::resolve_next_address(&mut self.sockets, stream)
+    }
+
+    fn subscribe(
+        &mut self,
+        stream: Resource<ip_name_lookup::ResolveAddressStream>,
+    ) -> wasmtime::Result<Resource<wasmtime_wasi::p2::DynPollable>> {
+        ip_name_lookup::HostResolveAddressStream::subscribe(&mut self.sockets, stream)
+    }
+
+    fn drop(&mut self, stream: Resource<ip_name_lookup::ResolveAddressStream>) -> wasmtime::Result<()> {
+        ip_name_lookup::HostResolveAddressStream::drop(&mut self.sockets, stream)
+    }
 }
 
 /// The WASI context of one call: exactly what `manifest` grants, nothing else. No stdio,
@@ -176,11 +401,8 @@ fn wasi_context(plugin: &str, manifest: &Manifest, denials: &Denials) -> wasmtim
             SocketAddrUse::TcpBind => address.ip().is_unspecified() && address.port() == 0,
             _ => false,
         };
-        if !permitted {
+        if !permitted && deny(&denials, format!("network {usage:?} {address} (not in capabilities.network)")) {
             tracing::warn!(plugin = %plugin, %address, ?usage, "network access denied");
-            if let Ok(mut denials) = denials.lock() {
-                denials.push(format!("network {usage:?} {address} (not in capabilities.network)"));
-            }
         }
         Box::pin(async move { permitted })
     });
@@ -198,7 +420,19 @@ pub fn store(
 ) -> wasmtime::Result<Store<CallState>> {
     let wasi = wasi_context(plugin, manifest, denials)?;
     let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
-    let http_gate = HttpGate { plugin: plugin.to_owned(), allowed: manifest.http.clone(), denials: denials.clone() };
+    let http_gate = HttpGate {
+        plugin: plugin.to_owned(),
+        allowed: manifest.http.clone(),
+        denials: denials.clone(),
+        private_networks: limits.private_networks,
+    };
+    let budget = EventBudget {
+        max_events: limits.max_events,
+        max_bytes: limits.max_event_bytes,
+        spent: EventsSpent::default(),
+        warned: false,
+        listed: [false; 3],
+    };
     let state = CallState {
         wasi,
         http: WasiHttpCtx::new(),
@@ -206,6 +440,15 @@ pub fn store(
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
         events: cx.events,
+        budget,
+        plugin: plugin.to_owned(),
+        lookup_names: manifest
+            .network
+            .iter()
+            .filter(|grant| !grant.is_ip_literal())
+            .map(|grant| grant.host().to_ascii_lowercase())
+            .collect(),
+        denials: denials.clone(),
         timed_out: false,
     };
     let mut store = Store::new(engine, state);

@@ -23,7 +23,7 @@ use rmcp::model::{CreateMessageRequestParams, ElicitRequestParams};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::{Audit, Expected, PeerAnswer, Settled, encode_event, error_message, is_input_required, post, settle};
+use super::{Audit, Expected, PeerAnswer, Settled, data_event, is_input_required, passes_on, post, settle};
 use crate::call::CallError;
 use crate::federation::{Peer, Relay};
 use crate::held::HOLD_LIMIT;
@@ -66,11 +66,11 @@ pub(super) fn respond(asking: Asking, first: PeerAnswer, deadline: tokio::time::
             }
         };
         let answer = match outcome {
-            Ok(answer) => Bytes::from(answer.to_string()),
+            Ok(answer) => answer,
             Err(error) => {
                 let error = call_error(error);
                 asking.audit.done(format!("error: {}", error.message));
-                error_message(&asking.expected.id, &error)
+                json!({ "jsonrpc": "2.0", "id": asking.expected.id, "error": error })
             }
         };
         let _ = events.send(data_event(&answer)).await;
@@ -82,10 +82,6 @@ pub(super) fn respond(asking: Asking, first: PeerAnswer, deadline: tokio::time::
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
-}
-
-fn data_event(data: &[u8]) -> Bytes {
-    encode_event(&sse_stream::Sse::default().data(String::from_utf8_lossy(data).into_owned()), None)
 }
 
 impl Asking {
@@ -117,7 +113,7 @@ impl Asking {
                 retry["params"]["requestState"] = state.clone();
             }
             (answer, deadline) =
-                post(&self.peer, &self.relay, &retry, &self.audit.identity.subject, self.headers.clone()).await?;
+                post(&self.peer, &self.relay, &retry, &self.audit.identity, self.headers.clone()).await?;
         }
         Err(self.failed(format!("kept asking for input after {MAX_INPUT_ROUNDS} rounds")))
     }
@@ -147,16 +143,18 @@ impl Asking {
                 }
                 Ok(Some(Ok(event))) => event,
             };
-            let Some(data) = event.data.as_deref() else { continue };
-            let message = serde_json::from_str::<Value>(data).ok();
-            if let Some(message) = message
-                .filter(|m| m.get("id") == Some(&self.expected.id))
-                .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+            let Some(message) = event.data.as_deref().and_then(|data| serde_json::from_str::<Value>(data).ok()) else {
+                continue;
+            };
+            if message.get("id") == Some(&self.expected.id)
+                && (message.get("result").is_some() || message.get("error").is_some())
             {
                 return Ok(message);
             }
-            // The peer's event ids mean nothing to the session's resumption.
-            if events.send(data_event(data.as_bytes())).await.is_err() {
+            if !passes_on(&message, self.expected.progress_token.as_ref()) {
+                continue;
+            }
+            if events.send(data_event(&message)).await.is_err() {
                 return Err(CallError::Upstream(McpError::internal_error("the client went away", None)));
             }
         }
@@ -188,7 +186,7 @@ impl Asking {
             let params = client_params(method, request.get("params"))?;
             let (id, mut pending) = self.audit.shared.legacy.ask(&self.session);
             let question = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-            if events.send(data_event(question.to_string().as_bytes())).await.is_err() {
+            if events.send(data_event(&question)).await.is_err() {
                 return Err(CallError::Upstream(McpError::internal_error("the client went away", None)));
             }
             let what = capability_for(Some(method))?;

@@ -22,7 +22,6 @@
 //! limit, the peer's time limit and the audit record.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -33,15 +32,15 @@ use futures::StreamExt;
 use rmcp::ErrorData as McpError;
 use serde_json::{Map, Value, json};
 
-use crate::auth::audit::{Decision, Record};
 use crate::auth::consent::Policy;
+use crate::auth::gate::{Method, Permit, Use};
 use crate::auth::{EntryKind, Identity};
 use crate::call::CallError;
 use crate::catalog::Owner;
 use crate::federation::credentials::CALLER_KEY;
 use crate::federation::{Peer, Relay, loops};
 use crate::legacy_sessions::{LegacySessions, RelayedCall, SessionFacts};
-use crate::session::{Shared, call_error};
+use crate::session::{Shared, StateBinding, call_error};
 
 mod asking;
 
@@ -100,6 +99,10 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     id: &'a Value,
     name: &'a str,
+    /// The tool's arguments (`{}` when the request has none), to bind a sealed state to.
+    arguments: Value,
+    /// The caller's progress token, the only one whose progress reaches it.
+    progress_token: Option<Value>,
     caller: Caller,
 }
 
@@ -178,7 +181,9 @@ fn eligible<'a>(
         }
         Caller::Stateless { capabilities: meta.get(META_CAPABILITIES)?.as_object()?.clone() }
     };
-    Some(Call { headers, id, name, caller })
+    let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+    let progress_token = params.get("_meta").and_then(|meta| meta.get("progressToken")).cloned();
+    Some(Call { headers, id, name, arguments, progress_token, caller })
 }
 
 /// The session of a legacy request the relay may take: one this host opened, with the headers
@@ -217,21 +222,40 @@ pub async fn try_relay(shared: &Arc<Shared>, scope: &RelayScope, parts: &Parts, 
     if !plain_header_value(&route.local_name) || (call.is_legacy() && route.param_headers) {
         return None;
     }
-    let identity = parts.extensions.get::<Arc<Identity>>().cloned().unwrap_or_else(|| shared.guard.local.clone());
-    if !identity.allows(EntryKind::Tool, call.name)
-        || shared.guard.consent.policy_for(call.name, route.annotations.as_ref()) != Policy::Allow
-    {
+    let identity = match parts.extensions.get::<Arc<Identity>>() {
+        Some(identity) => identity.clone(),
+        // With `[auth]` the edge names every caller; the session refuses one it did not.
+        None if shared.guard.requires_token => return None,
+        None => shared.guard.local.clone(),
+    };
+    // A question for the user is the session's to ask.
+    if shared.guard.consent_policy(call.name, route.annotations.as_ref()) != Policy::Allow {
         return None;
     }
     let tracked = match &call.caller {
         Caller::Legacy { session, .. } => Some(shared.legacy.track_call(session, call.id)?),
         Caller::Stateless { .. } => None,
     };
-    let started = Instant::now();
-    let audit = Audit { shared: shared.clone(), identity, tool: call.name.to_owned(), started };
-    if let Err(error) = shared.limit(&audit.identity, "tools/call", call.name) {
-        return Some(error_response(&call, &error));
-    }
+    let used = Use {
+        method: Method::CallTool,
+        kind: EntryKind::Tool,
+        entry: call.name,
+        grant_name: call.name,
+        annotations: route.annotations.as_ref(),
+    };
+    let permit = match shared.guard.admit(&identity, &used) {
+        Ok(permit) => permit,
+        Err(error) => {
+            tracing::debug!(tool = call.name, reason = %error.message, "the relay's gate refused a tools/call");
+            return Some(error_response(&call, &error));
+        }
+    };
+    let audit = Audit {
+        shared: shared.clone(),
+        binding: Arc::new(StateBinding::new("tools/call", call.name, &identity, &call.arguments)),
+        identity,
+        permit: Arc::new(std::sync::Mutex::new(Some(permit))),
+    };
     let era = if call.is_legacy() { "a legacy session's" } else { "a stateless" };
     tracing::debug!(tool = call.name, peer = peer.name(), "relaying {era} tools/call");
     let cancelled = tracked.as_ref().map(|t| t.cancelled.clone()).unwrap_or_default();
@@ -249,25 +273,21 @@ pub async fn try_relay(shared: &Arc<Shared>, scope: &RelayScope, parts: &Parts, 
     })
 }
 
-/// The audit record of one relayed call, written when its answer is known.
+/// The gate's permit for one relayed call, finished (audited) when its answer is known, and
+/// what a state sealed for its caller is bound to.
 #[derive(Clone)]
 struct Audit {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
-    tool: String,
-    started: Instant,
+    binding: Arc<StateBinding>,
+    permit: Arc<std::sync::Mutex<Option<Permit>>>,
 }
 
 impl Audit {
     fn done(&self, outcome: String) {
-        self.shared.guard.audit.record(Record {
-            identity: Some(&self.identity),
-            method: "tools/call",
-            entry: &self.tool,
-            decision: Decision::Allowed,
-            outcome: Some(outcome),
-            duration: Some(self.started.elapsed()),
-        });
+        if let Some(permit) = self.permit.lock().ok().and_then(|mut permit| permit.take()) {
+            permit.finish(outcome);
+        }
     }
 }
 
@@ -307,7 +327,7 @@ async fn post(
     peer: &Peer,
     relay: &Relay,
     request: &Value,
-    caller: &str,
+    caller: &Identity,
     headers: reqwest::header::HeaderMap,
 ) -> Result<(PeerAnswer, tokio::time::Instant), CallError> {
     let body = serde_json::to_vec(request).map_err(|e| CallError::InvalidParams(e.to_string()))?;
@@ -363,7 +383,7 @@ async fn forward(
         Caller::Stateless { .. } => peer_headers(call.headers, local_name)?,
         Caller::Legacy { .. } => legacy_peer_headers(local_name)?,
     };
-    let (answer, deadline) = post(peer, relay, &request, &audit.identity.subject, headers.clone()).await?;
+    let (answer, deadline) = post(peer, relay, &request, &audit.identity, headers.clone()).await?;
     if let Caller::Legacy { session, facts } = &call.caller {
         let asking = || asking::Asking {
             peer: peer.clone(),
@@ -466,10 +486,10 @@ enum Settled {
 /// What checking the peer's answer needs to know of the call.
 struct Expected {
     id: Value,
-    name: String,
     /// The caller's client capabilities (none for a legacy caller).
     capabilities: Map<String, Value>,
     legacy: bool,
+    progress_token: Option<Value>,
 }
 
 impl From<&Call<'_>> for Expected {
@@ -478,7 +498,12 @@ impl From<&Call<'_>> for Expected {
             Caller::Stateless { capabilities } => capabilities.clone(),
             Caller::Legacy { .. } => Map::new(),
         };
-        Self { id: call.id.clone(), name: call.name.to_owned(), capabilities, legacy: call.is_legacy() }
+        Self {
+            id: call.id.clone(),
+            capabilities,
+            legacy: call.is_legacy(),
+            progress_token: call.progress_token.clone(),
+        }
     }
 }
 
@@ -531,7 +556,7 @@ fn settle(peer: &str, call: &Expected, audit: &Audit, mut answer: Value) -> Resu
         return Err(failed("asked for input without saying what (input_required with no input requests)"));
     }
     let state = result.get("requestState").and_then(Value::as_str).map(str::to_owned);
-    let sealed = audit.shared.seal_state("tools/call", &call.name, &state).map_err(CallError::Upstream)?;
+    let sealed = audit.shared.seal_state(&audit.binding, &state).map_err(CallError::Upstream)?;
     result.insert("requestState".to_owned(), Value::String(sealed));
     audit.done("input required".to_owned());
     Ok(Settled::Rewritten(answer))
@@ -565,45 +590,54 @@ fn relay_stream(
     };
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let failure = match tokio::time::timeout_at(state.deadline, state.events.next()).await {
-            Ok(Some(Ok(event))) => {
-                let Some(data) = event.data.as_deref() else {
-                    return Some((Ok::<_, std::convert::Infallible>(encode_event(&event, None)), Some(state)));
-                };
-                let answer =
-                    serde_json::from_str::<Value>(data).ok().filter(|a| a.get("id") == Some(&state.expected.id));
-                let Some(answer) = answer.filter(|a| a.get("result").is_some() || a.get("error").is_some()) else {
-                    return Some((Ok(encode_event(&event, None)), Some(state)));
-                };
-                match settle(state.peer.name(), &state.expected, &state.audit, answer) {
-                    Ok(Settled::AsIs) => {
-                        state.answered = true;
-                        return Some((Ok(encode_event(&event, None)), Some(state)));
+        let failure = loop {
+            match tokio::time::timeout_at(state.deadline, state.events.next()).await {
+                Ok(Some(Ok(event))) => {
+                    let Some(message) = event.data.as_deref().and_then(|data| serde_json::from_str::<Value>(data).ok())
+                    else {
+                        continue;
+                    };
+                    let is_answer = message.get("id") == Some(&state.expected.id)
+                        && (message.get("result").is_some() || message.get("error").is_some());
+                    if !is_answer {
+                        if passes_on(&message, state.expected.progress_token.as_ref()) {
+                            return Some((Ok::<_, std::convert::Infallible>(data_event(&message)), Some(state)));
+                        }
+                        continue;
                     }
-                    Ok(Settled::Rewritten(answer)) => {
-                        state.answered = true;
-                        return Some((Ok(encode_event(&event, Some(&answer.to_string()))), Some(state)));
+                    match settle(state.peer.name(), &state.expected, &state.audit, message.clone()) {
+                        Ok(Settled::AsIs) => {
+                            state.answered = true;
+                            return Some((Ok(data_event(&message)), Some(state)));
+                        }
+                        Ok(Settled::Rewritten(answer)) => {
+                            state.answered = true;
+                            return Some((Ok(data_event(&answer)), Some(state)));
+                        }
+                        Err(error) => break error,
                     }
-                    Err(error) => error,
                 }
+                Ok(Some(Err(error))) => {
+                    break CallError::PeerUnavailable {
+                        peer: state.peer.name().to_owned(),
+                        reason: format!("its answer stream broke: {error}"),
+                    };
+                }
+                Ok(None) if state.answered => return None,
+                Ok(None) => {
+                    break CallError::PeerUnavailable {
+                        peer: state.peer.name().to_owned(),
+                        reason: "it closed the answer stream before answering".to_owned(),
+                    };
+                }
+                Err(_) if state.answered => return None,
+                Err(_) => break state.peer.timed_out(),
             }
-            Ok(Some(Err(error))) => CallError::PeerUnavailable {
-                peer: state.peer.name().to_owned(),
-                reason: format!("its answer stream broke: {error}"),
-            },
-            Ok(None) if state.answered => return None,
-            Ok(None) => CallError::PeerUnavailable {
-                peer: state.peer.name().to_owned(),
-                reason: "it closed the answer stream before answering".to_owned(),
-            },
-            Err(_) if state.answered => return None,
-            Err(_) => state.peer.timed_out(),
         };
         let error = call_error(failure);
         state.audit.done(format!("error: {}", error.message));
-        let message = error_message(&state.expected.id, &error);
-        let event = sse_stream::Sse::default().data(String::from_utf8_lossy(&message).into_owned());
-        Some((Ok(encode_event(&event, None)), None))
+        let message = json!({ "jsonrpc": "2.0", "id": state.expected.id, "error": error });
+        Some((Ok(data_event(&message)), None))
     });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
@@ -612,25 +646,41 @@ fn relay_stream(
     response
 }
 
-/// One SSE event as text, with its data replaced when `data` is given.
-fn encode_event(event: &sse_stream::Sse, data: Option<&str>) -> Bytes {
-    let mut text = String::new();
-    if let Some(name) = &event.event {
-        text.push_str(&format!("event: {name}\n"));
+/// A message as one SSE event of the response this host sends: data only. The peer's event
+/// ids and retry hints mean nothing to this host's client (its resumption is this host's).
+fn data_event(message: &Value) -> Bytes {
+    format!("data: {message}\n\n").into()
+}
+
+/// How many of peers' SSE messages the relay did not pass on (see [`passes_on`]).
+static DROPPED_MESSAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many of peers' SSE messages the relay has dropped since the host started.
+pub fn dropped_messages() -> u64 {
+    DROPPED_MESSAGES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether a message a peer sent on a relayed call's stream, other than the call's answer,
+/// reaches the caller: what the normal path passes on, and nothing else. Progress for the
+/// caller's own token and log messages pass. A request of the peer's does not: a 2026-07-28
+/// peer asks by MRTR (checked against what the client declared in `settle`), and a request on
+/// the stream would reach a client that never declared the capability. Progress for another
+/// token and any other message are dropped and counted.
+fn passes_on(message: &Value, progress_token: Option<&Value>) -> bool {
+    let passes = message.get("id").is_none()
+        && match message.get("method").and_then(Value::as_str) {
+            Some("notifications/message") => true,
+            Some("notifications/progress") => {
+                let token = message.get("params").and_then(|params| params.get("progressToken"));
+                token.is_some() && token == progress_token
+            }
+            _ => false,
+        };
+    if !passes {
+        DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(%message, "a peer's message on a relayed call's stream was not passed on");
     }
-    if let Some(id) = &event.id {
-        text.push_str(&format!("id: {id}\n"));
-    }
-    if let Some(retry) = event.retry {
-        text.push_str(&format!("retry: {retry}\n"));
-    }
-    for line in data.or(event.data.as_deref()).unwrap_or_default().split('\n') {
-        text.push_str("data: ");
-        text.push_str(line);
-        text.push('\n');
-    }
-    text.push('\n');
-    text.into()
+    passes
 }
 
 fn error_message(id: &Value, error: &McpError) -> Bytes {
@@ -699,6 +749,35 @@ mod tests {
 
     fn no_sessions() -> LegacySessions {
         LegacySessions::default()
+    }
+
+    #[test]
+    fn only_progress_for_the_callers_token_and_log_messages_are_passed_on() {
+        let token = json!(9);
+        let progress = |token: Value| {
+            json!({ "jsonrpc": "2.0", "method": "notifications/progress",
+            "params": { "progressToken": token, "progress": 1 } })
+        };
+        let log =
+            json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "x" } });
+        assert!(passes_on(&progress(json!(9)), Some(&token)));
+        assert!(passes_on(&log, Some(&token)));
+        assert!(passes_on(&log, None));
+        let dropped_before = dropped_messages();
+        for dropped in [
+            progress(json!(10)),
+            progress(json!("9")),
+            json!({ "jsonrpc": "2.0", "id": 5, "method": "sampling/createMessage", "params": { "messages": [], "maxTokens": 1 } }),
+            json!({ "jsonrpc": "2.0", "id": 6, "method": "roots/list" }),
+            json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }),
+            json!({ "jsonrpc": "2.0", "id": 3, "result": {} }),
+        ] {
+            assert!(!passes_on(&dropped, Some(&token)), "{dropped}");
+        }
+        assert!(!passes_on(&progress(json!(9)), None), "no token: no progress");
+        assert!(dropped_messages() >= dropped_before + 7);
+        // What is passed on is data alone: no event ids or retry hints of the peer's.
+        assert_eq!(&data_event(&log)[..], format!("data: {log}\n\n").as_bytes());
     }
 
     #[test]

@@ -44,6 +44,16 @@ struct SecretArg {
 #[derive(Deserialize, JsonSchema)]
 struct Nothing {}
 
+#[derive(Deserialize, JsonSchema)]
+struct SecondsArg {
+    seconds: u32,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct CountArg {
+    count: u32,
+}
+
 thread_local! {
     static REMEMBERED: RefCell<Option<String>> = const { RefCell::new(None) };
     static CALLS: RefCell<u32> = const { RefCell::new(0) };
@@ -79,6 +89,26 @@ fn http_get(address: &str) -> Result<String, Error> {
     Ok(format!("{status} {}", String::from_utf8_lossy(&bytes)))
 }
 
+/// Resolve `name` with wasi:sockets/ip-name-lookup; the addresses found.
+fn lookup(name: &str) -> Result<String, Error> {
+    use wasi::sockets::instance_network::instance_network;
+    use wasi::sockets::ip_name_lookup::resolve_addresses;
+    use wasi::sockets::network::ErrorCode;
+    let failed = |e: ErrorCode| denied(&format!("looking up {name}"), format!("{e:?}"));
+    let network = instance_network();
+    let stream = resolve_addresses(&network, name).map_err(failed)?;
+    let mut found = Vec::new();
+    loop {
+        match stream.resolve_next_address() {
+            Ok(Some(address)) => found.push(format!("{address:?}")),
+            Ok(None) => break,
+            Err(ErrorCode::WouldBlock) => stream.subscribe().block(),
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    Ok(found.join(", "))
+}
+
 struct Hostile;
 
 impl Plugin for Hostile {
@@ -94,16 +124,14 @@ impl Plugin for Hostile {
             std::env::var(&a.name).map_err(|e| denied(&format!("reading ${}", a.name), e))
         });
         tools.add("connect", "Open a TCP connection, send a line, return the first reply", |a: AddressArg, _cx| {
-            let mut stream =
-                std::net::TcpStream::connect(&a.address).map_err(|e| denied(&format!("connecting to {}", a.address), e))?;
+            let mut stream = std::net::TcpStream::connect(&a.address)
+                .map_err(|e| denied(&format!("connecting to {}", a.address), e))?;
             stream.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| denied("sending", e))?;
             let mut reply = String::new();
             stream.read_to_string(&mut reply).map_err(|e| denied("receiving", e))?;
             Ok(reply)
         });
-        tools.add("http_get", "GET http://<address>/ with wasi:http", |a: AddressArg, _cx| {
-            http_get(&a.address)
-        });
+        tools.add("http_get", "GET http://<address>/ with wasi:http", |a: AddressArg, _cx| http_get(&a.address));
         tools.add("spin", "Loop forever", |_: Nothing, _cx| -> Result<ToolResult, Error> {
             let mut n: u64 = 0;
             loop {
@@ -117,7 +145,21 @@ impl Plugin for Hostile {
             }
             Ok(format!("allocated {} MiB", std::hint::black_box(block).len() >> 20))
         });
-        tools.add("big_response", "Return `size` KiB of text", |a: SizeArg, _cx| Ok("x".repeat((a.size as usize) << 10)));
+        tools.add("big_response", "Return `size` KiB of text", |a: SizeArg, _cx| {
+            Ok("x".repeat((a.size as usize) << 10))
+        });
+        tools.add("big_state", "Ask the user, keeping `size` KiB of state", |a: SizeArg, cx| -> Result<ToolOutcome, Error> {
+            match cx.response("answer") {
+                Some(answer) => Ok(format!("user said {answer}").into()),
+                None => Ok(InputRequired::new()
+                    .request(
+                        "answer",
+                        InputRequest::elicit("Name?", serde_json::json!({"type": "object", "properties": {}})),
+                    )
+                    .state("s".repeat((a.size as usize) << 10))
+                    .into()),
+            }
+        });
         tools.add("trap", "Panic (a trap)", |_: Nothing, _cx| -> Result<ToolResult, Error> {
             panic!("hostile plugin trapped on purpose")
         });
@@ -131,7 +173,10 @@ impl Plugin for Hostile {
             match cx.response("answer") {
                 Some(answer) => Ok(format!("user said {answer}").into()),
                 None => Ok(InputRequired::new()
-                    .request("answer", InputRequest::elicit("Name?", serde_json::json!({"type": "object", "properties": {}})))
+                    .request(
+                        "answer",
+                        InputRequest::elicit("Name?", serde_json::json!({"type": "object", "properties": {}})),
+                    )
                     .into()),
             }
         });
@@ -142,6 +187,29 @@ impl Plugin for Hostile {
             let after = REMEMBERED.with(|r| r.borrow().clone());
             Ok(serde_json::json!({ "before": before, "after": after }).to_string())
         });
+        tools.add("lookup", "Resolve a host name", |a: NameArg, _cx| lookup(&a.name));
+        tools.add("log_flood", "Log 1 MiB messages in a loop for `seconds`", |a: SecondsArg, _cx| {
+            let message = "x".repeat(1 << 20);
+            let started = std::time::Instant::now();
+            let mut sent: u64 = 0;
+            while started.elapsed() < Duration::from_secs(u64::from(a.seconds)) {
+                fedmcp_sdk::log::info(&message);
+                sent += 1;
+            }
+            Ok(format!("logged {sent} messages of 1 MiB"))
+        });
+        tools.add(
+            "event_flood",
+            "Send `count` progress messages of 64 KiB and `count` list-changed notifications",
+            |a: CountArg, _cx| {
+                let message = "p".repeat(64 << 10);
+                for i in 0..a.count {
+                    fedmcp_sdk::progress(f64::from(i), Some(f64::from(a.count)), Some(&message));
+                    fedmcp_sdk::notify_list_changed(fedmcp_sdk::ListKind::Tools);
+                }
+                Ok(format!("sent {} progress and {} list-changed events", a.count, a.count))
+            },
+        );
         tools.add("count_calls", "Count the calls this instance has served", |_: Nothing, _cx| {
             let n = CALLS.with(|c| {
                 *c.borrow_mut() += 1;

@@ -1127,3 +1127,26 @@ async fn streams_stop_delivering_when_their_token_expires() {
         "a session whose token expired was told"
     );
 }
+
+/// A grant over a resource path covers that path only: a URI that climbs out of it with a
+/// dot-segment (raw or percent-encoded) or hides a separator is refused before the grant is
+/// judged and before any owner sees it.
+#[tokio::test]
+async fn a_resource_uri_cannot_climb_out_of_its_grant() {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
+    }
+    let host = Protected::start_serving("", plugins.path());
+    let token = host.token(json!({ "sub": "carol", "scope": "resources:test://template/*" }));
+    let carol = StatelessClient::with_token(&host.server, &token);
+    let (_, own) = carol.request("resources/read", json!({ "uri": "test://template/7/data" })).await;
+    assert!(own["result"]["contents"].is_array(), "{own}");
+    for climbing in
+        ["test://template/../static-text", "test://template/%2e%2E/static-text", "test://template/a%2F..%2Fb"]
+    {
+        let (_, refused) = carol.request("resources/read", json!({ "uri": climbing })).await;
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("dot-segment") || message.contains("encoded path separator"), "{climbing}: {refused}");
+    }
+}

@@ -531,7 +531,7 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use rmcp::model::{Prompt, Resource, Tool};
+    use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
     use super::{Catalog, passes_for_prefixed, template_matches};
     use crate::federation::{Peer, PeerListing};
@@ -554,6 +554,29 @@ mod tests {
         assert!(catalog.prompt("docs__ask").is_none() && catalog.prompt("ask").is_some());
         assert!(catalog.resource_owner("docs__secret").is_none());
         assert!(catalog.resource_owner("file:///a__b").is_some());
+    }
+
+    /// A completion names a template by its text; another owner's template may match that
+    /// text as if it were a URI (`test://{rest}` matches `test://template/{id}/data`). The
+    /// grant is judged after the template's own owner, the one the completion goes to.
+    #[tokio::test]
+    async fn a_templates_grant_name_comes_from_its_own_owner_not_one_whose_template_matches_its_text() {
+        let text = "[[peers]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/mcp\"\nconnect = \"lazy\"\n\
+                    [[peers]]\nname = \"b\"\nurl = \"http://127.0.0.1:9/mcp\"\nconnect = \"lazy\"";
+        let config = crate::config::HostConfig::parse(text).unwrap();
+        let catalog = Catalog::new("h".into());
+        for (peer, template) in [(&config.peers[0], "test://{rest}"), (&config.peers[1], "test://template/{id}/data")] {
+            let listing =
+                PeerListing { templates: vec![ResourceTemplate::new(template, "t")], ..PeerListing::default() };
+            catalog.set_peer(Peer::start(peer.clone(), "h".into(), 8, None), Arc::new(listing));
+        }
+        let template = "test://template/{id}/data";
+        assert_eq!(catalog.template_owner(template).map(|o| o.namespace().to_owned()).as_deref(), Some("b"));
+        assert_eq!(catalog.template_grant_name(template), format!("b__{template}"));
+        // Read as a URI, the same text is a's: the grant name completion used to be judged by.
+        assert_eq!(catalog.resource_grant_name(template), format!("a__{template}"));
+        // A resource a serves through its template is judged as a's.
+        assert_eq!(catalog.resource_grant_name("test://x/y"), "a__test://x/y");
     }
 
     #[test]

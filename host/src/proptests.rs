@@ -259,3 +259,26 @@ fn the_reference_glob_is_itself_right() {
     assert!(glob("a*c", "abc") && glob("a*", "a") && glob("*", "") && glob("**", "x"));
     assert!(!glob("a", "ab") && !glob("a*b*c", "acb") && !glob("", "x"));
 }
+
+proptest! {
+    #![proptest_config(Config { cases: 512, ..Config::default() })]
+
+    /// A URI the resource-URI rule admits has no segment that a server could take for `.` or
+    /// `..`, decoded or not; and any URI with such a segment spliced in is refused.
+    #[test]
+    fn admitted_resource_uris_have_no_dot_segments(
+        uri in prop_oneof![any::<String>(), "[a-z]{1,5}://[a-z./%2eEfFcC5\\\\]{0,24}"],
+        splice in prop::sample::select(vec!["..", ".", "%2e%2e", "%2E.", ".%2e", "%2e", "a%2Fb", "a%5cb"]),
+    ) {
+        let admitted = crate::auth::check_resource_uri(&uri).is_ok();
+        if admitted {
+            for segment in uri.split(['/', '\\']) {
+                let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+                prop_assert!(decoded != "." && decoded != "..", "admitted {:?}", uri);
+                prop_assert!(!segment.to_ascii_lowercase().contains("%2f"), "admitted {:?}", uri);
+            }
+        }
+        let spliced = format!("docs://a/{splice}/b");
+        prop_assert!(crate::auth::check_resource_uri(&spliced).is_err(), "admitted {:?}", spliced);
+    }
+}

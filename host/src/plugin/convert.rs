@@ -262,3 +262,178 @@ pub fn request_context(cx: &CallContext) -> types::RequestContext {
         state: cx.state.clone(),
     }
 }
+
+/// Whatever a plugin returns, conversion never panics, and what it produces is the MCP JSON
+/// the plugin meant: names, text and bytes kept exactly (bytes base64 on the wire), JSON
+/// fields refused with a reason when they are not what the contract says.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    use super::*;
+
+    fn json_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("{}".to_owned()),
+            Just(r#"{"type":"object","properties":{"a":{"type":"string"}}}"#.to_owned()),
+            Just("[]".to_owned()),
+            Just("null".to_owned()),
+            Just("{".to_owned()),
+            any::<String>(),
+        ]
+    }
+
+    fn media() -> impl Strategy<Value = types::Media> {
+        (prop::collection::vec(any::<u8>(), 0..64), any::<String>())
+            .prop_map(|(data, mime_type)| types::Media { data, mime_type })
+    }
+
+    fn contents() -> impl Strategy<Value = types::ResourceContents> {
+        prop_oneof![
+            (any::<String>(), prop::option::of(any::<String>()), any::<String>()).prop_map(|(uri, mime_type, text)| {
+                types::ResourceContents::Text(types::TextResourceContents { uri, mime_type, text })
+            }),
+            (any::<String>(), prop::option::of(any::<String>()), prop::collection::vec(any::<u8>(), 0..64)).prop_map(
+                |(uri, mime_type, blob)| types::ResourceContents::Blob(types::BlobResourceContents {
+                    uri,
+                    mime_type,
+                    blob
+                })
+            ),
+        ]
+    }
+
+    fn content() -> impl Strategy<Value = types::Content> {
+        prop_oneof![
+            any::<String>().prop_map(types::Content::Text),
+            media().prop_map(types::Content::Image),
+            media().prop_map(types::Content::Audio),
+            contents().prop_map(types::Content::Resource),
+            (any::<String>(), any::<String>(), prop::option::of(any::<String>())).prop_map(|(uri, name, title)| {
+                types::Content::ResourceLink(types::ResourceLink {
+                    uri,
+                    name,
+                    title,
+                    description: None,
+                    mime_type: None,
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Config { cases: 256, ..Config::default() })]
+
+        #[test]
+        fn a_tool_converts_with_its_name_or_names_what_is_wrong(
+            name in any::<String>(),
+            title in prop::option::of(any::<String>()),
+            input_schema in json_text(),
+            output_schema in prop::option::of(json_text()),
+            destructive in prop::option::of(any::<bool>()),
+        ) {
+            let annotations = destructive.map(|destructive| tools::ToolAnnotations {
+                title: None,
+                read_only: None,
+                destructive: Some(destructive),
+                idempotent: None,
+                open_world: None,
+            });
+            let raw = tools::Tool {
+                name: name.clone(),
+                title,
+                description: None,
+                input_schema: input_schema.clone(),
+                output_schema: output_schema.clone(),
+                annotations,
+            };
+            let objects = |text: &str| matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_)));
+            match tool(raw) {
+                Ok(tool) => {
+                    prop_assert_eq!(tool.name.as_ref(), name.as_str());
+                    prop_assert!(objects(&input_schema));
+                    prop_assert!(output_schema.as_deref().is_none_or(objects));
+                    prop_assert_eq!(tool.annotations.and_then(|a| a.destructive_hint), destructive);
+                }
+                Err(reason) => {
+                    prop_assert!(!objects(&input_schema) || output_schema.as_deref().is_some_and(|s| !objects(s)));
+                    prop_assert!(reason.contains("schema"), "{}", reason);
+                }
+            }
+        }
+
+        #[test]
+        fn a_call_result_keeps_every_content_item_exactly(
+            items in prop::collection::vec(content(), 0..6),
+            structured in prop::option::of(json_text()),
+            is_error in any::<bool>(),
+        ) {
+            let raw = tools::CallOutcome::Complete(tools::CallResult {
+                content: items.clone(),
+                structured_content: structured.clone(),
+                is_error,
+            });
+            let converted = call_outcome("p", raw);
+            let parses = structured.as_deref().is_none_or(|s| serde_json::from_str::<Value>(s).is_ok());
+            let Ok(Outcome::Complete(result)) = converted else {
+                prop_assert!(!parses, "refused a valid result");
+                return Ok(());
+            };
+            let wire = serde_json::to_value(&result).expect("a result serializes");
+            let content = wire["content"].as_array().cloned().unwrap_or_default();
+            prop_assert_eq!(content.len(), items.len());
+            for (item, wire) in items.iter().zip(&content) {
+                match item {
+                    types::Content::Text(text) => prop_assert_eq!(wire["text"].as_str(), Some(text.as_str())),
+                    types::Content::Image(m) | types::Content::Audio(m) => {
+                        let data = wire["data"].as_str().and_then(|d| BASE64.decode(d).ok());
+                        prop_assert_eq!(data.as_ref(), Some(&m.data));
+                    }
+                    types::Content::ResourceLink(link) => prop_assert_eq!(wire["uri"].as_str(), Some(link.uri.as_str())),
+                    types::Content::Resource(types::ResourceContents::Blob(b)) => {
+                        let blob = wire["resource"]["blob"].as_str().and_then(|d| BASE64.decode(d).ok());
+                        prop_assert_eq!(blob.as_ref(), Some(&b.blob));
+                    }
+                    types::Content::Resource(types::ResourceContents::Text(t)) => {
+                        prop_assert_eq!(wire["resource"]["text"].as_str(), Some(t.text.as_str()));
+                    }
+                }
+            }
+            prop_assert_eq!(wire.get("isError").and_then(Value::as_bool).unwrap_or(false), is_error);
+        }
+
+        #[test]
+        fn input_requests_convert_or_name_the_bad_one(
+            requests in prop::collection::vec((any::<String>(), json_text(), any::<bool>()), 0..4),
+            state in prop::option::of(any::<String>()),
+        ) {
+            let raw = types::InputRequired {
+                requests: requests
+                    .iter()
+                    .map(|(key, params, sampling)| {
+                        let request = if *sampling {
+                            types::InputRequest::Sampling(params.clone())
+                        } else {
+                            types::InputRequest::Elicitation(params.clone())
+                        };
+                        (key.clone(), request)
+                    })
+                    .collect(),
+                state: state.clone(),
+            };
+            match call_outcome("p", tools::CallOutcome::InputRequired(raw)) {
+                Ok(Outcome::InputRequired(input)) => {
+                    prop_assert_eq!(input.requests.len(), requests.len());
+                    prop_assert_eq!(input.state, state);
+                }
+                Ok(Outcome::Complete(_)) => prop_assert!(false, "input required became complete"),
+                Err(CallError::BadOutput { reason, .. }) => {
+                    let bad_json = requests.iter().any(|(_, p, _)| serde_json::from_str::<Value>(p).is_err());
+                    prop_assert!(requests.is_empty() || bad_json, "{}", reason);
+                }
+                Err(other) => prop_assert!(false, "{}", other),
+            }
+        }
+    }
+}

@@ -574,32 +574,14 @@ async fn the_local_user_gets_what_local_user_grants() {
 #[tokio::test]
 async fn a_legacy_session_cannot_be_used_with_another_identitys_token() {
     let host = Protected::start("");
-    let http = reqwest::Client::new();
-    let post = |token: &str, session: Option<&str>, body: Value| {
-        let mut request = http
-            .post(host.server.url())
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
-        if let Some(session) = session {
-            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
-        }
-        request.body(body.to_string()).send()
-    };
     let alice = host.token(json!({ "sub": "alice" }));
     let mallory = host.token(json!({ "sub": "mallory" }));
-    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
-    let response = post(&alice, None, init).await.expect("initialize");
-    let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("a session").to_owned();
-    let _ = response.text().await;
-    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let _ = post(&alice, Some(&session), initialized).await.expect("initialized").text().await;
+    let session = open_legacy_session(&host, &alice).await.expect("a session");
     let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
 
-    let stolen = post(&mallory, Some(&session), list.clone()).await.expect("answers");
+    let stolen = legacy_post(&host, &mallory, Some(&session), list.clone()).await;
     assert_eq!(stolen.status(), StatusCode::NOT_FOUND);
-    let own = post(&alice, Some(&session), list).await.expect("answers");
+    let own = legacy_post(&host, &alice, Some(&session), list).await;
     assert_eq!(own.status(), StatusCode::OK);
     let reply = support::jsonrpc_message(&own.text().await.unwrap_or_default());
     assert!(reply["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{reply}");
@@ -610,10 +592,7 @@ async fn a_legacy_session_cannot_be_used_with_another_identitys_token() {
 /// filter names: a resource's changes say something about it.
 #[tokio::test]
 async fn resource_updates_reach_only_listeners_whose_grant_covers_the_resource() {
-    let plugins = tempfile::tempdir().expect("a plugins folder");
-    for file in ["conformance.wasm", "conformance.toml"] {
-        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
-    }
+    let plugins = conformance_plugins();
     let host = Protected::start_serving("", plugins.path());
     let uri = "test://watched-resource";
     let filter = json!({ "resourceSubscriptions": [uri] });
@@ -647,35 +626,13 @@ async fn resource_updates_reach_only_listeners_whose_grant_covers_the_resource()
 /// when allowed and when denied.
 #[tokio::test]
 async fn one_gate_judges_every_method_that_uses_an_entry() {
-    let plugins = tempfile::tempdir().expect("a plugins folder");
-    for file in ["conformance.wasm", "conformance.toml"] {
-        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
-    }
+    let plugins = conformance_plugins();
     let host = Protected::start_serving("[limits]\nper_minute = 1\nburst = 2\n", plugins.path());
-    let http = reqwest::Client::new();
     // A legacy session for `resources/subscribe` (2025-11-25 only), opened with `token`.
-    let legacy_post = |token: &str, session: Option<&str>, body: Value| {
-        let mut request = http
-            .post(host.server.url())
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
-        if let Some(session) = session {
-            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
-        }
-        request.body(body.to_string()).send()
-    };
     let subscribe = async |token: &str, uri: &str| -> Value {
-        let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
-        let response = legacy_post(token, None, init).await.expect("initialize");
-        let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let session = session.expect("a session");
-        let _ = response.text().await;
-        let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let _ = legacy_post(token, Some(&session), initialized).await.expect("initialized").text().await;
+        let session = open_legacy_session(&host, token).await.expect("a session");
         let request = json!({ "jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": { "uri": uri } });
-        let reply = legacy_post(token, Some(&session), request).await.expect("subscribe");
+        let reply = legacy_post(&host, token, Some(&session), request).await;
         support::jsonrpc_message(&reply.text().await.unwrap_or_default())
     };
     let listen = async |client: &StatelessClient, uri: &str| -> (StatusCode, Value) {
@@ -783,26 +740,44 @@ async fn one_gate_judges_every_method_that_uses_an_entry() {
     .await;
 }
 
-/// Open a 2025-11-25 session with `token`: its id, or the refusal's status and JSON-RPC message.
-async fn open_legacy_session(host: &Protected, token: &str) -> Result<String, (StatusCode, Value)> {
-    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
-    let response = reqwest::Client::new()
+/// POST `body` to the host with `token`, in `session` if given.
+async fn legacy_post(host: &Protected, token: &str, session: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
         .post(host.server.url())
         .bearer_auth(token)
         .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(init.to_string())
-        .send()
-        .await
-        .expect("initialize answers");
+        .header("accept", "application/json, text/event-stream");
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+    }
+    request.body(body.to_string()).send().await.expect("the host answers")
+}
+
+/// Open (and initialize) a 2025-11-25 session with `token`: its id, or the refusal's status
+/// and JSON-RPC message.
+async fn open_legacy_session(host: &Protected, token: &str) -> Result<String, (StatusCode, Value)> {
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let response = legacy_post(host, token, None, init).await;
     let (status, session) =
         (response.status(), response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned));
     let body = support::jsonrpc_message(&response.text().await.unwrap_or_default());
-    match session {
-        Some(session) if status.is_success() => Ok(session),
-        _ => Err((status, body)),
+    let session = match session {
+        Some(session) if status.is_success() => session,
+        _ => return Err((status, body)),
+    };
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let _ = legacy_post(host, token, Some(&session), initialized).await.text().await;
+    Ok(session)
+}
+
+/// A plugins folder holding only the conformance fixtures (namespace "").
+fn conformance_plugins() -> tempfile::TempDir {
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    for file in ["conformance.wasm", "conformance.toml"] {
+        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
     }
+    plugins
 }
 
 /// `tools/list` (or `DELETE` when `delete`) in `session` with `token`: the HTTP status.
@@ -912,10 +887,7 @@ async fn metadata_and_health_refuse_a_foreign_host_or_origin() {
 /// arguments; a consent answer counts only for the arguments it was asked about.
 #[tokio::test]
 async fn a_sealed_state_opens_only_for_its_caller_and_its_arguments() {
-    let plugins = tempfile::tempdir().expect("a plugins folder");
-    for file in ["conformance.wasm", "conformance.toml"] {
-        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
-    }
+    let plugins = conformance_plugins();
     let host =
         Protected::start_serving("[[consent.rules]]\ntools = \"test_simple_text\"\npolicy = \"ask\"\n", plugins.path());
     let alice = StatelessClient::with_token(&host.server, &host.token(json!({ "sub": "alice" })));
@@ -1052,10 +1024,7 @@ async fn through_federation_callers_with_one_subject_from_two_issuers_stay_two_p
 /// fresh token comes).
 #[tokio::test]
 async fn streams_stop_delivering_when_their_token_expires() {
-    let plugins = tempfile::tempdir().expect("a plugins folder");
-    for file in ["conformance.wasm", "conformance.toml"] {
-        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
-    }
+    let plugins = conformance_plugins();
     let host = Protected::start_serving("", plugins.path());
     let short = host.token(json!({ "sub": "brief", "exp": now() + 3 }));
     let long = host.token(json!({ "sub": "steady" }));
@@ -1065,24 +1034,7 @@ async fn streams_stop_delivering_when_their_token_expires() {
 
     // A legacy session opened with the short token, its GET stream open.
     let http = reqwest::Client::new();
-    let post = |session: Option<&str>, body: Value| {
-        let mut request = http
-            .post(host.server.url())
-            .bearer_auth(&short)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
-        if let Some(session) = session {
-            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
-        }
-        request.body(body.to_string()).send()
-    };
-    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
-    let response = post(None, init).await.expect("initialize");
-    let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("a session").to_owned();
-    let _ = response.text().await;
-    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let _ = post(Some(&session), initialized).await.expect("initialized").text().await;
+    let session = open_legacy_session(&host, &short).await.expect("a session");
     let mut stream = http
         .get(host.server.url())
         .bearer_auth(&short)
@@ -1133,10 +1085,7 @@ async fn streams_stop_delivering_when_their_token_expires() {
 /// judged and before any owner sees it.
 #[tokio::test]
 async fn a_resource_uri_cannot_climb_out_of_its_grant() {
-    let plugins = tempfile::tempdir().expect("a plugins folder");
-    for file in ["conformance.wasm", "conformance.toml"] {
-        std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");
-    }
+    let plugins = conformance_plugins();
     let host = Protected::start_serving("", plugins.path());
     let token = host.token(json!({ "sub": "carol", "scope": "resources:test://template/*" }));
     let carol = StatelessClient::with_token(&host.server, &token);

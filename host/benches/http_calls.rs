@@ -34,6 +34,9 @@ use tokio_util::task::TaskTracker;
 
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 
+/// B's slugify tool as A, which imports B under the namespace `b`, serves it.
+const HOP_TOOL: &str = "b__text-tools__slugify";
+
 /// The native baseline: one tool that does what the WASM tool does.
 #[derive(Clone)]
 struct NativeSlugify;
@@ -290,14 +293,14 @@ async fn main() {
     };
     let (token, _) = signer.mint(&request).expect("a token");
 
-    // A: no plugins, imports B unprefixed.
+    // A: no plugins, imports B under the namespace `b` (an unprefixed peer may not publish
+    // names with `__`, which B's namespaced tools have).
     let empty = tempfile::tempdir().expect("an empty plugins folder");
-    let config =
-        format!("plugins_dir = {:?}\n[[peers]]\nname = \"b\"\nnamespace = \"\"\nurl = \"{wasm_url}\"\n", empty.path());
+    let config = format!("plugins_dir = {:?}\n[[peers]]\nname = \"b\"\nurl = \"{wasm_url}\"\n", empty.path());
     let config = fedmcp::config::HostConfig::parse(&config).expect("the bench config parses");
     let hop = fedmcp::app::Host::start(&config).await.expect("host A starts");
     let deadline = Instant::now() + TIME_LIMIT;
-    while hop.shared.catalog.tool("text-tools__slugify").is_none() {
+    while hop.shared.catalog.tool(HOP_TOOL).is_none() {
         assert!(Instant::now() < deadline, "A did not import B's tools");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -320,9 +323,8 @@ async fn main() {
     let only_hop = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "hop");
     for (revision, kind) in [("2025-11-25", Kind::Legacy), ("2026-07-28", Kind::Stateless)] {
         if only_hop {
-            let tool = "text-tools__slugify";
-            load(&hop_url, tool, kind, connections, 20, None).await;
-            let hop = load(&hop_url, tool, kind, connections, calls, None).await;
+            load(&hop_url, HOP_TOOL, kind, connections, 20, None).await;
+            let hop = load(&hop_url, HOP_TOOL, kind, connections, calls, None).await;
             println!(
                 "{revision:<12} via A    {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 hop.calls, hop.per_second, hop.p50_ms, hop.p99_ms
@@ -334,11 +336,11 @@ async fn main() {
         load(&native_url, "slugify", kind, connections, 20, None).await;
         load(&wasm_url, tool, kind, connections, 20, None).await;
         load(&jwt_url, tool, kind, connections, 20, Some(&token)).await;
-        load(&hop_url, tool, kind, connections, 20, None).await;
+        load(&hop_url, HOP_TOOL, kind, connections, 20, None).await;
         let native = load(&native_url, "slugify", kind, connections, calls, None).await;
         let wasm = load(&wasm_url, tool, kind, connections, calls, None).await;
         let jwt = load(&jwt_url, tool, kind, connections, calls, Some(&token)).await;
-        let hop = load(&hop_url, tool, kind, connections, calls, None).await;
+        let hop = load(&hop_url, HOP_TOOL, kind, connections, calls, None).await;
         for (label, f) in [("native", &native), ("wasm", &wasm), ("wasm+jwt", &jwt), ("via A", &hop)] {
             println!(
                 "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
@@ -348,8 +350,8 @@ async fn main() {
         if kind == Kind::Legacy {
             // A client that declares sampling: A serves its calls through rmcp's session (only
             // it can ask that client something mid-call), not the relay.
-            load(&hop_url, tool, Kind::LegacySampling, connections, 20, None).await;
-            let f = load(&hop_url, tool, Kind::LegacySampling, connections, calls, None).await;
+            load(&hop_url, HOP_TOOL, Kind::LegacySampling, connections, 20, None).await;
+            let f = load(&hop_url, HOP_TOOL, Kind::LegacySampling, connections, calls, None).await;
             println!(
                 "{revision:<12} via A*   {:>8} {:>10.0} {:>9.2} {:>9.2}   (* client declares sampling: {:.0}% of direct)",
                 f.calls,
@@ -376,7 +378,7 @@ async fn main() {
         );
         // One connection, one call at a time: what a hop adds to a call when nothing queues.
         let direct = load(&wasm_url, tool, kind, 1, calls, None).await;
-        let hop = load(&hop_url, tool, kind, 1, calls, None).await;
+        let hop = load(&hop_url, HOP_TOOL, kind, 1, calls, None).await;
         println!(
             "{revision:<12} one connection: direct p50 {:.2} ms, via A p50 {:.2} ms, added p50 {:.2} ms",
             direct.p50_ms,

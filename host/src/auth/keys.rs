@@ -235,20 +235,7 @@ mod tests {
             actor: Some("host-a".into()),
         };
         let (token, _) = signer.mint(&request).expect("token");
-        let verifier = Verifier::new(AuthSettings {
-            audience: "host-b".into(),
-            algorithms: vec![Algorithm::EdDSA],
-            leeway_secs: 5,
-            scope_claim: "scope".into(),
-            issuers: vec![IssuerSettings {
-                issuer: "host-a".into(),
-                keys: vec![KeySource::Pem { path: files.public, kid: Some("host-a".into()) }],
-                ceiling: None,
-            }],
-            resource: None,
-            authorization_servers: Vec::new(),
-        })
-        .expect("verifier");
+        let verifier = verifier(files.public);
         let identity = verifier.verify(&token).expect("valid");
         assert_eq!(identity.subject, "alice");
         assert_eq!(identity.actor.as_deref(), Some("host-a"));

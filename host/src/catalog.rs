@@ -319,10 +319,14 @@ impl Catalog {
         if let Some(owner) = snapshot.resource_routes.get(uri) {
             return Some(owner.clone());
         }
+        // An unprefixed owner's catch-all template must not make a URI that passes for
+        // another namespace's (`docs__secret`) its own: a grant for `docs__*` would cover it.
         snapshot
             .template_routes
             .iter()
-            .find(|(template, _)| template_matches(template, uri))
+            .find(|(template, owner)| {
+                template_matches(template, uri) && !(owner.namespace().is_empty() && passes_for_prefixed(uri, true))
+            })
             .map(|(_, owner)| owner.clone())
     }
 
@@ -577,6 +581,19 @@ mod tests {
         assert_eq!(catalog.resource_grant_name(template), format!("a__{template}"));
         // A resource a serves through its template is judged as a's.
         assert_eq!(catalog.resource_grant_name("test://x/y"), "a__test://x/y");
+    }
+
+    /// An unprefixed owner's catch-all template does not take URIs that pass for another
+    /// namespace's names.
+    #[tokio::test]
+    async fn an_unprefixed_catch_all_template_does_not_own_names_of_a_namespace() {
+        let text = "[[peers]]\nname = \"u\"\nnamespace = \"\"\nurl = \"http://127.0.0.1:9/mcp\"\nconnect = \"lazy\"";
+        let config = crate::config::HostConfig::parse(text).unwrap();
+        let catalog = Catalog::new("h".into());
+        let listing = PeerListing { templates: vec![ResourceTemplate::new("{rest}", "t")], ..PeerListing::default() };
+        catalog.set_peer(Peer::start(config.peers[0].clone(), "h".into(), 8, None), Arc::new(listing));
+        assert!(catalog.resource_owner("notes://today").is_some());
+        assert!(catalog.resource_owner("docs__secret").is_none(), "the catch-all took a namespaced name");
     }
 
     #[test]

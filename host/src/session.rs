@@ -126,9 +126,10 @@ pub struct Session {
     subscriptions: Arc<Mutex<HashSet<String>>>,
     /// A legacy HTTP session's entry among `Shared::legacy`, dropped with the session.
     registration: Arc<Mutex<Option<Registration>>>,
-    /// When the token of the session's latest request expires: its stream of notifications
-    /// delivers nothing after that, until a request with a fresh token comes.
-    expires: Arc<Mutex<Option<SystemTime>>>,
+    /// The caller of the session's latest request: its stream of notifications delivers
+    /// nothing once that caller's token has expired (until a request with a fresh one comes),
+    /// and a resource's updates only while that caller's grant covers it.
+    latest: Arc<Mutex<Option<Arc<Identity>>>>,
 }
 
 /// How many resources one session may subscribe to.
@@ -155,7 +156,7 @@ impl Session {
             log_level: Arc::default(),
             subscriptions: Arc::default(),
             registration: Arc::default(),
-            expires: Arc::default(),
+            latest: Arc::default(),
         }
     }
 
@@ -166,8 +167,8 @@ impl Session {
     /// The caller, as the HTTP edge verified it, or the local user.
     fn identity(&self, cx: &RequestContext<RoleServer>) -> Result<Arc<Identity>, McpError> {
         let identity = caller(cx.extensions.get::<axum::http::request::Parts>(), &self.shared.guard)?;
-        if let Ok(mut expires) = self.expires.lock() {
-            *expires = identity.expires;
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(identity.clone());
         }
         Ok(identity)
     }
@@ -677,10 +678,15 @@ impl Session {
         let mut changes = self.catalog().subscribe();
         let mut updates = self.catalog().subscribe_updates();
         let subscriptions = self.subscriptions.clone();
-        let expires = self.expires.clone();
-        let expired = move || {
-            let expires = expires.lock().map(|e| *e).unwrap_or(Some(SystemTime::UNIX_EPOCH));
-            expires.is_some_and(|at| SystemTime::now() >= at)
+        let latest = self.latest.clone();
+        let caller = move || latest.lock().ok().and_then(|latest| latest.clone());
+        let expired = {
+            let caller = caller.clone();
+            move || caller().is_none_or(|identity| identity.expires.is_some_and(|at| SystemTime::now() >= at))
+        };
+        let catalog = self.shared.catalog.clone();
+        let may_see = move |uri: &str| {
+            caller().is_some_and(|identity| identity.allows(EntryKind::Resource, &catalog.resource_grant_name(uri)))
         };
         tokio::spawn(async move {
             loop {
@@ -697,7 +703,9 @@ impl Session {
                         Ok(_) if expired() => continue,
                         Ok(uri) => {
                             let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
-                            if !subscribed {
+                            // Judged again now: a reload may have moved the resource, a later
+                            // token may grant less.
+                            if !subscribed || !may_see(&uri) {
                                 continue;
                             }
                             peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await
@@ -754,9 +762,9 @@ impl ServerHandler for Session {
         // The session's changes reach its client while the token it initialized with (or of
         // its latest request since) is valid.
         if let Ok(identity) = caller(parts, &self.shared.guard)
-            && let Ok(mut expires) = self.expires.lock()
+            && let Ok(mut latest) = self.latest.lock()
         {
-            *expires = identity.expires;
+            *latest = Some(identity);
         }
         let session_id = parts.and_then(|parts| parts.headers.get("mcp-session-id")).and_then(|id| id.to_str().ok());
         match (session_id, context.peer.peer_info()) {

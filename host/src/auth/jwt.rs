@@ -175,8 +175,9 @@ impl Verifier {
             // Streams opened with this token stop delivering when it expires (`exp` is required).
             expires: claims
                 .get("exp")
-                .and_then(Value::as_u64)
-                .map(|exp| std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp)),
+                .and_then(Value::as_f64)
+                .and_then(|exp| std::time::Duration::try_from_secs_f64(exp).ok())
+                .map(|exp| std::time::UNIX_EPOCH + exp),
         }
     }
 }

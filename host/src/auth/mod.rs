@@ -194,9 +194,12 @@ impl Identity {
         self.grants.allows(kind, name)
     }
 
-    /// The caller's key for rate limits: one bucket per issuer and subject.
+    /// Who the caller is, as one key: for rate limits, the sessions it owns and the calls held
+    /// for it. Issuer, subject and the party acting for them: a forwarding host that names a
+    /// caller of another issuer (`sub_id`) speaks for that caller through itself only, and
+    /// never owns the caller's own sessions or spends the caller's own budget.
     pub fn limit_key(&self) -> String {
-        format!("{}\n{}", self.issuer.as_deref().unwrap_or("local"), self.subject)
+        serde_json::json!([self.issuer, self.subject, self.actor]).to_string()
     }
 
     /// How the audit log and error messages name the caller.
@@ -215,7 +218,11 @@ impl Identity {
 /// Refusing is simpler than normalising (RFC 3986 §6) and leaves no doubt which form an owner
 /// sees: clients send URIs as the server listed them, and listed URIs have no such segments.
 pub fn check_resource_uri(uri: &str) -> Result<(), String> {
-    for segment in uri.split(['/', '\\']) {
+    // A `%25` (an encoded `%`) is decoded once more, so `%252e%252e` is judged as `%2e%2e`; and
+    // `?`, `#` and `;` end a segment, as an owner that strips a query, fragment or path
+    // parameter would see it.
+    let once_decoded = uri.replace("%25", "%");
+    for segment in once_decoded.split(['/', '\\', '?', '#', ';']) {
         let lowered = segment.to_ascii_lowercase();
         if lowered.contains("%2f") || lowered.contains("%5c") {
             return Err(format!(
@@ -286,6 +293,11 @@ mod tests {
             "file:///a/b%5cc",
             "file:///a\\..\\b",
             "docs://x/?q=../../b",
+            "file:///a/..?x",
+            "file:///a/..#f",
+            "file:///a/..;/b",
+            "file:///a/%252e%252e/b",
+            "file:///a/b%252Fc",
         ] {
             assert!(check_resource_uri(refused).is_err(), "{refused}");
         }
@@ -298,6 +310,26 @@ mod tests {
         let grants = Grants::from_scopes(&["resources:docs__file:///a/*"]);
         assert!(grants.allows(EntryKind::Resource, "docs__file:///a/../b/secret"));
         assert!(check_resource_uri("file:///a/../b/secret").is_err());
+    }
+
+    #[test]
+    fn a_caller_named_by_a_forwarding_host_is_not_the_caller_in_person() {
+        let direct = Identity {
+            subject: "alice".into(),
+            issuer: Some("https://corp-idp".into()),
+            actor: None,
+            grants: Grants::everything(),
+            expires: None,
+        };
+        let forwarded = Identity { actor: Some("host-a".into()), ..direct.clone() };
+        assert_ne!(direct.limit_key(), forwarded.limit_key());
+        // No choice of names makes two identities one key.
+        let local = Identity::local();
+        let named_local = Identity { issuer: Some("local".into()), ..Identity::local() };
+        assert_ne!(local.limit_key(), named_local.limit_key());
+        let split = Identity { subject: "b\nc".into(), issuer: Some("a".into()), ..Identity::local() };
+        let joined = Identity { subject: "c".into(), issuer: Some("a\nb".into()), ..Identity::local() };
+        assert_ne!(split.limit_key(), joined.limit_key());
     }
 
     #[test]

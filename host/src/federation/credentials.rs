@@ -192,7 +192,17 @@ impl PeerHttpClient {
             JsonRpcMessage::Request(request) => request.request.get_meta_mut().remove(CALLER_KEY),
             _ => None,
         };
-        self.token(caller.as_ref().and_then(Caller::from_meta).as_ref(), fallback)
+        // A caller that cannot be read is refused, never taken for this host itself (whose own
+        // token carries no actor and would speak for the host).
+        let caller = match caller.as_ref().map(|value| Caller::from_meta(value).ok_or(value)) {
+            None => None,
+            Some(Ok(caller)) => Some(caller),
+            Some(Err(value)) => {
+                let message = format!("the caller of a forwarded request is unreadable ({value}); not sent");
+                return Err(StreamableHttpError::Io(std::io::Error::other(message)));
+            }
+        };
+        self.token(caller.as_ref(), fallback)
     }
 
     /// The peer's answer to a POST, its log messages marked with the request they answer.

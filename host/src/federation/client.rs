@@ -234,8 +234,28 @@ impl ActiveCalls {
         attributed
     }
 
-    /// Pass on a progress notification to the call whose token it carries.
-    fn progress(&self, params: ProgressNotificationParam) {
+    /// Pass on a progress notification to the call whose token it carries, and, from a peer
+    /// whose streams are marked (HTTP), only when it came on that call's own response stream:
+    /// a token is a small number a peer could guess, and another caller's call must not hear
+    /// a message meant for no one it knows.
+    fn progress(&self, params: ProgressNotificationParam, origin: Option<&InboundStreamOrigin>, unmarked: bool) {
+        if unmarked {
+            self.unattributed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("peer progress not on a call's own stream; dropped");
+            return;
+        }
+        if let Some(InboundStreamOrigin::OutboundRequest(id)) = origin {
+            let on_its_stream = self.calls.lock().ok().is_some_and(|calls| {
+                calls.values().any(|call| {
+                    call.progress_token.as_ref() == Some(&params.progress_token) && call.request_id.as_ref() == Some(id)
+                })
+            });
+            if !on_its_stream {
+                self.unattributed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("peer progress for another call's token; dropped");
+                return;
+            }
+        }
         if let Some(sink) = self.by_progress_token(&params.progress_token) {
             let bytes = params.message.as_ref().map_or(0, String::len);
             let event = CallEvent::Progress { progress: params.progress, total: params.total, message: params.message };
@@ -341,6 +361,11 @@ impl ListChanges {
 /// the connection the peer never sees, so a peer cannot forge it.
 const STREAM_KEY: &str = "dev.fedmcp/stream";
 
+/// A progress notification from a peer whose streams are marked, that came with no valid mark
+/// (not on a call's response stream).
+#[derive(Debug, Clone, Copy)]
+struct Unmarked;
+
 /// The secret of one peer connection's stream marks.
 pub struct StreamMark {
     secret: String,
@@ -353,18 +378,19 @@ impl StreamMark {
         Ok(Self { secret: bytes.iter().map(|b| format!("{b:02x}")).collect() })
     }
 
-    /// Mark a log message that arrived on the response stream of request `request`. Other
-    /// events pass unchanged (only log messages need a mark; progress names its call).
+    /// Mark a log message or progress notification that arrived on the response stream of
+    /// request `request`. Other events pass unchanged.
     pub fn mark(&self, mut event: sse_stream::Sse, request: &RequestId) -> sse_stream::Sse {
+        const MARKED: [&str; 2] = ["notifications/message", "notifications/progress"];
         let Some(data) = &event.data else { return event };
-        // A cheap look first: most events are responses, which need no second parse. A log
-        // message written some other way (say with an escaped `/`) goes unmarked, so dropped.
-        if !data.contains("notifications/message") {
+        // A cheap look first: most events are responses, which need no second parse. A message
+        // written some other way (say with an escaped `/`) goes unmarked, so dropped.
+        if !MARKED.iter().any(|method| data.contains(method)) {
             return event;
         }
         let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(data) else { return event };
-        if message.get("method").and_then(Value::as_str) != Some("notifications/message") || message.contains_key("id")
-        {
+        let method = message.get("method").and_then(Value::as_str);
+        if !method.is_some_and(|method| MARKED.contains(&method)) || message.contains_key("id") {
             return event;
         }
         let Some(Value::Object(params)) = message.get_mut("params") else { return event };
@@ -473,8 +499,9 @@ impl ClientHandler for PeerClient {
         self.ask_caller(InputRequest::Roots, &cx).await
     }
 
-    async fn on_progress(&self, params: ProgressNotificationParam, _cx: NotificationContext<RoleClient>) {
-        self.calls.progress(params);
+    async fn on_progress(&self, params: ProgressNotificationParam, cx: NotificationContext<RoleClient>) {
+        let unmarked = cx.extensions.get::<Unmarked>().is_some();
+        self.calls.progress(params, cx.extensions.get::<InboundStreamOrigin>(), unmarked);
         self.calls.notification_handled();
     }
 
@@ -557,8 +584,17 @@ fn received(calls: &ActiveCalls, mark: Option<&StreamMark>, message: &mut RxJson
                 log.extensions.insert(InboundStreamOrigin::OutboundRequest(request));
             }
         }
-        ServerNotification::ProgressNotification(_) => {
+        ServerNotification::ProgressNotification(progress) => {
             calls.received.fetch_add(1, Ordering::AcqRel);
+            let Some(mark) = mark else { return };
+            match StreamMark::take(Some(mark), progress.extensions.get_mut()) {
+                Some(request) => {
+                    progress.extensions.insert(InboundStreamOrigin::OutboundRequest(request));
+                }
+                None => {
+                    progress.extensions.insert(Unmarked);
+                }
+            }
         }
         _ => {}
     }
@@ -612,13 +648,33 @@ mod tests {
         assert_eq!(calls.dropped(), (3, 0));
     }
 
+    /// From a peer whose streams are marked, progress reaches a call only on its own stream:
+    /// a guessed token on another stream, or on none, is dropped and counted.
+    #[tokio::test]
+    async fn progress_with_another_calls_token_does_not_reach_it() {
+        let calls = Arc::new(ActiveCalls::default());
+        let (_call, mut events) = one_call(&calls, 1);
+        let (_other, _other_events) = one_call(&calls, 2);
+        let token = ProgressToken(rmcp::model::NumberOrString::Number(1));
+        let progress = || ProgressNotificationParam::new(token.clone(), 1.0);
+        calls.progress(progress(), Some(&InboundStreamOrigin::OutboundRequest(RequestId::Number(2))), false);
+        calls.progress(progress(), None, true);
+        assert!(events.try_recv().is_err(), "progress off the call's stream reached its caller");
+        assert_eq!(calls.dropped(), (2, 0));
+        calls.progress(progress(), Some(&InboundStreamOrigin::OutboundRequest(RequestId::Number(1))), false);
+        assert!(matches!(events.try_recv(), Ok(CallEvent::Progress { .. })));
+        // A peer over stdio marks nothing: its progress is routed by token alone.
+        calls.progress(progress(), None, false);
+        assert!(matches!(events.try_recv(), Ok(CallEvent::Progress { .. })));
+    }
+
     #[tokio::test]
     async fn a_forwarded_calls_events_are_capped_and_its_caller_told_once() {
         let calls = Arc::new(ActiveCalls::default());
         let (call, mut events) = one_call(&calls, 1);
         let token = ProgressToken(rmcp::model::NumberOrString::Number(1));
         for n in 0..MAX_CALL_EVENTS + 100 {
-            calls.progress(ProgressNotificationParam::new(token.clone(), n as f64));
+            calls.progress(ProgressNotificationParam::new(token.clone(), n as f64), None, false);
         }
         let mut progress = 0;
         let mut warnings = Vec::new();

@@ -21,6 +21,7 @@ mod peer;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use client::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
 pub use peer::{Peer, PeerListing, Relay};
 
 use crate::auth::keys::Signer;

@@ -23,7 +23,7 @@ use rmcp::model::{CreateMessageRequestParams, ElicitRequestParams};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::{Audit, Expected, PeerAnswer, Settled, data_event, is_input_required, passes_on, post, settle};
+use super::{Audit, Expected, PeerAnswer, Settled, data_event, is_input_required, post, settle};
 use crate::call::CallError;
 use crate::federation::{Peer, Relay};
 use crate::held::HOLD_LIMIT;
@@ -151,9 +151,7 @@ impl Asking {
             {
                 return Ok(message);
             }
-            if !passes_on(&message, self.expected.progress_token.as_ref()) {
-                continue;
-            }
+            let Some(message) = self.expected.pass_on(self.peer.name(), message) else { continue };
             if events.send(data_event(&message)).await.is_err() {
                 return Err(CallError::Upstream(McpError::internal_error("the client went away", None)));
             }

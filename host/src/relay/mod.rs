@@ -490,6 +490,47 @@ struct Expected {
     capabilities: Map<String, Value>,
     legacy: bool,
     progress_token: Option<Value>,
+    /// What of the peer's messages the call has passed on so far.
+    budget: std::sync::Mutex<EventBudget>,
+}
+
+/// A relayed call's share of a peer's messages: the budget a forwarded call has on the normal
+/// path (`federation::client`), so the relay lets a peer say no more than rmcp's client would.
+#[derive(Default)]
+struct EventBudget {
+    events: u64,
+    bytes: usize,
+    warned: bool,
+}
+
+impl Expected {
+    /// What reaches the caller of a message the peer sent on the call's stream (not its
+    /// answer): the message, if `passes_on` lets it through and the budget holds; once the
+    /// budget is spent, a single warning instead; otherwise nothing.
+    fn pass_on(&self, peer: &str, message: Value) -> Option<Value> {
+        use crate::federation::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
+        if !passes_on(&message, self.progress_token.as_ref()) {
+            return None;
+        }
+        let mut budget = self.budget.lock().ok()?;
+        let bytes = message.get("params").map_or(0, |params| params.to_string().len());
+        if budget.events < MAX_CALL_EVENTS && budget.bytes.saturating_add(bytes) <= MAX_CALL_EVENT_BYTES {
+            budget.events += 1;
+            budget.bytes += bytes;
+            return Some(message);
+        }
+        DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if std::mem::replace(&mut budget.warned, true) {
+            return None;
+        }
+        let text = format!(
+            "peer {peer} exceeded the event budget of a forwarded call ({MAX_CALL_EVENTS} messages or {} KiB per call); \
+             its further log and progress messages in this call are dropped",
+            MAX_CALL_EVENT_BYTES >> 10
+        );
+        Some(json!({ "jsonrpc": "2.0", "method": "notifications/message",
+            "params": { "level": "warning", "logger": "fedmcp", "data": text } }))
+    }
 }
 
 impl From<&Call<'_>> for Expected {
@@ -503,6 +544,7 @@ impl From<&Call<'_>> for Expected {
             capabilities,
             legacy: call.is_legacy(),
             progress_token: call.progress_token.clone(),
+            budget: std::sync::Mutex::default(),
         }
     }
 }
@@ -600,7 +642,7 @@ fn relay_stream(
                     let is_answer = message.get("id") == Some(&state.expected.id)
                         && (message.get("result").is_some() || message.get("error").is_some());
                     if !is_answer {
-                        if passes_on(&message, state.expected.progress_token.as_ref()) {
+                        if let Some(message) = state.expected.pass_on(state.peer.name(), message) {
                             return Some((Ok::<_, std::convert::Infallible>(data_event(&message)), Some(state)));
                         }
                         continue;
@@ -778,6 +820,31 @@ mod tests {
         assert!(dropped_messages() >= dropped_before + 7);
         // What is passed on is data alone: no event ids or retry hints of the peer's.
         assert_eq!(&data_event(&log)[..], format!("data: {log}\n\n").as_bytes());
+    }
+
+    #[test]
+    fn a_relayed_call_passes_on_no_more_than_a_forwarded_calls_event_budget() {
+        use crate::federation::MAX_CALL_EVENTS;
+        let expected = Expected {
+            id: json!(1),
+            capabilities: Map::new(),
+            legacy: false,
+            progress_token: Some(json!(9)),
+            budget: std::sync::Mutex::default(),
+        };
+        let log =
+            json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "x" } });
+        for n in 0..MAX_CALL_EVENTS {
+            assert_eq!(expected.pass_on("b", log.clone()).as_ref(), Some(&log), "message {n}");
+        }
+        let warning = expected.pass_on("b", log.clone()).expect("one warning");
+        assert!(warning["params"]["data"].as_str().is_some_and(|d| d.contains("event budget")), "{warning}");
+        assert_eq!(expected.pass_on("b", log.clone()), None, "warned once, then silent");
+        // Bytes count too.
+        let fresh = Expected { budget: std::sync::Mutex::default(), progress_token: None, ..expected };
+        let big = json!({ "jsonrpc": "2.0", "method": "notifications/message",
+            "params": { "level": "info", "data": "x".repeat(2 << 20) } });
+        assert!(fresh.pass_on("b", big).is_some_and(|w| w["params"]["level"] == "warning"));
     }
 
     #[test]

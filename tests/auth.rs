@@ -782,19 +782,19 @@ fn conformance_plugins() -> tempfile::TempDir {
 
 /// `tools/list` (or `DELETE` when `delete`) in `session` with `token`: the HTTP status.
 async fn use_legacy_session(host: &Protected, token: &str, session: &str, delete: bool) -> StatusCode {
-    let http = reqwest::Client::new();
-    let request = if delete { http.delete(host.server.url()) } else { http.post(host.server.url()) };
-    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
-    let response = request
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(if delete { String::new() } else { list.to_string() })
-        .send()
-        .await
-        .expect("the host answers");
+    let response = if delete {
+        reqwest::Client::new()
+            .delete(host.server.url())
+            .bearer_auth(token)
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("the host answers")
+    } else {
+        let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+        legacy_post(host, token, Some(session), list).await
+    };
     let status = response.status();
     let _ = response.text().await;
     status

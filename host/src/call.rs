@@ -121,3 +121,92 @@ pub enum Outcome<T> {
     Complete(T),
     InputRequired(InputRequired),
 }
+
+/// What one call sent its caller, and what it had to drop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventsSpent {
+    pub events: u64,
+    pub bytes: usize,
+    pub dropped: u64,
+    pub dropped_bytes: usize,
+    /// Every list-changed after the first of its kind (they say nothing new).
+    pub coalesced: u64,
+}
+
+/// A call's allowance of log and progress messages: how many, and their text in bytes. A
+/// plugin's messages are copied out of the guest, outside its memory cap, and a peer's come
+/// as fast as it sends them; both wait in the caller's channel: the budget bounds it all. What
+/// exceeds it is dropped and counted, and the caller is told once. The one rule for plugins,
+/// forwarded calls and relayed calls.
+#[derive(Debug, Clone, Copy)]
+pub struct EventBudget {
+    max_events: u64,
+    max_bytes: usize,
+    spent: EventsSpent,
+    warned: bool,
+}
+
+/// What to do with one message under a call's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// It fits: pass it on.
+    Send,
+    /// The first message over the budget: drop it, and tell the caller (`EventBudget::warning`).
+    DropAndWarn,
+    /// Over the budget, and the caller was told: drop it.
+    Drop,
+}
+
+impl EventBudget {
+    pub fn new(max_events: u64, max_bytes: usize) -> Self {
+        Self { max_events, max_bytes, spent: EventsSpent::default(), warned: false }
+    }
+
+    /// Charge a message carrying `bytes` of text.
+    pub fn charge(&mut self, bytes: usize) -> Charge {
+        if self.spent.events < self.max_events && self.spent.bytes.saturating_add(bytes) <= self.max_bytes {
+            self.spent.events += 1;
+            self.spent.bytes += bytes;
+            return Charge::Send;
+        }
+        self.spent.dropped += 1;
+        self.spent.dropped_bytes = self.spent.dropped_bytes.saturating_add(bytes);
+        if std::mem::replace(&mut self.warned, true) { Charge::Drop } else { Charge::DropAndWarn }
+    }
+
+    /// A list-changed that says nothing new in this call.
+    pub fn coalesced(&mut self) {
+        self.spent.coalesced += 1;
+    }
+
+    pub fn spent(&self) -> EventsSpent {
+        self.spent
+    }
+
+    /// What the caller is told once: `who` (e.g. "plugin x") is past the budget.
+    pub fn warning(&self, who: &str) -> String {
+        format!(
+            "{who} exceeded its event budget ({} messages or {} KiB of text per call); its further log and progress \
+             messages in this call are dropped",
+            self.max_events,
+            self.max_bytes >> 10
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_passes_what_fits_then_warns_once_and_drops_the_rest() {
+        let mut budget = EventBudget::new(2, 10);
+        assert_eq!(budget.charge(4), Charge::Send);
+        assert_eq!(budget.charge(7), Charge::DropAndWarn, "past the bytes");
+        assert_eq!(budget.charge(6), Charge::Send, "a smaller one still fits");
+        assert_eq!(budget.charge(0), Charge::Drop, "past the count; told already");
+        let spent = budget.spent();
+        assert_eq!((spent.events, spent.bytes, spent.dropped, spent.dropped_bytes), (2, 10, 2, 7));
+        assert!(budget.warning("plugin x").contains("plugin x exceeded its event budget (2 messages"));
+    }
+}

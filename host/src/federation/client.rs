@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::call::{CallEvent, InputRequest, ListKind};
+use crate::call::{CallEvent, Charge, EventBudget, EventsSpent, InputRequest, ListKind};
 
 /// What the peer may report during one forwarded call, like a plugin call's default budget:
 /// the session drains the call's events from an unbounded channel, so without a budget a peer
@@ -82,17 +82,7 @@ struct ActiveCall {
 pub struct CallSink {
     peer: String,
     events: mpsc::UnboundedSender<CallEvent>,
-    spent: Mutex<Spent>,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Spent {
-    events: u64,
-    bytes: usize,
-    dropped: u64,
-    dropped_bytes: usize,
-    /// Whether the caller was told that events are being dropped (once per call).
-    warned: bool,
+    budget: Mutex<EventBudget>,
 }
 
 /// Why an event did not reach its caller.
@@ -108,25 +98,18 @@ impl CallSink {
     /// drop it, and tell the caller the first time.
     fn send(&self, bytes: usize, event: CallEvent, over_budget: &AtomicU64) -> Result<(), Undelivered> {
         let notice = {
-            let Ok(mut spent) = self.spent.lock() else { return Err(Undelivered::Ended) };
-            if spent.events < MAX_CALL_EVENTS && spent.bytes.saturating_add(bytes) <= MAX_CALL_EVENT_BYTES {
-                spent.events += 1;
-                spent.bytes += bytes;
-                drop(spent);
-                return self.events.send(event).map_err(|_| Undelivered::Ended);
+            let Ok(mut budget) = self.budget.lock() else { return Err(Undelivered::Ended) };
+            match budget.charge(bytes) {
+                Charge::Send => {
+                    drop(budget);
+                    return self.events.send(event).map_err(|_| Undelivered::Ended);
+                }
+                Charge::DropAndWarn => Some(budget.warning(&format!("peer {} (in a forwarded call)", self.peer))),
+                Charge::Drop => None,
             }
-            spent.dropped += 1;
-            spent.dropped_bytes = spent.dropped_bytes.saturating_add(bytes);
-            over_budget.fetch_add(1, Ordering::Relaxed);
-            !std::mem::replace(&mut spent.warned, true)
         };
-        if notice {
-            let text = format!(
-                "peer {} exceeded the event budget of a forwarded call ({MAX_CALL_EVENTS} messages or {} KiB per \
-                 call); its further log and progress messages in this call are dropped",
-                self.peer,
-                MAX_CALL_EVENT_BYTES >> 10
-            );
+        over_budget.fetch_add(1, Ordering::Relaxed);
+        if let Some(text) = notice {
             let _ = self.events.send(CallEvent::Log {
                 level: LoggingLevel::Warning,
                 logger: Some("fedmcp".to_owned()),
@@ -136,8 +119,8 @@ impl CallSink {
         Err(Undelivered::OverBudget)
     }
 
-    fn spent(&self) -> Spent {
-        self.spent.lock().map(|spent| *spent).unwrap_or_default()
+    fn spent(&self) -> EventsSpent {
+        self.budget.lock().map(|budget| budget.spent()).unwrap_or_default()
     }
 }
 
@@ -177,7 +160,13 @@ impl CallGuard {
 impl ActiveCalls {
     pub fn begin(self: &Arc<Self>, peer: &str, events: Option<mpsc::UnboundedSender<CallEvent>>) -> CallGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let sink = events.map(|events| Arc::new(CallSink { peer: peer.to_owned(), events, spent: Mutex::default() }));
+        let sink = events.map(|events| {
+            Arc::new(CallSink {
+                peer: peer.to_owned(),
+                events,
+                budget: Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
+            })
+        });
         if let Ok(mut calls) = self.calls.lock() {
             calls.insert(id, ActiveCall { progress_token: None, request_id: None, sink });
         }

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 use super::bindings::fedmcp::plugin::{host, types};
 use super::manifest::{HttpGrant, Manifest, non_public_range};
 use super::{CallContext, CallError, CallEvent, ListKind};
+use crate::call::{Charge, EventBudget, EventsSpent};
 
 /// The resource limits of one call.
 #[derive(Debug, Clone)]
@@ -34,29 +35,6 @@ pub struct Limits {
     pub private_networks: bool,
 }
 
-/// What one call sent its caller, and what it had to drop.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EventsSpent {
-    pub events: u64,
-    pub bytes: usize,
-    pub dropped: u64,
-    pub dropped_bytes: usize,
-    /// Every list-changed after the first of its kind (they say nothing new).
-    pub coalesced: u64,
-}
-
-/// A call's events go to an unbounded channel the session drains, and each message was
-/// copied out of the guest, outside its memory cap: the budget bounds both.
-struct EventBudget {
-    max_events: u64,
-    max_bytes: usize,
-    spent: EventsSpent,
-    /// Whether the caller was told that messages are being dropped (once per call).
-    warned: bool,
-    /// The list kinds already announced this call: tools, resources, prompts.
-    listed: [bool; 3],
-}
-
 /// What the sandbox refused during one call, for the error the caller sees.
 pub type Denials = Arc<Mutex<Vec<String>>>;
 
@@ -69,6 +47,8 @@ pub struct CallState {
     limits: StoreLimits,
     events: Option<tokio::sync::mpsc::UnboundedSender<CallEvent>>,
     budget: EventBudget,
+    /// The list kinds already announced this call: tools, resources, prompts.
+    listed: [bool; 3],
     plugin: String,
     /// Host names the guest may look up: the names of its `network` grants (lowercase).
     lookup_names: Vec<String>,
@@ -205,37 +185,23 @@ impl CallState {
     /// Send a log or progress message carrying `bytes` of text, if the call's budget has room;
     /// otherwise drop it, and tell the caller the first time.
     fn emit_counted(&mut self, bytes: usize, event: impl FnOnce() -> CallEvent) {
-        let budget = &mut self.budget;
-        let fits =
-            budget.spent.events < budget.max_events && budget.spent.bytes.saturating_add(bytes) <= budget.max_bytes;
-        if fits {
-            budget.spent.events += 1;
-            budget.spent.bytes += bytes;
-            self.send(event());
-            return;
-        }
-        budget.spent.dropped += 1;
-        budget.spent.dropped_bytes = budget.spent.dropped_bytes.saturating_add(bytes);
-        if !budget.warned {
-            budget.warned = true;
-            let notice = format!(
-                "plugin {} exceeded its event budget ({} messages or {} KiB of text per call); its further log and \
-                 progress messages in this call are dropped",
-                self.plugin,
-                budget.max_events,
-                budget.max_bytes >> 10
-            );
-            self.send(CallEvent::Log {
-                level: rmcp::model::LoggingLevel::Warning,
-                logger: Some("fedmcp".to_owned()),
-                data: serde_json::Value::String(notice),
-            });
+        match self.budget.charge(bytes) {
+            Charge::Send => self.send(event()),
+            Charge::DropAndWarn => {
+                let notice = self.budget.warning(&format!("plugin {}", self.plugin));
+                self.send(CallEvent::Log {
+                    level: rmcp::model::LoggingLevel::Warning,
+                    logger: Some("fedmcp".to_owned()),
+                    data: serde_json::Value::String(notice),
+                });
+            }
+            Charge::Drop => {}
         }
     }
 
     /// What this call sent and dropped so far.
     pub fn budget_spent(&self) -> EventsSpent {
-        self.budget.spent
+        self.budget.spent()
     }
 }
 
@@ -271,8 +237,8 @@ impl host::Host for CallState {
         };
         // Each reaches every connected session and makes clients list again: once per kind
         // and call says all there is to say.
-        if std::mem::replace(&mut self.budget.listed[index], true) {
-            self.budget.spent.coalesced += 1;
+        if std::mem::replace(&mut self.listed[index], true) {
+            self.budget.coalesced();
             return;
         }
         self.send(CallEvent::ListChanged(kind));
@@ -426,13 +392,7 @@ pub fn store(
         denials: denials.clone(),
         private_networks: limits.private_networks,
     };
-    let budget = EventBudget {
-        max_events: limits.max_events,
-        max_bytes: limits.max_event_bytes,
-        spent: EventsSpent::default(),
-        warned: false,
-        listed: [false; 3],
-    };
+    let budget = EventBudget::new(limits.max_events, limits.max_event_bytes);
     let state = CallState {
         wasi,
         http: WasiHttpCtx::new(),
@@ -441,6 +401,7 @@ pub fn store(
         limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
         events: cx.events,
         budget,
+        listed: [false; 3],
         plugin: plugin.to_owned(),
         lookup_names: manifest
             .network

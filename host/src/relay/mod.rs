@@ -35,9 +35,10 @@ use serde_json::{Map, Value, json};
 use crate::auth::consent::Policy;
 use crate::auth::gate::{Method, Permit, Use};
 use crate::auth::{EntryKind, Identity};
-use crate::call::CallError;
+use crate::call::{CallError, Charge, EventBudget};
 use crate::catalog::Owner;
 use crate::federation::credentials::CALLER_KEY;
+use crate::federation::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
 use crate::federation::{Peer, Relay, loops};
 use crate::legacy_sessions::{LegacySessions, RelayedCall, SessionFacts};
 use crate::session::{Shared, StateBinding, call_error};
@@ -490,17 +491,9 @@ struct Expected {
     capabilities: Map<String, Value>,
     legacy: bool,
     progress_token: Option<Value>,
-    /// What of the peer's messages the call has passed on so far.
+    /// What of the peer's messages the call has passed on so far: the budget a forwarded call
+    /// has on the normal path, so the relay lets a peer say no more than rmcp's client would.
     budget: std::sync::Mutex<EventBudget>,
-}
-
-/// A relayed call's share of a peer's messages: the budget a forwarded call has on the normal
-/// path (`federation::client`), so the relay lets a peer say no more than rmcp's client would.
-#[derive(Default)]
-struct EventBudget {
-    events: u64,
-    bytes: usize,
-    warned: bool,
 }
 
 impl Expected {
@@ -508,28 +501,21 @@ impl Expected {
     /// answer): the message, if `passes_on` lets it through and the budget holds; once the
     /// budget is spent, a single warning instead; otherwise nothing.
     fn pass_on(&self, peer: &str, message: Value) -> Option<Value> {
-        use crate::federation::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
         if !passes_on(&message, self.progress_token.as_ref()) {
             return None;
         }
         let mut budget = self.budget.lock().ok()?;
         let bytes = message.get("params").map_or(0, |params| params.to_string().len());
-        if budget.events < MAX_CALL_EVENTS && budget.bytes.saturating_add(bytes) <= MAX_CALL_EVENT_BYTES {
-            budget.events += 1;
-            budget.bytes += bytes;
-            return Some(message);
-        }
+        let text = match budget.charge(bytes) {
+            Charge::Send => return Some(message),
+            Charge::DropAndWarn => budget.warning(&format!("peer {peer} (in a forwarded call)")),
+            Charge::Drop => String::new(),
+        };
         DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if std::mem::replace(&mut budget.warned, true) {
-            return None;
-        }
-        let text = format!(
-            "peer {peer} exceeded the event budget of a forwarded call ({MAX_CALL_EVENTS} messages or {} KiB per call); \
-             its further log and progress messages in this call are dropped",
-            MAX_CALL_EVENT_BYTES >> 10
-        );
-        Some(json!({ "jsonrpc": "2.0", "method": "notifications/message",
-            "params": { "level": "warning", "logger": "fedmcp", "data": text } }))
+        (!text.is_empty()).then(|| {
+            json!({ "jsonrpc": "2.0", "method": "notifications/message",
+                "params": { "level": "warning", "logger": "fedmcp", "data": text } })
+        })
     }
 }
 
@@ -544,7 +530,7 @@ impl From<&Call<'_>> for Expected {
             capabilities,
             legacy: call.is_legacy(),
             progress_token: call.progress_token.clone(),
-            budget: std::sync::Mutex::default(),
+            budget: std::sync::Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
         }
     }
 }
@@ -824,13 +810,12 @@ mod tests {
 
     #[test]
     fn a_relayed_call_passes_on_no_more_than_a_forwarded_calls_event_budget() {
-        use crate::federation::MAX_CALL_EVENTS;
         let expected = Expected {
             id: json!(1),
             capabilities: Map::new(),
             legacy: false,
             progress_token: Some(json!(9)),
-            budget: std::sync::Mutex::default(),
+            budget: std::sync::Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
         };
         let log =
             json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "x" } });
@@ -841,7 +826,11 @@ mod tests {
         assert!(warning["params"]["data"].as_str().is_some_and(|d| d.contains("event budget")), "{warning}");
         assert_eq!(expected.pass_on("b", log.clone()), None, "warned once, then silent");
         // Bytes count too.
-        let fresh = Expected { budget: std::sync::Mutex::default(), progress_token: None, ..expected };
+        let fresh = Expected {
+            budget: std::sync::Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
+            progress_token: None,
+            ..expected
+        };
         let big = json!({ "jsonrpc": "2.0", "method": "notifications/message",
             "params": { "level": "info", "data": "x".repeat(2 << 20) } });
         assert!(fresh.pass_on("b", big).is_some_and(|w| w["params"]["level"] == "warning"));

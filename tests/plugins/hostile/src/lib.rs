@@ -59,6 +59,21 @@ thread_local! {
     static CALLS: RefCell<u32> = const { RefCell::new(0) };
 }
 
+/// Ask the user for a name (keeping `state` between the rounds), or say what they answered.
+fn ask_name(cx: &fedmcp_sdk::Context, state: Option<String>) -> ToolOutcome {
+    match cx.response("answer") {
+        Some(answer) => format!("user said {answer}").into(),
+        None => {
+            let schema = serde_json::json!({"type": "object", "properties": {}});
+            let asked = InputRequired::new().request("answer", InputRequest::elicit("Name?", schema));
+            match state {
+                Some(state) => asked.state(state).into(),
+                None => asked.into(),
+            }
+        }
+    }
+}
+
 fn denied(what: &str, error: impl std::fmt::Display) -> Error {
     Error::internal(format!("{what} failed: {error}"))
 }
@@ -148,18 +163,13 @@ impl Plugin for Hostile {
         tools.add("big_response", "Return `size` KiB of text", |a: SizeArg, _cx| {
             Ok("x".repeat((a.size as usize) << 10))
         });
-        tools.add("big_state", "Ask the user, keeping `size` KiB of state", |a: SizeArg, cx| -> Result<ToolOutcome, Error> {
-            match cx.response("answer") {
-                Some(answer) => Ok(format!("user said {answer}").into()),
-                None => Ok(InputRequired::new()
-                    .request(
-                        "answer",
-                        InputRequest::elicit("Name?", serde_json::json!({"type": "object", "properties": {}})),
-                    )
-                    .state("s".repeat((a.size as usize) << 10))
-                    .into()),
-            }
-        });
+        tools.add(
+            "big_state",
+            "Ask the user, keeping `size` KiB of state",
+            |a: SizeArg, cx| -> Result<ToolOutcome, Error> {
+                Ok(ask_name(cx, Some("s".repeat((a.size as usize) << 10))))
+            },
+        );
         tools.add("trap", "Panic (a trap)", |_: Nothing, _cx| -> Result<ToolResult, Error> {
             panic!("hostile plugin trapped on purpose")
         });
@@ -170,15 +180,7 @@ impl Plugin for Hostile {
             }
         });
         tools.add("ask_elicitation", "Ask the user", |_: Nothing, cx| -> Result<ToolOutcome, Error> {
-            match cx.response("answer") {
-                Some(answer) => Ok(format!("user said {answer}").into()),
-                None => Ok(InputRequired::new()
-                    .request(
-                        "answer",
-                        InputRequest::elicit("Name?", serde_json::json!({"type": "object", "properties": {}})),
-                    )
-                    .into()),
-            }
+            Ok(ask_name(cx, None))
         });
         tools.add("remember", "Store a secret in a global, wait, and read the global back", |a: SecretArg, _cx| {
             let before = REMEMBERED.with(|r| r.borrow().clone());

@@ -195,6 +195,32 @@ mod tests {
         assert_eq!(verifier(old_public).verify(&token).expect("valid").subject, "x");
     }
 
+    /// A token's `exp` becomes its identity's expiry, whether written as an integer or (as some
+    /// issuers do) with a fraction: a stream opened with it must end, never live on.
+    #[test]
+    fn a_tokens_expiry_is_kept_with_its_identity_integer_or_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = generate(dir.path(), "host-a").expect("keys");
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(&std::fs::read(&files.private).expect("key")).expect("key");
+        let verifier = verifier(files.public);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        for exp in [serde_json::json!(now + 60), serde_json::json!(now as f64 + 60.5)] {
+            let claims = serde_json::json!({ "iss": "host-a", "aud": "host-b", "sub": "x", "exp": exp, "scope": "*" });
+            let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+            header.kid = Some("host-a".into());
+            let token = jsonwebtoken::encode(&header, &claims, &key).expect("token");
+            // An integer `exp` must verify; a fractional one may be refused outright, which is fine.
+            let identity = match verifier.verify(&token) {
+                Ok(identity) => identity,
+                Err(_) if exp.is_f64() => continue,
+                Err(error) => panic!("{exp}: {error}"),
+            };
+            let expires = identity.expires.expect("an expiry");
+            let secs = expires.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+            assert_eq!(secs, now + 60, "{exp}");
+        }
+    }
+
     #[test]
     fn callers_with_one_subject_from_two_issuers_are_two_principals_at_the_peer() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -230,8 +230,29 @@ impl Gate {
         response
     }
 
+    /// Refuse (and audit) a use of an entry outside the caller's grant, before the protocol
+    /// layer sees it: `403 insufficient_scope`.
+    pub fn out_of_scope(
+        &self,
+        headers: &HeaderMap,
+        identity: &Identity,
+        method: &str,
+        kind: EntryKind,
+        name: &str,
+    ) -> Response {
+        self.audit.record(Record {
+            identity: Some(identity),
+            method,
+            entry: name,
+            decision: Decision::Denied(denied_message(identity, kind, name)),
+            outcome: None,
+            duration: None,
+        });
+        self.forbidden(headers, identity, kind, name)
+    }
+
     /// `403 Forbidden` with `insufficient_scope`: the caller may step up to `scope`.
-    pub fn forbidden(&self, headers: &HeaderMap, identity: &Identity, kind: EntryKind, name: &str) -> Response {
+    fn forbidden(&self, headers: &HeaderMap, identity: &Identity, kind: EntryKind, name: &str) -> Response {
         let scope = kind.scope_for(name);
         let message = denied_message(identity, kind, name);
         let challenge = self.challenge(headers, Some(("insufficient_scope", &message)), Some(&scope));

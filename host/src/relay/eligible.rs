@@ -1,0 +1,334 @@
+//! Which requests the relay takes: only those it can judge exactly as the normal path would
+//! (a listed `Host` and no `Origin`, the media types rmcp requires, a plain `tools/call` with the
+//! SEP-2243 headers of its revision, or a call of a legacy session this host opened), read into
+//! a [`Call`].
+
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use serde_json::{Map, Value, json};
+
+use crate::legacy_sessions::{LegacySessions, SessionFacts};
+
+use super::*;
+
+/// Which `Host` headers the listener serves (the same list rmcp checks on the normal path).
+pub struct RelayScope {
+    /// Each allowed host name, and its port if the entry names one (parsed once: every POST
+    /// is checked).
+    hosts: Vec<(String, Option<u16>)>,
+}
+
+impl RelayScope {
+    pub fn new(hosts: &[String]) -> Self {
+        let hosts = hosts
+            .iter()
+            .filter_map(|allowed| allowed.parse::<axum::http::uri::Authority>().ok())
+            .map(|allowed| (allowed.host().to_owned(), allowed.port_u16()))
+            .collect();
+        Self { hosts }
+    }
+
+    /// Whether a request passes the DNS-rebinding guard as rmcp would judge it, without being
+    /// a browser's (those take the normal path, where rmcp checks their `Origin`).
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        !headers.contains_key(header::ORIGIN) && self.host_allowed(headers)
+    }
+
+    fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+        let Ok(authority) = host.parse::<axum::http::uri::Authority>() else { return false };
+        self.hosts.iter().any(|(name, port)| {
+            name.eq_ignore_ascii_case(authority.host()) && port.is_none_or(|port| authority.port_u16() == Some(port))
+        })
+    }
+}
+
+/// Who asks, as far as the relay must know.
+pub(super) enum Caller {
+    /// A 2026-07-28 request: its own `_meta` tells the peer what it must know.
+    Stateless { capabilities: Map<String, Value> },
+    /// A call in a legacy session; the host tells the peer what the session agreed, and asks
+    /// the client what the peer needs (see `asking`).
+    Legacy { session: String, facts: Arc<SessionFacts> },
+}
+
+/// A request the relay may take, as read from it.
+pub(super) struct Call<'a> {
+    pub(super) headers: &'a HeaderMap,
+    pub(super) id: &'a Value,
+    pub(super) name: &'a str,
+    /// The tool's arguments (`{}` when the request has none), to bind a sealed state to.
+    pub(super) arguments: Value,
+    /// The caller's progress token, the only one whose progress reaches it.
+    pub(super) progress_token: Option<Value>,
+    pub(super) caller: Caller,
+}
+
+impl Call<'_> {
+    pub(super) fn is_legacy(&self) -> bool {
+        matches!(self.caller, Caller::Legacy { .. })
+    }
+}
+
+/// The one value of a header, if it has exactly one.
+pub(super) fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?.to_str().ok()?;
+    values.next().is_none().then_some(value)
+}
+
+/// The media types of a header, without parameters.
+pub(super) fn media_types(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or_default().trim())
+}
+
+/// Whether a header's value goes to the peer as it is (rmcp Base64-encodes other values).
+pub(super) fn plain_header_value(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) && !value.starts_with("=?")
+}
+
+/// Whether the request is one the relay judges as the normal path would, and what it says.
+pub(super) fn eligible<'a>(
+    scope: &RelayScope,
+    sessions: &LegacySessions,
+    parts: &'a Parts,
+    message: &'a Value,
+) -> Option<Call<'a>> {
+    let headers = &parts.headers;
+    if !scope.admits(headers) {
+        return None;
+    }
+    let content_type = media_types(headers, header::CONTENT_TYPE).collect::<Vec<_>>();
+    if content_type.len() != 1 || !content_type[0].eq_ignore_ascii_case("application/json") {
+        return None;
+    }
+    let accepts = |wanted: &str| media_types(headers, header::ACCEPT).any(|m| m.eq_ignore_ascii_case(wanted));
+    if !accepts("application/json") || !accepts("text/event-stream") {
+        return None;
+    }
+    let message = message.as_object()?;
+    if message.len() != 4 || message.get("jsonrpc")? != "2.0" || message.get("method")? != "tools/call" {
+        return None;
+    }
+    let id = message.get("id").filter(|id| id.is_string() || id.is_u64() || id.is_i64())?;
+    let params = message.get("params")?.as_object()?;
+    if params.keys().any(|key| !matches!(key.as_str(), "name" | "arguments" | "_meta")) {
+        return None;
+    }
+    let name = params.get("name")?.as_str()?;
+    if params.get("arguments").is_some_and(|a| !a.is_object()) {
+        return None;
+    }
+    let caller = if headers.contains_key("mcp-session-id") {
+        legacy_caller(sessions, headers, name, params.get("_meta"))?
+    } else {
+        if single(headers, "mcp-protocol-version")? != PROTOCOL
+            || single(headers, "mcp-method")? != "tools/call"
+            || single(headers, "mcp-name")? != name
+        {
+            return None;
+        }
+        let meta = params.get("_meta")?.as_object()?;
+        if meta.get(META_PROTOCOL)? != PROTOCOL {
+            return None;
+        }
+        Caller::Stateless { capabilities: meta.get(META_CAPABILITIES)?.as_object()?.clone() }
+    };
+    let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+    let progress_token = params.get("_meta").and_then(|meta| meta.get("progressToken")).cloned();
+    Some(Call { headers, id, name, arguments, progress_token, caller })
+}
+
+/// The session of a legacy request the relay may take: one this host opened, with the headers
+/// rmcp would accept for it.
+pub(super) fn legacy_caller(
+    sessions: &LegacySessions,
+    headers: &HeaderMap,
+    name: &str,
+    meta: Option<&Value>,
+) -> Option<Caller> {
+    let session = single(headers, "mcp-session-id")?;
+    let facts = sessions.get(session)?;
+    if single(headers, "mcp-protocol-version")? != facts.protocol {
+        return None;
+    }
+    // The SEP-2243 headers are optional before 2026-07-28, but must match when present.
+    if headers.contains_key("mcp-method") && single(headers, "mcp-method")? != "tools/call" {
+        return None;
+    }
+    if headers.contains_key("mcp-name") && single(headers, "mcp-name")? != name {
+        return None;
+    }
+    // A legacy request with a 2026-07-28 request's `_meta` is the normal path's to judge.
+    if let Some(meta) = meta {
+        let meta = meta.as_object()?;
+        if meta.contains_key(META_PROTOCOL) || meta.contains_key(META_CAPABILITIES) {
+            return None;
+        }
+    }
+    Some(Caller::Legacy { session: session.to_owned(), facts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = axum::http::Request::post("/mcp");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("a request").into_parts().0
+    }
+
+    const GOOD: [(&str, &str); 6] = [
+        ("host", "127.0.0.1:8931"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "b__slugify"),
+    ];
+
+    fn message() -> Value {
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "b__slugify", "arguments": { "text": "x" },
+            "_meta": { META_PROTOCOL: PROTOCOL, META_CAPABILITIES: {} } } })
+    }
+
+    fn scope() -> RelayScope {
+        RelayScope::new(&["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()])
+    }
+
+    fn with(change: (&'static str, &'static str)) -> Vec<(&'static str, &'static str)> {
+        let mut headers: Vec<_> = GOOD.iter().copied().filter(|(name, _)| *name != change.0).collect();
+        headers.push(change);
+        headers
+    }
+
+    fn no_sessions() -> LegacySessions {
+        LegacySessions::default()
+    }
+
+    #[test]
+    fn a_plain_stateless_tool_call_is_taken() {
+        let parts = request(&GOOD);
+        let message = message();
+        let call = eligible(&scope(), &no_sessions(), &parts, &message).expect("eligible");
+        assert_eq!((call.name, call.id, call.is_legacy()), ("b__slugify", &json!(3), false));
+    }
+
+    const LEGACY: [(&str, &str); 5] = [
+        ("host", "127.0.0.1:8931"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("mcp-session-id", "s1"),
+    ];
+
+    fn legacy_message() -> Value {
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "b__slugify", "arguments": { "text": "x" }, "_meta": { "progressToken": 9 } } })
+    }
+
+    /// A registry with session `s1` open (while the registration lives).
+    fn sessions(can_be_asked: bool) -> (Arc<LegacySessions>, crate::legacy_sessions::Registration) {
+        let sessions = Arc::new(LegacySessions::default());
+        let mut capabilities = Map::new();
+        if can_be_asked {
+            capabilities.insert("sampling".to_owned(), json!({}));
+        }
+        let facts = SessionFacts { protocol: "2025-11-25".into(), capabilities, log_level: Arc::default() };
+        let registration = sessions.register("s1".into(), facts);
+        (sessions, registration)
+    }
+
+    #[test]
+    fn a_call_of_a_known_legacy_session_is_taken() {
+        let message = legacy_message();
+        let (known, _open) = sessions(false);
+        let parts = request(&LEGACY);
+        let call = eligible(&scope(), &known, &parts, &message).expect("eligible");
+        assert!(call.is_legacy());
+        let mut with_sep_2243 = LEGACY.to_vec();
+        with_sep_2243.extend([("mcp-method", "tools/call"), ("mcp-name", "b__slugify")]);
+        assert!(eligible(&scope(), &known, &request(&with_sep_2243), &message).is_some());
+    }
+
+    #[test]
+    fn a_legacy_call_the_session_must_judge_is_left_to_it() {
+        let message = legacy_message();
+        let (asks, _open) = sessions(true);
+        assert!(eligible(&scope(), &asks, &request(&LEGACY), &message).is_some(), "the relay asks the client");
+        let (known, _open) = sessions(false);
+        assert!(eligible(&scope(), &no_sessions(), &request(&LEGACY), &message).is_none(), "unknown session");
+        let swap = |change: (&'static str, &'static str)| {
+            let mut headers: Vec<_> = LEGACY.iter().copied().filter(|(name, _)| *name != change.0).collect();
+            headers.push(change);
+            headers
+        };
+        let refused_headers = [
+            swap(("mcp-protocol-version", "2025-06-18")),
+            swap(("mcp-session-id", "s2")),
+            swap(("origin", "http://localhost:3000")),
+            LEGACY.iter().copied().filter(|(name, _)| *name != "mcp-protocol-version").collect(),
+            swap(("mcp-name", "b__other")),
+            swap(("mcp-method", "tools/list")),
+        ];
+        for headers in refused_headers {
+            assert!(eligible(&scope(), &known, &request(&headers), &message).is_none(), "{headers:?}");
+        }
+        let mut modern_meta = message.clone();
+        modern_meta["params"]["_meta"][META_PROTOCOL] = json!(PROTOCOL);
+        let mut task = message.clone();
+        task["params"]["task"] = json!({});
+        for refused in [modern_meta, task] {
+            assert!(eligible(&scope(), &known, &request(&LEGACY), &refused).is_none(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn anything_the_normal_path_must_judge_is_left_to_it() {
+        let message = message();
+        let (known, _open) = sessions(false);
+        let refused_headers = [
+            with(("host", "evil.example")),
+            with(("host", "127.0.0.1.evil.example:80")),
+            with(("origin", "http://localhost:3000")),
+            with(("mcp-session-id", "abc")),
+            with(("mcp-session-id", "s1")),
+            with(("content-type", "text/plain")),
+            with(("accept", "application/json")),
+            with(("mcp-protocol-version", "2025-11-25")),
+            with(("mcp-method", "tools/list")),
+            with(("mcp-name", "b__other")),
+            GOOD.iter().copied().filter(|(name, _)| *name != "mcp-name").collect(),
+        ];
+        for headers in refused_headers {
+            assert!(eligible(&scope(), &known, &request(&headers), &message).is_none(), "{headers:?}");
+        }
+        let parts = request(&GOOD);
+        let mut retry = message.clone();
+        retry["params"]["requestState"] = json!("s");
+        let mut task = message.clone();
+        task["params"]["task"] = json!({});
+        let mut legacy_meta = message.clone();
+        legacy_meta["params"]["_meta"][META_PROTOCOL] = json!("2025-11-25");
+        let mut no_capabilities = message.clone();
+        no_capabilities["params"]["_meta"].as_object_mut().map(|m| m.remove(META_CAPABILITIES));
+        let mut notification = message.clone();
+        notification.as_object_mut().map(|m| m.remove("id"));
+        let mut bad_arguments = message.clone();
+        bad_arguments["params"]["arguments"] = json!([1]);
+        for refused in [retry, task, legacy_meta, no_capabilities, notification, bad_arguments] {
+            assert!(eligible(&scope(), &no_sessions(), &parts, &refused).is_none(), "{refused}");
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! reported. Forwarded requests carry the hosts they crossed (`_meta["dev.fedmcp/via"]`); a
 //! host refuses a request that already passed through it, or that crossed too many hosts.
 
+mod active_calls;
 mod client;
 pub mod credentials;
 pub mod loops;
@@ -21,7 +22,7 @@ mod peer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use client::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
+pub(crate) use active_calls::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
 pub use peer::{Peer, PeerListing, Relay};
 
 use crate::auth::keys::Signer;

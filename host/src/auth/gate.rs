@@ -7,13 +7,16 @@
 //! and holds the [`Permit`] it returns until the use ends. A rule written here holds on every
 //! path; a path cannot forget the audit record, because a permit that is dropped unfinished
 //! records itself.
+//!
+//! Who the caller is comes first: [`Guard::caller`] takes the identity the HTTP edge verified,
+//! or the local user where no token is required.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::ToolAnnotations;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::audit::{AuditLog, Decision, Record};
 use super::consent::Policy;
@@ -70,6 +73,20 @@ pub enum Consent {
 }
 
 impl Guard {
+    /// The caller of a request that came over HTTP (`parts`) or stdio (`None`). With `[auth]`,
+    /// an HTTP request without a verified identity is refused: the edge puts one on every
+    /// request it lets through, so a missing one is a fault, never the local user.
+    pub fn caller(&self, parts: Option<&axum::http::request::Parts>) -> Result<Arc<Identity>, McpError> {
+        match parts.map(|parts| parts.extensions.get::<Arc<Identity>>()) {
+            Some(Some(identity)) => Ok(identity.clone()),
+            Some(None) if self.requires_token => Err(McpError::invalid_request(
+                "this host requires a verified bearer token, and the request reached the session without one",
+                None,
+            )),
+            _ => Ok(self.local.clone()),
+        }
+    }
+
     /// The consent policy for a tool call, without taking a use from anyone's rate limit: for
     /// a path that must know up front whether it could serve the call at all.
     pub fn consent_policy(&self, tool: &str, annotations: Option<&ToolAnnotations>) -> Policy {
@@ -190,6 +207,13 @@ impl Permit {
         Err(McpError::invalid_request(message, Some(json!({ "tool": self.entry }))))
     }
 
+    /// The user's answer to the consent question (an elicitation result, `None` if the caller
+    /// sent none): only `accept` is consent; anything else refuses the use as
+    /// [`Permit::consented`] does.
+    pub fn answered(&mut self, answer: Option<&Value>) -> Result<(), McpError> {
+        self.consented(answer.and_then(|answer| answer.get("action")).and_then(Value::as_str) == Some("accept"))
+    }
+
     /// A later round of a use whose consent was given when it began.
     pub fn consented_earlier(&mut self) {
         self.consent = Consent::NotNeeded;
@@ -285,6 +309,21 @@ mod tests {
     }
 
     #[test]
+    fn with_auth_an_http_request_without_an_identity_is_refused_not_taken_for_the_local_user() {
+        let mut guard = Guard::permissive();
+        let (parts, ()) = axum::http::Request::post("/mcp").body(()).expect("a request").into_parts();
+        assert_eq!(guard.caller(Some(&parts)).expect("no [auth]: the local user").subject, "local");
+        assert_eq!(guard.caller(None).expect("stdio").subject, "local");
+        guard.requires_token = true;
+        let refused = guard.caller(Some(&parts)).expect_err("an HTTP request the edge did not name");
+        assert!(refused.message.contains("bearer token"), "{}", refused.message);
+        assert_eq!(guard.caller(None).expect("stdio is still the local user").subject, "local");
+        let (mut parts, ()) = axum::http::Request::post("/mcp").body(()).expect("a request").into_parts();
+        parts.extensions.insert(caller(&["*"]));
+        assert_eq!(guard.caller(Some(&parts)).expect("named by the edge").subject, "alice");
+    }
+
+    #[test]
     fn grant_then_limit_then_consent_each_refusal_audited() {
         let (guard, buffer) = guard(Some(2), vec![("t__denied".into(), Policy::Deny), ("t__ask".into(), Policy::Ask)]);
         let alice = caller(&["tools:t__*"]);
@@ -330,5 +369,22 @@ mod tests {
         assert_eq!(lines[1]["decision"], "asked");
         assert!(lines[1]["outcome"].is_null(), "declined: not run");
         assert_eq!(lines[2]["method"], "resources/read");
+    }
+
+    #[test]
+    fn only_an_accepted_elicitation_is_consent() {
+        let (guard, buffer) = guard(None, vec![("t__ask".into(), Policy::Ask)]);
+        let alice = caller(&["*"]);
+        for answer in [None, Some(json!({ "action": "decline" })), Some(json!({ "action": "cancel" })), Some(json!({}))]
+        {
+            let mut permit = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+            assert!(permit.answered(answer.as_ref()).is_err(), "{answer:?} is no consent");
+        }
+        let mut accepted = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+        accepted.answered(Some(&json!({ "action": "accept", "content": {} }))).expect("accept is consent");
+        accepted.finish("ok");
+        let lines = lines(&buffer);
+        let outcomes: Vec<_> = lines.iter().map(|l| l["outcome"].clone()).collect();
+        assert_eq!(outcomes, [Value::Null, Value::Null, Value::Null, Value::Null, json!("ok")], "{lines:?}");
     }
 }

@@ -1,0 +1,294 @@
+//! The input-required driver: run a plugin's call, pass its events on, and when it ends with
+//! "input required", get the answers in whichever way the caller's protocol does it. A
+//! 2026-07-28 caller gets an MRTR `InputRequiredResult` with a sealed `requestState` and
+//! retries; a legacy session's client is asked by the host, and the plugin is called again.
+//! A legacy peer's question mid-call to a stateless caller holds the call (`crate::held`)
+//! until the caller's retry brings the answer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rmcp::model::{
+    ClientCapabilities, CreateMessageRequestParams, ElicitRequestParams, InputRequest as McpInputRequest,
+    InputRequests, InputRequiredResult, InputResponses, LoggingLevel,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer};
+use serde_json::{Value, json};
+
+use super::{Session, StateBinding, call_error, client_support, is_stateless};
+use crate::auth::Identity;
+use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, Outcome};
+
+/// How many rounds of input a legacy session drives before giving up on a plugin that keeps
+/// asking.
+const MAX_INPUT_ROUNDS: usize = 10;
+
+/// The key of a held call's question (a legacy peer's mid-call request) among a request's
+/// input requests.
+const HELD_KEY: &str = "fedmcp.peer_request";
+
+/// A call running in a box of its own, so it can be held between MRTR rounds.
+type Running<T> = Pin<Box<dyn Future<Output = Result<Outcome<T>, CallError>> + Send>>;
+
+/// How a call's run ended for now.
+enum Driven<T> {
+    Done(Outcome<T>),
+    /// A legacy peer asked the (stateless) caller something mid-call; the call is held as `id`.
+    Held {
+        id: u64,
+        request: InputRequest,
+    },
+}
+
+/// A request that uses an entry, as the input-required driver needs it.
+pub(super) struct Request<'a> {
+    pub identity: &'a Arc<Identity>,
+    pub method: &'a str,
+    pub target: &'a str,
+    /// What the plugin's sealed state is bound to.
+    pub binding: StateBinding,
+    pub input_responses: Option<InputResponses>,
+    pub request_state: Option<&'a str>,
+}
+
+impl Session {
+    /// The request's `_meta` as a peer should see it. A legacy session's log level is set once
+    /// per session, so it is written in for peers that take it per request.
+    pub(super) fn forwardable_meta(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        identity: &Identity,
+    ) -> serde_json::Map<String, Value> {
+        let mut meta = cx.meta.0.0.clone();
+        // Who the caller is, for the tokens this host mints for its peers; a client cannot
+        // set it (its own value is replaced).
+        meta.insert(
+            crate::federation::credentials::CALLER_KEY.to_owned(),
+            crate::federation::credentials::caller_meta(identity),
+        );
+        if !is_stateless(cx) {
+            let level = self.log_level.lock().map(|l| *l).unwrap_or(None).unwrap_or(LoggingLevel::Debug);
+            if let Ok(level) = serde_json::to_value(level) {
+                meta.insert("io.modelcontextprotocol/logLevel".to_owned(), level);
+            }
+        }
+        meta
+    }
+
+    /// Run one call with its events forwarded to the caller, stopping it if the caller
+    /// cancels.
+    async fn run_call<T, Fut>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        identity: &Identity,
+        call: impl FnOnce(CallContext) -> Fut,
+        mut call_cx: CallContext,
+        target: &str,
+    ) -> Result<Driven<T>, McpError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
+    {
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        call_cx.events = Some(events);
+        self.drive(cx, identity, Box::pin(call(call_cx)), receiver, target).await
+    }
+
+    /// Poll a call and pass its events on until it ends; or, when a legacy peer asks a
+    /// stateless caller something mid-call, hold it (see `crate::held`) and return the
+    /// question.
+    async fn drive<T: Send + 'static>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        identity: &Identity,
+        mut running: Running<T>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
+        target: &str,
+    ) -> Result<Driven<T>, McpError> {
+        let mut open = true;
+        loop {
+            tokio::select! {
+                result = &mut running => {
+                    // The event channel closes when the call's sandbox is dropped, so every
+                    // event the call sent reaches the caller before its result.
+                    while let Some(event) = events.recv().await {
+                        self.forward_event(cx, event).await;
+                    }
+                    return result.map(Driven::Done).map_err(call_error);
+                }
+                event = events.recv(), if open => match event {
+                    Some(CallEvent::ClientRequest { request, reply }) if is_stateless(cx) => {
+                        let id = self.shared.held.hold(identity.limit_key(), target.to_owned(), Box::new(running), events, reply);
+                        return Ok(Driven::Held { id, request });
+                    }
+                    Some(event) => self.forward_event(cx, event).await,
+                    None => open = false,
+                },
+                () = cx.ct.cancelled() => return Err(McpError::internal_error("the request was cancelled", None)),
+            }
+        }
+    }
+
+    /// Ask the client of a legacy session for what the plugin needs; the answers keyed as
+    /// the plugin keyed its requests.
+    async fn fulfil(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        input: &InputRequired,
+    ) -> Result<Vec<(String, Value)>, McpError> {
+        let mut answers = Vec::with_capacity(input.requests.len());
+        for (key, request) in &input.requests {
+            answers.push((key.clone(), ask_client(cx, request).await?));
+        }
+        Ok(answers)
+    }
+
+    /// Drive a call that may need input, in whichever way the caller's protocol does it: its
+    /// result, or an MRTR `InputRequiredResult` to return as is.
+    pub(super) async fn with_input<T, Response, Fut>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        request: Request<'_>,
+        call: impl Fn(CallContext) -> Fut,
+    ) -> Result<Response, McpError>
+    where
+        T: Send + 'static,
+        Response: From<T> + From<InputRequiredResult>,
+        Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
+    {
+        let Request { identity, method, target, binding, input_responses, request_state } = request;
+        let client = client_support(cx);
+        let meta = self.forwardable_meta(cx, identity);
+        let held_target = format!("{method}\n{target}");
+        let held = request_state.and_then(|sealed| self.open_held(&held_target, sealed, identity));
+        let mut call_cx = CallContext {
+            client,
+            input_responses: input_responses.unwrap_or_default().into_iter().collect(),
+            state: if held.is_some() { None } else { self.open_state(&binding, request_state)? },
+            events: None,
+            meta: meta.clone(),
+        };
+        let mut resume = match held {
+            Some(id) => {
+                let answer = call_cx.input_responses.iter().find(|(key, _)| key == HELD_KEY).map(|(_, v)| v.clone());
+                let answer = answer
+                    .ok_or_else(|| McpError::invalid_params(format!("inputResponses must answer {HELD_KEY}"), None))?;
+                let held = self
+                    .shared
+                    .held
+                    .resume(id, &identity.limit_key(), &held_target)
+                    .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
+                Some((held, answer))
+            }
+            None => None,
+        };
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let driven = match resume.take() {
+                Some((held, answer)) => {
+                    let running = held.running.downcast::<Running<T>>().map_err(|_| {
+                        McpError::invalid_params("this input was asked for another kind of request", None)
+                    })?;
+                    // The peer is still waiting for this answer.
+                    let _ = held.reply.send(Ok(answer));
+                    self.drive(cx, identity, *running, held.events, &held_target).await?
+                }
+                None => self.run_call(cx, identity, &call, call_cx, &held_target).await?,
+            };
+            let input = match driven {
+                Driven::Done(Outcome::Complete(result)) => return Ok(result.into()),
+                Driven::Done(Outcome::InputRequired(input)) => input,
+                Driven::Held { id, request } => {
+                    let question = InputRequired { requests: vec![(HELD_KEY.to_owned(), request)], state: None };
+                    if let Some(missing) = missing_capabilities(&question, client) {
+                        drop(self.shared.held.release(id));
+                        return Err(McpError::missing_required_client_capability(missing));
+                    }
+                    let mut requests = InputRequests::new();
+                    for (key, request) in &question.requests {
+                        requests.insert(key.clone(), mcp_input_request(request)?);
+                    }
+                    let state = self.seal_held(&held_target, id, identity)?;
+                    return Ok(InputRequiredResult::new(Some(requests), Some(state)).into());
+                }
+            };
+            if let Some(missing) = missing_capabilities(&input, client) {
+                return Err(McpError::missing_required_client_capability(missing));
+            }
+            if is_stateless(cx) {
+                let mut requests = InputRequests::new();
+                for (key, request) in &input.requests {
+                    requests.insert(key.clone(), mcp_input_request(request)?);
+                }
+                let state = self.shared.seal_state(&binding, &input.state)?;
+                return Ok(InputRequiredResult::new(Some(requests), Some(state)).into());
+            }
+            let answers = self.fulfil(cx, &input).await?;
+            call_cx =
+                CallContext { client, input_responses: answers, state: input.state, events: None, meta: meta.clone() };
+        }
+        Err(McpError::internal_error(format!("{target} kept asking for input after {MAX_INPUT_ROUNDS} rounds"), None))
+    }
+}
+
+/// The capabilities a plugin's requests need that the client did not declare.
+fn missing_capabilities(input: &InputRequired, client: ClientSupport) -> Option<ClientCapabilities> {
+    let mut missing = serde_json::Map::new();
+    for (_, request) in &input.requests {
+        let (name, declared) = match request {
+            InputRequest::Elicitation(_) => ("elicitation", client.elicitation),
+            InputRequest::Sampling(_) => ("sampling", client.sampling),
+            InputRequest::Roots => ("roots", client.roots),
+        };
+        if !declared {
+            missing.insert(name.to_owned(), json!({}));
+        }
+    }
+    if missing.is_empty() { None } else { serde_json::from_value(Value::Object(missing)).ok() }
+}
+
+pub(super) fn mcp_input_request(request: &InputRequest) -> Result<McpInputRequest, McpError> {
+    let wire = match request {
+        InputRequest::Elicitation(params) => {
+            json!({ "method": "elicitation/create", "params": params })
+        }
+        InputRequest::Sampling(params) => {
+            json!({ "method": "sampling/createMessage", "params": params })
+        }
+        InputRequest::Roots => json!({ "method": "roots/list", "params": {} }),
+    };
+    serde_json::from_value(wire)
+        .map_err(|e| McpError::internal_error(format!("a plugin asked for input with invalid params: {e}"), None))
+}
+
+/// Send one request to the client of a legacy session; its answer.
+pub(super) async fn ask_client(cx: &RequestContext<RoleServer>, request: &InputRequest) -> Result<Value, McpError> {
+    let answer =
+        match request {
+            InputRequest::Sampling(params) => {
+                let params: CreateMessageRequestParams = serde_json::from_value(params.clone())
+                    .map_err(|e| McpError::internal_error(format!("the sampling request is invalid: {e}"), None))?;
+                let result = cx.peer.create_message(params).await.map_err(|e| {
+                    McpError::internal_error(format!("the client failed the sampling request: {e}"), None)
+                })?;
+                serde_json::to_value(result)
+            }
+            InputRequest::Elicitation(params) => {
+                let params: ElicitRequestParams = serde_json::from_value(params.clone())
+                    .map_err(|e| McpError::internal_error(format!("the elicitation request is invalid: {e}"), None))?;
+                let result = cx.peer.create_elicitation(params).await.map_err(|e| {
+                    McpError::internal_error(format!("the client failed the elicitation request: {e}"), None)
+                })?;
+                serde_json::to_value(result)
+            }
+            InputRequest::Roots => {
+                let result =
+                    cx.peer.list_roots().await.map_err(|e| {
+                        McpError::internal_error(format!("the client failed the roots request: {e}"), None)
+                    })?;
+                serde_json::to_value(result)
+            }
+        };
+    answer.map_err(|e| McpError::internal_error(e.to_string(), None))
+}

@@ -1,0 +1,438 @@
+//! The MCP server: lifecycle and dispatch for both protocol eras, on top of rmcp.
+//!
+//! This module holds the session's state and the rmcp [`ServerHandler`] methods, each of which
+//! only says what its request uses; the rest is in the submodules: [`serve`] (the one
+//! sequence of gate, route, consent, input-required and audit every use goes through),
+//! [`input_required`] (the driver), [`request_state`] (sealed MRTR state), [`ask_consent`],
+//! [`events`] (what reaches a client besides its answers) and [`subscriptions`]. Who may use
+//! what is decided by the gate ([`crate::auth::gate`]), never here.
+//!
+//! A plugin that needs input ends its call with "input required". For a 2026-07-28 request
+//! the host answers with an MRTR `InputRequiredResult` whose `requestState` it has sealed
+//! (HMAC, bound to the method and entry); the client retries with the answers. For a
+//! 2025-11-25 session the host sends the requests to the client itself (sampling,
+//! elicitation, roots) and calls the plugin again with the answers. Either way the plugin
+//! stays stateless.
+
+// Logging and sampling are deprecated by SEP-2577 (2026-07-28) but are live in 2025-11-25,
+// which fedmcp serves too (here and in the submodules).
+#![allow(deprecated)]
+
+mod ask_consent;
+mod completion;
+mod events;
+mod input_required;
+mod request_state;
+mod serve;
+mod subscriptions;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, LoggingLevel, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, RequestStateCodec, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+pub use self::request_state::{StateBinding, arguments_digest};
+use self::serve::{EntryUse, Sent};
+pub use self::subscriptions::MAX_SUBSCRIPTIONS;
+use crate::auth::gate::{Method, Use};
+use crate::auth::{EntryKind, Guard, Identity};
+use crate::catalog::Catalog;
+use crate::federation::Federation;
+use crate::held::HeldCalls;
+use crate::legacy_sessions::{LegacySessions, Registration, SessionFacts};
+use crate::plugin::{CallError, ClientSupport};
+
+/// State shared by every session of the host.
+pub struct Shared {
+    pub catalog: Arc<Catalog>,
+    pub federation: Arc<Federation>,
+    codec: RequestStateCodec,
+    instructions: Option<String>,
+    pub guard: Guard,
+    /// Forwarded calls waiting for a 2026-07-28 caller's answer to their peer's question.
+    held: Arc<HeldCalls>,
+    /// The legacy sessions open on the HTTP listener, for the relay.
+    pub legacy: Arc<LegacySessions>,
+}
+
+impl Shared {
+    /// `state_key` signs MRTR request states; replicas behind one load balancer must share it.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        federation: Arc<Federation>,
+        state_key: Vec<u8>,
+        instructions: Option<String>,
+        guard: Guard,
+    ) -> Arc<Self> {
+        let codec = RequestStateCodec::new(state_key);
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), legacy: Arc::default() })
+    }
+
+    /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
+    pub fn entry_of(&self, message: &Value) -> Option<(EntryKind, String)> {
+        let params = message.get("params")?;
+        match message.get("method")?.as_str()? {
+            "tools/call" => Some((EntryKind::Tool, params.get("name")?.as_str()?.to_owned())),
+            "prompts/get" => Some((EntryKind::Prompt, params.get("name")?.as_str()?.to_owned())),
+            "resources/read" | "resources/subscribe" => {
+                let uri = params.get("uri")?.as_str()?;
+                // A URI the session refuses outright needs no scope to be refused.
+                crate::auth::check_resource_uri(uri).ok()?;
+                Some((EntryKind::Resource, self.catalog.resource_grant_name(uri)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One MCP server session (a legacy session, a stdio connection, or one stateless request).
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// The resources this session subscribed to (at most [`MAX_SUBSCRIPTIONS`]).
+    subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// A legacy HTTP session's entry among `Shared::legacy`, dropped with the session.
+    registration: Arc<Mutex<Option<Registration>>>,
+    /// The caller of the session's latest request: its stream of notifications delivers
+    /// nothing once that caller's token has expired (until a request with a fresh one comes),
+    /// and a resource's updates only while that caller's grant covers it.
+    latest: Arc<Mutex<Option<Arc<Identity>>>>,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            log_level: Arc::default(),
+            subscriptions: Arc::default(),
+            registration: Arc::default(),
+            latest: Arc::default(),
+        }
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// The caller, as the HTTP edge verified it, or the local user (the gate's rule).
+    fn identity(&self, cx: &RequestContext<RoleServer>) -> Result<Arc<Identity>, McpError> {
+        let identity = self.shared.guard.caller(cx.extensions.get::<axum::http::request::Parts>())?;
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(identity.clone());
+        }
+        Ok(identity)
+    }
+}
+
+/// A 2026-07-28 request: its caller is answered with MRTR results, never asked mid-call.
+fn is_stateless(cx: &RequestContext<RoleServer>) -> bool {
+    cx.protocol_version().is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// What the client declared it can answer (elicitation, sampling, roots).
+fn client_support(cx: &RequestContext<RoleServer>) -> ClientSupport {
+    let caps = cx.client_capabilities().unwrap_or_default();
+    ClientSupport {
+        elicitation: caps.elicitation.is_some(),
+        sampling: caps.sampling.is_some(),
+        roots: caps.roots.is_some(),
+    }
+}
+
+/// A failed call as the MCP error its caller gets.
+pub(crate) fn call_error(error: CallError) -> McpError {
+    match &error {
+        CallError::InvalidParams(message) => McpError::invalid_params(message.clone(), None),
+        CallError::NotFound(message) => McpError::resource_not_found(message.clone(), None),
+        CallError::Upstream(error) => error.clone(),
+        _ => {
+            tracing::warn!(%error, "plugin call failed");
+            McpError::internal_error(error.to_string(), None)
+        }
+    }
+}
+
+/// Refuse a resource URI a grant could misjudge (see [`crate::auth::check_resource_uri`]).
+fn checked_uri(uri: &str) -> Result<(), McpError> {
+    crate::auth::check_resource_uri(uri).map_err(|reason| McpError::invalid_params(reason, Some(json!({ "uri": uri }))))
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_completions()
+            .enable_logging()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        let mut info =
+            ServerConfig::new(capabilities).with_server_info(Implementation::new("fedmcp", env!("CARGO_PKG_VERSION")));
+        if let Some(instructions) = &self.shared.instructions {
+            info = info.with_instructions(instructions.clone());
+        }
+        info
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        // A client may send `initialized` more than once; the session registers, and starts
+        // passing changes on, only the first time.
+        let Ok(mut registration) = self.registration.lock() else { return };
+        if registration.is_some() {
+            tracing::debug!("a repeated notifications/initialized was ignored");
+            return;
+        }
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        // The session's changes reach its client while the token it initialized with (or of
+        // its latest request since) is valid.
+        if let Ok(identity) = self.shared.guard.caller(parts)
+            && let Ok(mut latest) = self.latest.lock()
+        {
+            *latest = Some(identity);
+        }
+        let session_id = parts.and_then(|parts| parts.headers.get("mcp-session-id")).and_then(|id| id.to_str().ok());
+        match (session_id, context.peer.peer_info()) {
+            (Some(id), Some(client)) => {
+                let declared = &client.capabilities;
+                let mut capabilities = serde_json::Map::new();
+                for (name, is_declared) in [
+                    ("sampling", declared.sampling.is_some()),
+                    ("elicitation", declared.elicitation.is_some()),
+                    ("roots", declared.roots.is_some()),
+                ] {
+                    if is_declared {
+                        capabilities.insert(name.to_owned(), json!({}));
+                    }
+                }
+                let facts = SessionFacts {
+                    protocol: client.protocol_version.to_string(),
+                    capabilities,
+                    log_level: self.log_level.clone(),
+                };
+                *registration = Some(self.shared.legacy.register(id.to_owned(), facts));
+            }
+            // stdio, or a session rmcp did not name: nothing for the relay, but it is
+            // initialized all the same.
+            _ => *registration = Some(Registration::unregistered()),
+        }
+        drop(registration);
+        self.forward_changes(context.peer);
+    }
+
+    async fn set_level(&self, request: SetLevelRequestParams, _cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        if let Ok(mut level) = self.log_level.lock() {
+            *level = Some(request.level);
+        }
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        self.shared.federation.wake().await;
+        let identity = self.identity(&cx)?;
+        let mut tools = self.catalog().tools();
+        tools.retain(|tool| identity.allows(EntryKind::Tool, &tool.name));
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let identity = self.identity(&cx)?;
+        let route = self.catalog().tool(&name);
+        let entry = EntryUse {
+            identity: &identity,
+            used: Use {
+                method: Method::CallTool,
+                kind: EntryKind::Tool,
+                entry: &name,
+                grant_name: &name,
+                annotations: route.as_ref().and_then(|route| route.annotations.as_ref()),
+            },
+            route: route.as_ref().ok_or_else(|| {
+                McpError::invalid_params(format!("unknown tool: {name}"), Some(json!({ "name": name })))
+            }),
+            not_found: None,
+            sent: Sent {
+                arguments: Value::Object(request.arguments.take().unwrap_or_default()),
+                input_responses: request.input_responses,
+                request_state: request.request_state,
+            },
+        };
+        self.serve(&cx, entry, |route, arguments, c| {
+            let (route, arguments) = (route.clone(), arguments.clone());
+            async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
+        })
+        .await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        self.shared.federation.wake().await;
+        let identity = self.identity(&cx)?;
+        let mut prompts = self.catalog().prompts();
+        prompts.retain(|prompt| identity.allows(EntryKind::Prompt, &prompt.name));
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let name = request.name.clone();
+        let identity = self.identity(&cx)?;
+        let route = self.catalog().prompt(&name);
+        let given = request.arguments.unwrap_or_default();
+        // A prompt's arguments are strings; a client that sends another JSON value gets its text.
+        let arguments: Vec<(String, String)> = given
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        let entry = EntryUse {
+            identity: &identity,
+            used: Use {
+                method: Method::GetPrompt,
+                kind: EntryKind::Prompt,
+                entry: &name,
+                grant_name: &name,
+                annotations: None,
+            },
+            route: route.as_ref().ok_or_else(|| {
+                McpError::invalid_params(format!("unknown prompt: {name}"), Some(json!({ "name": name })))
+            }),
+            not_found: None,
+            sent: Sent {
+                arguments: Value::Object(given),
+                input_responses: request.input_responses,
+                request_state: request.request_state,
+            },
+        };
+        self.serve(&cx, entry, |route, _, c| {
+            let (route, arguments) = (route.clone(), arguments.clone());
+            async move { route.owner.get_prompt(&route.local_name, &arguments, c).await }
+        })
+        .await
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.shared.federation.wake().await;
+        let identity = self.identity(&cx)?;
+        let mut resources = self.catalog().resources();
+        resources.retain(|resource| {
+            identity.allows(EntryKind::Resource, &self.catalog().resource_grant_name(&resource.uri))
+        });
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.shared.federation.wake().await;
+        let identity = self.identity(&cx)?;
+        let mut templates = self.catalog().resource_templates();
+        templates.retain(|template| {
+            identity.allows(EntryKind::Resource, &self.catalog().template_grant_name(&template.uri_template))
+        });
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let uri = request.uri;
+        let identity = self.identity(&cx)?;
+        checked_uri(&uri)?;
+        let grant_name = self.catalog().resource_grant_name(&uri);
+        let owner = self.catalog().resource_owner(&uri);
+        let not_found = McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
+        let entry = EntryUse {
+            identity: &identity,
+            used: Use {
+                method: Method::ReadResource,
+                kind: EntryKind::Resource,
+                entry: &uri,
+                grant_name: &grant_name,
+                annotations: None,
+            },
+            route: owner.as_ref().ok_or_else(|| not_found.clone()),
+            not_found: Some(not_found),
+            sent: Sent {
+                arguments: Value::Null,
+                input_responses: request.input_responses,
+                request_state: request.request_state,
+            },
+        };
+        self.serve(&cx, entry, |owner, _, c| {
+            let (owner, uri) = (owner.clone(), uri.clone());
+            async move { owner.read_resource(&uri, c).await }
+        })
+        .await
+    }
+
+    async fn subscribe(&self, request: SubscribeRequestParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.add_subscription(request, &cx)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.remove_subscription(&request);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        self.serve_completion(request, &cx).await
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
+        self.serve_listen(&subscription).await
+    }
+}

@@ -1,0 +1,162 @@
+//! Sealed MRTR `requestState`: what a state is bound to ([`StateBinding`]), sealing a plugin's
+//! state for a 2026-07-28 caller's retry and opening it again, and the same for a held call's
+//! id. A state opens only for a retry of the same request by the same caller.
+
+use std::time::Duration;
+
+use rmcp::ErrorData as McpError;
+use rmcp::model::SealOptions;
+use serde_json::{Value, json};
+
+use super::{Session, Shared};
+use crate::auth::Identity;
+use crate::held::HOLD_LIMIT;
+
+/// How long a sealed `requestState` stays valid.
+pub(super) const REQUEST_STATE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// What a sealed `requestState` belongs to: the method, the entry, the caller (issuer and
+/// subject) and a digest of the request's arguments. A state is opened only by a retry of the
+/// same request from the same caller: another caller with the same grant, or the same caller
+/// with other arguments, cannot replay it.
+pub struct StateBinding(Vec<u8>);
+
+impl StateBinding {
+    pub fn new(method: &str, target: &str, identity: &Identity, arguments: &Value) -> Self {
+        Self::tagged("state", method, target, identity, arguments)
+    }
+
+    /// The binding of the host's own consent question for a tool call.
+    pub(super) fn consent(tool: &str, identity: &Identity, arguments: &Value) -> Self {
+        Self::tagged("consent", "tools/call", tool, identity, arguments)
+    }
+
+    fn tagged(tag: &str, method: &str, target: &str, identity: &Identity, arguments: &Value) -> Self {
+        // A JSON array: no choice of names or values can make two bindings the same text.
+        let parts = json!([
+            tag,
+            method,
+            target,
+            identity.issuer,
+            identity.subject,
+            identity.actor,
+            arguments_digest(arguments)
+        ]);
+        Self(parts.to_string().into_bytes())
+    }
+}
+
+/// SHA-256 of the arguments in a canonical form (object keys sorted at every depth), so a
+/// retry that sends the same arguments in another key order still matches.
+pub fn arguments_digest(arguments: &Value) -> String {
+    use sha2::Digest;
+    fn feed(hasher: &mut sha2::Sha256, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                hasher.update(b"{");
+                for key in keys {
+                    feed(hasher, &Value::String(key.clone()));
+                    hasher.update(b":");
+                    feed(hasher, &map[key]);
+                    hasher.update(b",");
+                }
+                hasher.update(b"}");
+            }
+            Value::Array(items) => {
+                hasher.update(b"[");
+                for item in items {
+                    feed(hasher, item);
+                    hasher.update(b",");
+                }
+                hasher.update(b"]");
+            }
+            scalar => hasher.update(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    feed(&mut hasher, arguments);
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What a held call's `requestState` is bound to: the request and the caller it holds a call
+/// for (the held call is also checked against its owner when resumed).
+fn held_binding(held_target: &str, identity: &Identity) -> Vec<u8> {
+    json!(["held", held_target, identity.issuer, identity.subject, identity.actor]).to_string().into_bytes()
+}
+
+impl Shared {
+    /// Seal what an MRTR retry must bring back unchanged, bound to the request and its caller.
+    pub fn seal_state(&self, binding: &StateBinding, state: &Option<String>) -> Result<String, McpError> {
+        let options = SealOptions::new().associated_data(&binding.0).ttl(REQUEST_STATE_TTL);
+        self.codec
+            .seal_json_with(state, &options)
+            .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
+    }
+
+    /// Whether `sealed` is a state sealed under `binding` (its contents aside).
+    pub(super) fn state_opens(&self, binding: &StateBinding, sealed: &str) -> bool {
+        self.codec.open_json_with::<Option<String>>(sealed, &binding.0).is_ok()
+    }
+}
+
+impl Session {
+    /// Verify and open the `requestState` of an MRTR retry.
+    pub(super) fn open_state(&self, binding: &StateBinding, sealed: Option<&str>) -> Result<Option<String>, McpError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        self.shared.codec.open_json_with::<Option<String>>(sealed, &binding.0).map_err(|e| {
+            McpError::invalid_params(
+                format!(
+                    "requestState failed its integrity check (it belongs to another request, caller or arguments): {e}"
+                ),
+                None,
+            )
+        })
+    }
+
+    /// The held call a retry's `requestState` names, if it names one (a state sealed for a
+    /// held call cannot be mistaken for an owner's state: it is sealed under another binding).
+    pub(super) fn open_held(&self, held_target: &str, sealed: &str, identity: &Identity) -> Option<u64> {
+        let binding = held_binding(held_target, identity);
+        self.shared.codec.open_json_with::<u64>(sealed, &binding).ok()
+    }
+
+    pub(super) fn seal_held(&self, held_target: &str, id: u64, identity: &Identity) -> Result<String, McpError> {
+        let binding = held_binding(held_target, identity);
+        let options = SealOptions::new().associated_data(&binding).ttl(HOLD_LIMIT);
+        self.shared
+            .codec
+            .seal_json_with(&id, &options)
+            .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_binding_covers_caller_and_arguments_in_any_key_order() {
+        let alice = Identity::local();
+        let mut bob = Identity::local();
+        bob.subject = "bob".into();
+        let mut other_issuer = Identity::local();
+        other_issuer.issuer = Some("elsewhere".into());
+        let arguments = json!({ "a": 1, "b": { "c": [1, 2], "d": "x" } });
+        let reordered: Value = serde_json::from_str(r#"{ "b": { "d": "x", "c": [1, 2] }, "a": 1 }"#).expect("JSON");
+        let binding =
+            |identity: &Identity, arguments: &Value| StateBinding::new("tools/call", "t", identity, arguments).0;
+        assert_eq!(binding(&alice, &arguments), binding(&alice, &reordered));
+        assert_ne!(binding(&alice, &arguments), binding(&bob, &arguments));
+        assert_ne!(binding(&alice, &arguments), binding(&other_issuer, &arguments));
+        assert_ne!(binding(&alice, &arguments), binding(&alice, &json!({ "a": 2, "b": { "c": [1, 2], "d": "x" } })));
+        assert_ne!(binding(&alice, &json!([1, 2])), binding(&alice, &json!([2, 1])));
+        assert_ne!(
+            StateBinding::new("tools/call", "t", &alice, &arguments).0,
+            StateBinding::consent("t", &alice, &arguments).0
+        );
+    }
+}

@@ -12,6 +12,7 @@ mod bindings;
 pub mod cache;
 mod convert;
 mod engine;
+pub mod grants;
 pub mod manifest;
 mod sandbox;
 pub mod watch;
@@ -30,8 +31,9 @@ pub use crate::call::{
     CallContext, CallError, CallEvent, ClientSupport, InputRequest, InputRequired, ListKind, Outcome,
 };
 use bindings::exports::fedmcp::plugin as exports;
+use grants::{Ceilings, Denials, Limits};
 pub use manifest::Manifest;
-use sandbox::{CallState, Limits};
+use sandbox::CallState;
 
 /// Defaults and ceilings that apply to every plugin.
 #[derive(Debug, Clone)]
@@ -214,13 +216,7 @@ impl PluginRuntime {
                 });
             }
         }
-        let ceilings = manifest::Ceilings {
-            file_roots: self.options.file_roots.as_deref(),
-            env: self.options.env_allowed.as_deref(),
-            network: self.options.network_allowed.as_deref(),
-            private_networks: self.options.allow_private_networks,
-        };
-        manifest.check_ceilings(&ceilings).map_err(|message| {
+        manifest.check_ceilings(&Ceilings::of(&self.options)).map_err(|message| {
             LoadError::Manifest(manifest::ManifestError::Invalid { path: manifest_path.display().to_string(), message })
         })?;
         let stamp = SourceStamp::of(wasm_path);
@@ -257,31 +253,7 @@ impl PluginRuntime {
         if !(exports.tools || exports.resources || exports.prompts || exports.completions) {
             return Err(LoadError::NoExports { path: shown });
         }
-        let limits = Limits {
-            memory_bytes: manifest
-                .memory_mb
-                .unwrap_or(self.options.default_memory_mb)
-                .min(self.options.max_memory_mb)
-                .saturating_mul(1 << 20),
-            timeout: Duration::from_millis(
-                manifest.timeout_ms.unwrap_or(self.options.default_timeout_ms).min(self.options.max_timeout_ms),
-            ),
-            max_response_bytes: usize::try_from(
-                manifest.max_response_kb.unwrap_or(self.options.default_max_response_kb).saturating_mul(1024),
-            )
-            .unwrap_or(usize::MAX),
-            // The host's budget is the ceiling; a manifest may only lower it.
-            max_events: manifest.max_events.unwrap_or(self.options.max_events).min(self.options.max_events),
-            max_event_bytes: usize::try_from(
-                manifest
-                    .max_event_kb
-                    .unwrap_or(self.options.max_event_kb)
-                    .min(self.options.max_event_kb)
-                    .saturating_mul(1024),
-            )
-            .unwrap_or(usize::MAX),
-            private_networks: self.options.allow_private_networks,
-        };
+        let limits = Limits::resolve(&manifest.grants.limits, &self.options);
         let mut plugin = Plugin {
             name,
             path: wasm_path.to_owned(),
@@ -374,12 +346,21 @@ impl Plugin {
         cx: CallContext,
         f: impl AsyncFnOnce(&mut wasmtime::Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, String), CallError> {
-        let denials = sandbox::Denials::default();
-        let mut store = sandbox::store(&self.runtime.engine, &self.name, &self.manifest, &self.limits, cx, &denials)
-            .map_err(|e| CallError::Plugin {
-                plugin: self.name.clone(),
-                message: format!("cannot set up its sandbox: {e:#}"),
-            })?;
+        let denials = Denials::default();
+        let ceilings = Ceilings::of(&self.runtime.options);
+        let mut store = sandbox::store(
+            &self.runtime.engine,
+            &self.name,
+            &self.manifest.grants,
+            &self.limits,
+            &ceilings,
+            cx,
+            &denials,
+        )
+        .map_err(|e| CallError::Plugin {
+            plugin: self.name.clone(),
+            message: format!("cannot set up its sandbox: {e:#}"),
+        })?;
         // The epoch deadline stops a guest that computes; a guest waiting on the host (a
         // socket or HTTP origin that never answers) runs no code to interrupt, so the wait
         // itself is bounded too. Dropping the call's future mid-way is safe: the store goes next.
@@ -427,57 +408,20 @@ impl Plugin {
 
     /// Refuse input requests the manifest does not grant, and results over the size cap.
     fn check_outcome<T: serde::Serialize>(&self, outcome: Outcome<T>) -> Result<Outcome<T>, CallError> {
-        match &outcome {
+        let size = match &outcome {
             Outcome::InputRequired(input) => {
                 for (_, request) in &input.requests {
-                    let (granted, capability) = match request {
-                        InputRequest::Sampling(_) => (self.manifest.sampling, "sampling"),
-                        InputRequest::Elicitation(_) => (self.manifest.elicitation, "elicitation"),
-                        InputRequest::Roots => (self.manifest.roots, "roots"),
-                    };
-                    if !granted {
-                        return Err(CallError::NotGranted {
-                            plugin: self.name.clone(),
-                            capability,
-                            manifest: self.path.with_extension("toml").display().to_string(),
-                        });
-                    }
-                }
-                // The requests and the opaque state travel to the client and back (sealed, a
-                // third larger): they count against the response cap like a result does.
-                let size = input.state.as_ref().map_or(0, String::len)
-                    + input
-                        .requests
-                        .iter()
-                        .map(|(key, request)| {
-                            key.len()
-                                + match request {
-                                    InputRequest::Sampling(params) | InputRequest::Elicitation(params) => {
-                                        serde_json::to_vec(params).map(|v| v.len()).unwrap_or(0)
-                                    }
-                                    InputRequest::Roots => 0,
-                                }
-                        })
-                        .sum::<usize>();
-                if size > self.limits.max_response_bytes {
-                    return Err(CallError::ResponseTooLarge {
+                    self.manifest.grants.client.check(request).map_err(|capability| CallError::NotGranted {
                         plugin: self.name.clone(),
-                        size,
-                        limit: self.limits.max_response_bytes,
-                    });
+                        capability,
+                        manifest: self.path.with_extension("toml").display().to_string(),
+                    })?;
                 }
+                grants::limits::input_required_size(input)
             }
-            Outcome::Complete(result) => {
-                let size = serde_json::to_vec(result).map(|v| v.len()).unwrap_or(0);
-                if size > self.limits.max_response_bytes {
-                    return Err(CallError::ResponseTooLarge {
-                        plugin: self.name.clone(),
-                        size,
-                        limit: self.limits.max_response_bytes,
-                    });
-                }
-            }
-        }
+            Outcome::Complete(result) => serde_json::to_vec(result).map(|v| v.len()).unwrap_or(0),
+        };
+        self.limits.check_response_size(&self.name, size)?;
         Ok(outcome)
     }
 

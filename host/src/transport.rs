@@ -25,6 +25,7 @@ use crate::auth::edge::{self, Gate};
 use crate::relay::{self, RelayScope};
 use crate::session::{Session, Shared};
 
+pub(crate) mod config;
 mod jsonrpc;
 mod rebinding;
 

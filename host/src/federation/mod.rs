@@ -14,6 +14,7 @@
 //! host refuses a request that already passed through it, or that crossed too many hosts.
 
 mod client;
+pub(crate) mod config;
 pub mod credentials;
 pub mod loops;
 mod peer;

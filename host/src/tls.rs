@@ -30,6 +30,32 @@ pub struct ServerTls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// `[tls]` as written in `host.toml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+impl From<RawTls> for ServerTls {
+    fn from(raw: RawTls) -> Self {
+        Self { cert: raw.cert, key: raw.key, client_ca: raw.client_ca }
+    }
+}
+
+impl ServerTls {
+    /// Make the files relative to `base` (the config file's folder).
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
+        crate::config::resolve_file(base, &mut self.cert);
+        crate::config::resolve_file(base, &mut self.key);
+        if let Some(ca) = self.client_ca.as_mut() {
+            crate::config::resolve_file(base, ca);
+        }
+    }
+}
+
 /// A peer's TLS: the CA its certificate must chain to (system roots when `None`), and this
 /// host's client certificate and key for mutual TLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

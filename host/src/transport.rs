@@ -24,6 +24,7 @@ use message::Message;
 use sessions::{IdleSweep, Tracking};
 
 mod admission;
+pub(crate) mod config;
 mod jsonrpc;
 mod message;
 mod rebinding;

@@ -6,6 +6,7 @@
 //! `[auth]`, which then listens on loopback only) are the local user.
 
 pub mod audit;
+pub(crate) mod config;
 pub mod consent;
 pub mod edge;
 pub mod gate;

@@ -15,6 +15,7 @@
 
 mod active_calls;
 mod client;
+pub(crate) mod config;
 pub mod credentials;
 pub mod loops;
 mod peer;

@@ -10,6 +10,7 @@
 
 mod bindings;
 pub mod cache;
+pub(crate) mod config;
 mod convert;
 mod engine;
 pub mod grants;

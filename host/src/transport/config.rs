@@ -1,0 +1,126 @@
+//! The `[http]` section of `host.toml`: what the HTTP listener accepts (hosts, origins, body
+//! size), how long an idle legacy session lives, the key that seals MRTR request states, and
+//! whether it may serve a public address without `[auth]`.
+//!
+//! Errors name fields relative to the section (`session_idle_secs`); `crate::config` adds
+//! `http.`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::FieldError;
+
+/// `[http]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    allowed_hosts: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
+    max_request_body_bytes: Option<usize>,
+    session_idle_secs: Option<u64>,
+    request_state_key: Option<String>,
+    allow_unauthenticated_public: Option<bool>,
+}
+
+/// `[http]` checked, with its defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_request_body_bytes: usize,
+    pub session_idle: Duration,
+    pub request_state_key: Option<String>,
+    pub allow_unauthenticated_public: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_request_body_bytes: 4 << 20,
+            session_idle: Duration::from_secs(300),
+            request_state_key: None,
+            allow_unauthenticated_public: false,
+        }
+    }
+}
+
+impl RawHttp {
+    pub(crate) fn parse(self) -> Result<HttpSettings, FieldError> {
+        let mut http = HttpSettings::default();
+        if let Some(hosts) = self.allowed_hosts {
+            http.allowed_hosts = hosts;
+        }
+        if let Some(origins) = self.allowed_origins {
+            http.allowed_origins = origins;
+        }
+        if let Some(limit) = self.max_request_body_bytes {
+            if limit < 1024 {
+                return Err(FieldError::new("max_request_body_bytes", format!("{limit} is too small (at least 1024)")));
+            }
+            http.max_request_body_bytes = limit;
+        }
+        if let Some(seconds) = self.session_idle_secs {
+            if !(1..=86_400).contains(&seconds) {
+                return Err(FieldError::new("session_idle_secs", format!("{seconds} is out of range (1 to 86400)")));
+            }
+            http.session_idle = Duration::from_secs(seconds);
+        }
+        if let Some(key) = self.request_state_key {
+            if key.len() < 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+                let message = "must be at least 32 bytes written as hex (64+ hex digits)";
+                return Err(FieldError::new("request_state_key", message));
+            }
+            http.request_state_key = Some(key);
+        }
+        http.allow_unauthenticated_public = self.allow_unauthenticated_public.unwrap_or(false);
+        Ok(http)
+    }
+}
+
+/// The key that signs MRTR request states: `request_state_key` decoded, or fresh random
+/// bytes when it is unset.
+pub(crate) fn state_key(hex: Option<&str>) -> Vec<u8> {
+    if let Some(hex) = hex {
+        let bytes: Option<Vec<u8>> =
+            (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+        if let Some(bytes) = bytes {
+            return bytes;
+        }
+    }
+    let mut key = vec![0u8; 32];
+    if getrandom::fill(&mut key).is_err() {
+        // Without an OS random source, fall back to a key unique to this process start.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        key = seed.into_bytes();
+        key.resize(32, 0x5a);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HttpSettings, FieldError> {
+        toml::from_str::<RawHttp>(text).unwrap().parse()
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(parse("max_request_body_bytes = 1023").unwrap_err().field, "max_request_body_bytes");
+        assert_eq!(parse("session_idle_secs = 86401").unwrap_err().field, "session_idle_secs");
+        let http = parse("max_request_body_bytes = 1024\nsession_idle_secs = 5").unwrap();
+        assert_eq!((http.max_request_body_bytes, http.session_idle), (1024, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_state_key_is_long_hex() {
+        assert!(parse(&format!("request_state_key = \"{}\"", "ab".repeat(32))).is_ok());
+        assert!(parse(&format!("request_state_key = \"{}\"", "zz".repeat(32))).is_err());
+        assert_eq!(state_key(Some(&"0a".repeat(32))), vec![10; 32]);
+        assert_eq!(state_key(None).len(), 32);
+    }
+}

@@ -1,6 +1,6 @@
 """unit-convert in Python: the same tools as plugins/unit-convert/plugin.js (JavaScript) and
-tests/plugins/unit-convert-rust (Rust), answering alike (tests/languages.rs holds the table
-all three must pass)."""
+tests/plugins/unit-convert-rust (Rust), answering alike (tests/all/languages.rs holds the
+table all three must pass)."""
 
 from fedmcp import InvalidParams, Plugin, Result, text
 

@@ -1,6 +1,6 @@
 //! unit-convert in Rust: the same tools as plugins/unit-convert/plugin.js (JavaScript) and
-//! tests/plugins/unit-convert-python/app.py, answering alike (tests/languages.rs holds the
-//! table all three must pass).
+//! tests/plugins/unit-convert-python/app.py, answering alike (tests/all/languages.rs holds
+//! the table all three must pass).
 
 use fedmcp_sdk::{Content, Error, JsonSchema, Plugin, ToolResult, Tools, json};
 use serde::Deserialize;

@@ -1,8 +1,6 @@
 //! Starting the real `fedmcp` binary for end-to-end tests, on 127.0.0.1 with a port chosen
 //! at run time, and locating the real clients the tests drive.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,15 +2,14 @@
 //! with a clear error while the host keeps serving; granted, the same plugin succeeds; two
 //! calls never share memory.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, StatelessClient, repo_root};
+
+use crate::support::{Server, StatelessClient, repo_root};
 
 const SECRET_VAR: &str = "FEDMCP_TEST_SECRET";
 

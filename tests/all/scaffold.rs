@@ -1,12 +1,11 @@
 //! `fedmcp plugin new` gives a plugin, in each language, that `fedmcp plugin build` builds
 //! and the host serves without edits.
 
-mod support;
-
 use std::process::Command;
 
 use serde_json::json;
-use support::{Server, StatelessClient, repo_root};
+
+use crate::support::{Server, StatelessClient, repo_root};
 
 fn fedmcp() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fedmcp"))

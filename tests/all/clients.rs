@@ -1,12 +1,10 @@
 //! Real MCP clients against fedmcp serving the example plugins: the official Python SDK
 //! client and the MCP Inspector CLI, each over Streamable HTTP and over stdio.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{Server, example_plugins, node, node_package_bin, repo_root};
+use crate::support::{self, Server, example_plugins, node, node_package_bin, repo_root};
 
 fn python() -> std::path::PathBuf {
     let python = repo_root().join("tests/.venv/bin/python");

@@ -1,9 +1,7 @@
 //! The official MCP conformance suite against fedmcp serving the example plugins, for both
 //! protocol revisions.
 
-mod support;
-
-use support::{Server, example_plugins, run_conformance};
+use crate::support::{Server, example_plugins, run_conformance};
 
 #[test]
 fn passes_every_scored_scenario_of_2025_11_25() {

@@ -2,10 +2,9 @@
 //! wasm32-wasi, `jco new`), built from source by `cargo xtask plugins`, served by the host
 //! over Streamable HTTP.
 
-mod support;
-
 use serde_json::{Value, json};
-use support::{Server, StatelessClient, example_plugins, fixture};
+
+use crate::support::{Server, StatelessClient, example_plugins, fixture};
 
 #[tokio::test]
 async fn a_python_plugin_reads_only_its_granted_folder() {

@@ -1,10 +1,9 @@
 //! Bad input gets a proper error and the server keeps serving.
 
-mod support;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{LegacySession, Server, StatelessClient as Client, example_plugins};
+
+use crate::support::{LegacySession, Server, StatelessClient as Client, example_plugins};
 
 fn error_code(reply: &Value) -> Option<i64> {
     reply["error"]["code"].as_i64()

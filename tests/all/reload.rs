@@ -2,13 +2,12 @@
 //! connected clients, keeps serving the old version when a new one is broken, and lets calls
 //! in flight finish on the version they started on.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{LegacySession, Server, eventually, fixture, jsonrpc_message};
+
+use crate::support::{self, LegacySession, Server, eventually, fixture, jsonrpc_message};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 

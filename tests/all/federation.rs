@@ -1,16 +1,15 @@
 //! The federation proxy, end to end: real fedmcp hosts importing each other and a third-party
 //! MCP server over both transports, on 127.0.0.1.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{
-    LegacySession, Server, StatelessClient, eventually, example_plugins, fixture, free_port, node, node_package_bin,
-    run_conformance,
+
+use crate::support::{
+    self, LegacySession, Server, StatelessClient, eventually, example_plugins, fixture, free_port, node,
+    node_package_bin, run_conformance,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -2,8 +2,6 @@
 //! bad tokens; scopes that filter lists and refuse calls; two hosts where A presents tokens it
 //! mints to B; the audit log read back.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +10,8 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Server, StatelessClient};
+
+use crate::support::{self, Server, StatelessClient};
 
 const AUDIENCE: &str = "fedmcp-test";
 const ISSUER: &str = "https://idp.test";

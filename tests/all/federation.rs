@@ -230,8 +230,7 @@ async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
 
     let result = client.call(tool, json!({ "text": "Hello, Relay" })).await;
     assert_eq!(result.map(|r| text_of(&r)), Ok("hello-relay".to_owned()));
-    let relayed = |lines: &[String]| lines.iter().filter(|l| l.contains("relaying a stateless tools/call")).count();
-    eventually("A logs the relayed call", PATIENCE, async || relayed(&a.log_lines()) > 0).await;
+    assert_eq!(a.relay_count("relayed").await, 1, "A relayed the call");
 
     // The DNS-rebinding guards still answer first: a foreign Origin or Host is refused.
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
@@ -276,16 +275,13 @@ async fn stateless_calls_to_a_modern_peer_are_relayed_under_the_same_rules() {
     let outside = client.call("b__text-tools__change_case", json!({ "text": "x", "to": "upper" })).await;
     let outside = outside.expect_err("outside the local user's grant");
     assert!(outside.contains("tools:b__text-tools__change_case"), "{outside}");
-    eventually("A's relay refuses it", PATIENCE, async || {
-        a.log_lines().iter().any(|l| l.contains("the relay's gate refused") && l.contains("change_case"))
-    })
-    .await;
+    assert_eq!(a.relay_count("refused").await, 1, "A's relay refused it");
 
     // The burst of 4 is spent (two relayed calls, the retry and the forged retry): the next
     // relayed call is refused, and audited.
     let limited = client.call(tool, json!({ "text": "again" })).await.expect_err("rate limited");
     assert!(limited.contains("rate limit"), "{limited}");
-    assert!(a.log_lines().iter().any(|l| l.contains("the relay's gate refused") && l.contains("rate limit")));
+    assert_eq!(a.relay_count("refused").await, 2, "A's relay refused it");
     let lines: Vec<Value> = std::fs::read_to_string(&audit)
         .unwrap_or_default()
         .lines()
@@ -464,24 +460,19 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let a =
         Server::start_configured_with_env(empty.path(), &config, "127.0.0.1:0", &[("RUST_LOG", "fedmcp=debug,warn")]);
     a.wait_for_peer("b").await;
-    // A's log is read once: count as it comes.
-    let mut seen = 0;
-    let mut relayed = |a: &Server| {
-        seen += a.log_lines().iter().filter(|l| l.contains("relaying a legacy session's")).count();
-        seen
-    };
+    let relayed = async |a: &Server| a.relay_count("relayed").await;
 
     let mut session = LegacySession::open(&a).await;
     // The session tells the relay about itself when rmcp hands it `initialized`, which may be
     // after the first calls (those take the normal path): call until one is relayed.
     let deadline = Instant::now() + PATIENCE;
-    while relayed(&a) == 0 {
+    while relayed(&a).await == 0 {
         assert!(Instant::now() < deadline, "no call of the session was relayed");
         assert_eq!(session.call_text("b__test_simple_text", json!({})).await, SIMPLE_TEXT);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let base = relayed(&a);
+    let base = relayed(&a).await;
     let (status, messages) = session
         .request_messages(
             "tools/call",
@@ -495,7 +486,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let answer = messages.last().expect("an answer");
     assert_eq!(text_of(&answer["result"]), "Progress test completed", "{answer}");
     assert!(answer["result"].get("resultType").is_none(), "a 2026-07-28 field reached a legacy client: {answer}");
-    eventually("A logs the relayed call", PATIENCE, async || relayed(&a) == base + 1).await;
+    eventually("A relays the call", PATIENCE, async || relayed(&a).await == base + 1).await;
 
     // The session's log level reaches the peer: info messages are dropped at `warning`.
     let logs = async |session: &mut LegacySession| {
@@ -509,12 +500,12 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let set = session.request("logging/setLevel", json!({ "level": "warning" })).await;
     assert!(set.get("error").is_none(), "{set}");
     assert_eq!(logs(&mut session).await, 0, "info messages below the session's level");
-    eventually("A logs three relayed calls", PATIENCE, async || relayed(&a) == base + 3).await;
+    eventually("A relays three calls", PATIENCE, async || relayed(&a).await == base + 3).await;
 
     // Cancelled: the relayed call ends, and B's plugin stops before its time limit would.
     let (messages, started) = cancel_during(&mut session, json!({ "name": "b__hostile__spin" })).await;
     assert!(started.elapsed() < Duration::from_millis(2500), "the call outlived its cancellation: {messages:?}");
-    eventually("A logs four relayed calls", PATIENCE, async || relayed(&a) == base + 4).await;
+    eventually("A relays four calls", PATIENCE, async || relayed(&a).await == base + 4).await;
 
     // A request the relay leaves to the normal path (a field it does not know): its
     // cancellation reaches B as well.
@@ -522,7 +513,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let (_, normal_started) = cancel_during(&mut session, unusual).await;
     assert!(normal_started.elapsed() < Duration::from_millis(2500));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(relayed(&a), base + 4, "a request with a field the relay does not know was relayed");
+    assert_eq!(relayed(&a).await, base + 4, "a request with a field the relay does not know was relayed");
     let stop_by_limit = || b.log_lines().into_iter().find(|line| line.contains("stopped at its time limit"));
     tokio::time::sleep(Duration::from_millis(3500).saturating_sub(started.elapsed())).await;
     assert_eq!(stop_by_limit(), None, "a cancelled call kept running at B");
@@ -530,14 +521,14 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     // The peer asks (MRTR); the relay asks the client on the call's stream and retries with
     // its answer. A client without the capability gets the error naming it.
     let mut asking = LegacySession::open_with(&a, json!({ "elicitation": {} })).await;
-    let before = relayed(&a);
-    while relayed(&a) == before {
+    let before = relayed(&a).await;
+    while relayed(&a).await == before {
         assert!(Instant::now() < deadline + PATIENCE, "no call of the second session was relayed");
         assert_eq!(asking.call_text("b__test_simple_text", json!({})).await, SIMPLE_TEXT);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let base = relayed(&a) - 4;
+    let base = relayed(&a).await - 4;
     let call = json!({ "jsonrpc": "2.0", "id": "ask-1", "method": "tools/call",
         "params": { "name": "b__test_elicitation", "arguments": { "message": "Who are you?" } } });
     let mut stream = asking.post(call).send().await.expect("the call is sent");
@@ -568,7 +559,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     }
     let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.starts_with("User response:") && text.contains("ada"), "{answer}");
-    eventually("A logs five relayed calls", PATIENCE, async || relayed(&a) == base + 5).await;
+    eventually("A relays five calls", PATIENCE, async || relayed(&a).await == base + 5).await;
     let (_, messages) = session
         .request_messages("tools/call", json!({ "name": "b__test_elicitation", "arguments": { "message": "?" } }))
         .await;
@@ -580,7 +571,7 @@ async fn a_legacy_sessions_calls_are_relayed_without_losing_progress_logs_or_can
     let (status, messages) =
         session.request_messages("tools/call", json!({ "name": "b__test_tool_with_progress" })).await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{messages:?}");
-    assert_eq!(relayed(&a), base + 6);
+    assert_eq!(relayed(&a).await, base + 6);
 }
 
 /// A session whose calls all take the relay never reaches rmcp's session worker; it must still

@@ -170,6 +170,12 @@ impl Server {
         response.json().await.expect("health is JSON")
     }
 
+    /// One of the relay's counts in `/health` (`relayed`, `refused`, `dropped_messages`).
+    pub async fn relay_count(&self, which: &str) -> u64 {
+        let health = self.health().await;
+        health["relay"][which].as_u64().unwrap_or_else(|| panic!("/health has no relay.{which}: {health}"))
+    }
+
     /// Wait until `/health` lists peer `name` as up.
     pub async fn wait_for_peer(&self, name: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

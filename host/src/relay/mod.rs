@@ -144,12 +144,8 @@ async fn try_relay(
     if !plain_header_value(&route.local_name) || (call.is_legacy() && route.param_headers) {
         return None;
     }
-    let identity = match parts.extensions.get::<Arc<Identity>>() {
-        Some(identity) => identity.clone(),
-        // With `[auth]` the edge names every caller; the session refuses one it did not.
-        None if shared.guard.requires_token => return None,
-        None => shared.guard.local.clone(),
-    };
+    // With `[auth]` the edge names every caller; one it did not is the session's to refuse.
+    let identity = shared.guard.caller(Some(parts)).ok()?;
     // A question for the user is the session's to ask.
     if shared.guard.consent_policy(call.name, route.annotations.as_ref()) != Policy::Allow {
         return None;

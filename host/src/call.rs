@@ -124,7 +124,7 @@ pub enum Outcome<T> {
 
 /// What one call sent its caller, and what it had to drop.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct EventsSpent {
+pub(crate) struct EventsSpent {
     pub events: u64,
     pub bytes: usize,
     pub dropped: u64,
@@ -139,7 +139,7 @@ pub struct EventsSpent {
 /// exceeds it is dropped and counted, and the caller is told once. The one rule for plugins,
 /// forwarded calls and relayed calls.
 #[derive(Debug, Clone, Copy)]
-pub struct EventBudget {
+pub(crate) struct EventBudget {
     max_events: u64,
     max_bytes: usize,
     spent: EventsSpent,
@@ -148,7 +148,7 @@ pub struct EventBudget {
 
 /// What to do with one message under a call's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
+pub(crate) enum Charge {
     /// It fits: pass it on.
     Send,
     /// The first message over the budget: drop it, and tell the caller (`EventBudget::warning`).
@@ -158,12 +158,12 @@ pub enum Charge {
 }
 
 impl EventBudget {
-    pub fn new(max_events: u64, max_bytes: usize) -> Self {
+    pub(crate) fn new(max_events: u64, max_bytes: usize) -> Self {
         Self { max_events, max_bytes, spent: EventsSpent::default(), warned: false }
     }
 
     /// Charge a message carrying `bytes` of text.
-    pub fn charge(&mut self, bytes: usize) -> Charge {
+    pub(crate) fn charge(&mut self, bytes: usize) -> Charge {
         if self.spent.events < self.max_events && self.spent.bytes.saturating_add(bytes) <= self.max_bytes {
             self.spent.events += 1;
             self.spent.bytes += bytes;
@@ -175,16 +175,16 @@ impl EventBudget {
     }
 
     /// A list-changed that says nothing new in this call.
-    pub fn coalesced(&mut self) {
+    pub(crate) fn coalesced(&mut self) {
         self.spent.coalesced += 1;
     }
 
-    pub fn spent(&self) -> EventsSpent {
+    pub(crate) fn spent(&self) -> EventsSpent {
         self.spent
     }
 
     /// What the caller is told once: `who` (e.g. "plugin x") is past the budget.
-    pub fn warning(&self, who: &str) -> String {
+    pub(crate) fn warning(&self, who: &str) -> String {
         format!(
             "{who} exceeded its event budget ({} messages or {} KiB of text per call); its further log and progress \
              messages in this call are dropped",

@@ -487,7 +487,7 @@ fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntries]) -> Sna
 
 mod erased {
     /// A list compared by its wire form, so any change a client could see counts.
-    pub trait Listed {
+    pub(super) trait Listed {
         fn as_json(&self) -> serde_json::Value;
     }
 

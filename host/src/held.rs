@@ -21,11 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::call::CallEvent;
 
 /// How long a held call waits for its caller's answer.
-pub const HOLD_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const HOLD_LIMIT: Duration = Duration::from_secs(120);
 
 /// A call waiting for its caller's answer: the call itself (type-erased: its result type
 /// depends on the method), its events, and where the answer goes.
-pub struct Held {
+pub(crate) struct Held {
     owner: String,
     target: String,
     pub running: Box<dyn Any + Send>,
@@ -35,7 +35,7 @@ pub struct Held {
 
 /// Why a held call cannot be resumed.
 #[derive(Debug, thiserror::Error)]
-pub enum ResumeError {
+pub(crate) enum ResumeError {
     #[error("the call that asked for this input is no longer waiting (it was answered, or gave up after {} s)", HOLD_LIMIT.as_secs())]
     Gone,
     #[error("this input was asked of another caller, or for another request")]
@@ -43,7 +43,7 @@ pub enum ResumeError {
 }
 
 #[derive(Default)]
-pub struct HeldCalls {
+pub(crate) struct HeldCalls {
     next: AtomicU64,
     calls: Mutex<HashMap<u64, Held>>,
 }
@@ -51,7 +51,7 @@ pub struct HeldCalls {
 impl HeldCalls {
     /// Hold a call for `owner` (an identity's key) and `target` (method and entry); the id
     /// its caller's retry names. The hold ends by itself after [`HOLD_LIMIT`].
-    pub fn hold(
+    pub(crate) fn hold(
         self: &std::sync::Arc<Self>,
         owner: String,
         target: String,
@@ -78,7 +78,7 @@ impl HeldCalls {
 
     /// Take the held call `id` back, if `owner` and `target` are the ones it was held for
     /// (a mismatch leaves it held).
-    pub fn resume(&self, id: u64, owner: &str, target: &str) -> Result<Held, ResumeError> {
+    pub(crate) fn resume(&self, id: u64, owner: &str, target: &str) -> Result<Held, ResumeError> {
         let mut calls = self.calls.lock().map_err(|_| ResumeError::Gone)?;
         match calls.get(&id) {
             None => Err(ResumeError::Gone),
@@ -88,7 +88,7 @@ impl HeldCalls {
     }
 
     /// Stop holding `id` (its caller cannot answer, or the hold expired).
-    pub fn release(&self, id: u64) -> Option<Held> {
+    pub(crate) fn release(&self, id: u64) -> Option<Held> {
         self.calls.lock().ok().and_then(|mut calls| calls.remove(&id))
     }
 

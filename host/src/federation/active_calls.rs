@@ -20,8 +20,8 @@ use crate::call::{CallEvent, Charge, EventBudget, EventsSpent, ListKind};
 /// What the peer may report during one forwarded call, like a plugin call's default budget:
 /// the session drains the call's events from an unbounded channel, so without a budget a peer
 /// could fill this host's memory through one call.
-pub const MAX_CALL_EVENTS: u64 = 1_000;
-pub const MAX_CALL_EVENT_BYTES: usize = 1 << 20;
+pub(crate) const MAX_CALL_EVENTS: u64 = 1_000;
+pub(crate) const MAX_CALL_EVENT_BYTES: usize = 1 << 20;
 
 /// How long a notification or request that names a call waits for the call to learn its
 /// request id (rmcp gives it only once the request is on its way).
@@ -29,7 +29,7 @@ const REGISTRATION_WAIT: Duration = Duration::from_millis(250);
 
 /// The calls in flight on one peer connection, so that what the peer sends during a call
 /// reaches the caller that made it, and only that caller.
-pub struct ActiveCalls {
+pub(super) struct ActiveCalls {
     next_id: AtomicU64,
     calls: Mutex<HashMap<u64, ActiveCall>>,
     /// Signalled when a call learns its request id.
@@ -73,7 +73,7 @@ struct ActiveCall {
 }
 
 /// Where one call's events go, and what it has spent of its budget.
-pub struct CallSink {
+pub(super) struct CallSink {
     peer: String,
     events: mpsc::UnboundedSender<CallEvent>,
     budget: Mutex<EventBudget>,
@@ -119,7 +119,7 @@ impl CallSink {
 }
 
 /// Removes its call from [`ActiveCalls`] when dropped.
-pub struct CallGuard {
+pub(super) struct CallGuard {
     calls: Arc<ActiveCalls>,
     id: u64,
 }
@@ -140,7 +140,7 @@ impl Drop for CallGuard {
 
 impl CallGuard {
     /// The request id and progress token rmcp gave the forwarded request.
-    pub fn set_request(&self, id: RequestId, token: ProgressToken) {
+    pub(super) fn set_request(&self, id: RequestId, token: ProgressToken) {
         if let Ok(mut calls) = self.calls.calls.lock()
             && let Some(call) = calls.get_mut(&self.id)
         {
@@ -152,7 +152,7 @@ impl CallGuard {
 }
 
 impl ActiveCalls {
-    pub fn begin(self: &Arc<Self>, peer: &str, events: Option<mpsc::UnboundedSender<CallEvent>>) -> CallGuard {
+    pub(super) fn begin(self: &Arc<Self>, peer: &str, events: Option<mpsc::UnboundedSender<CallEvent>>) -> CallGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sink = events.map(|events| {
             Arc::new(CallSink {
@@ -273,7 +273,7 @@ impl ActiveCalls {
 
     /// Wait until every progress or log notification the transport delivered so far has been
     /// passed on, so what the peer sent before a response reaches the caller before it.
-    pub async fn settle(&self) {
+    pub(super) async fn settle(&self) {
         let target = self.received.load(Ordering::Acquire);
         let mut handled = self.handled.subscribe();
         if tokio::time::timeout(SETTLE_LIMIT, handled.wait_for(|n| *n >= target)).await.is_err() {
@@ -287,7 +287,7 @@ impl ActiveCalls {
     }
 
     /// What was dropped so far, for `/health`: `(unattributed, over_budget)`.
-    pub fn dropped(&self) -> (u64, u64) {
+    pub(super) fn dropped(&self) -> (u64, u64) {
         (self.unattributed.load(Ordering::Relaxed), self.over_budget.load(Ordering::Relaxed))
     }
 }
@@ -313,7 +313,7 @@ pub(super) fn json_len(value: &Value) -> usize {
 /// Lists a peer said changed, waiting to be fetched again: one pending change per kind, so a
 /// peer that announces changes faster than they are fetched costs nothing more.
 #[derive(Default)]
-pub struct ListChanges {
+pub(super) struct ListChanges {
     pending: [AtomicBool; 3],
     notify: Notify,
 }
@@ -327,14 +327,14 @@ impl ListChanges {
         }
     }
 
-    pub fn mark(&self, kind: ListKind) {
+    pub(super) fn mark(&self, kind: ListKind) {
         if !self.pending[Self::index(kind)].swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
     }
 
     /// The kinds changed since the last call, waiting for one if none is pending.
-    pub async fn next(&self) -> Vec<ListKind> {
+    pub(super) async fn next(&self) -> Vec<ListKind> {
         loop {
             let changed: Vec<ListKind> = [ListKind::Tools, ListKind::Resources, ListKind::Prompts]
                 .into_iter()

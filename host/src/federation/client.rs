@@ -35,12 +35,12 @@ const STREAM_KEY: &str = "dev.fedmcp/stream";
 struct Unmarked;
 
 /// The secret of one peer connection's stream marks.
-pub struct StreamMark {
+pub(crate) struct StreamMark {
     secret: String,
 }
 
 impl StreamMark {
-    pub fn new() -> Result<Self, String> {
+    pub(crate) fn new() -> Result<Self, String> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| format!("no random source: {e}"))?;
         Ok(Self { secret: bytes.iter().map(|b| format!("{b:02x}")).collect() })
@@ -48,7 +48,7 @@ impl StreamMark {
 
     /// Mark a log message or progress notification that arrived on the response stream of
     /// request `request`. Other events pass unchanged.
-    pub fn mark(&self, mut event: sse_stream::Sse, request: &RequestId) -> sse_stream::Sse {
+    pub(crate) fn mark(&self, mut event: sse_stream::Sse, request: &RequestId) -> sse_stream::Sse {
         const MARKED: [&str; 2] = ["notifications/message", "notifications/progress"];
         let Some(data) = &event.data else { return event };
         // A cheap look first: most events are responses, which need no second parse. A message
@@ -85,7 +85,7 @@ impl StreamMark {
 
 /// The rmcp client handler of one peer connection.
 #[derive(Clone)]
-pub struct PeerClient {
+pub(super) struct PeerClient {
     pub peer_name: String,
     pub calls: Arc<ActiveCalls>,
     /// Lists the peer said changed.
@@ -202,7 +202,7 @@ impl ClientHandler for PeerClient {
 /// A peer's transport, counting the notifications [`ActiveCalls::settle`] waits for, and
 /// turning the stream mark of a log message (see [`StreamMark`]) into the origin rmcp gives
 /// requests.
-pub struct CountingTransport<T> {
+pub(super) struct CountingTransport<T> {
     pub inner: T,
     pub calls: Arc<ActiveCalls>,
     /// The connection's stream marks; `None` for a transport without response streams

@@ -29,7 +29,7 @@ use crate::auth::keys::{Signer, TokenRequest};
 
 /// The `_meta` key that carries the forwarded caller (a [`Caller`]) from the session to the
 /// peer's HTTP client. It never leaves this host.
-pub const CALLER_KEY: &str = "dev.fedmcp/caller";
+pub(crate) const CALLER_KEY: &str = "dev.fedmcp/caller";
 
 /// Who a forwarded request is for: the caller's subject and the issuer that named it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ impl From<&String> for Caller {
 }
 
 /// The value the session puts under [`CALLER_KEY`] for a request of `identity`.
-pub fn caller_meta(identity: &Identity) -> Value {
+pub(crate) fn caller_meta(identity: &Identity) -> Value {
     serde_json::to_value(Caller::from(identity)).unwrap_or(Value::Null)
 }
 
@@ -140,7 +140,7 @@ impl Minter {
 /// minter (else the transport's static token, if any), and with the causes of a failed request
 /// in its error (a certificate the peer's CA did not sign, say), which rmcp's message omits.
 #[derive(Clone)]
-pub struct PeerHttpClient {
+pub(crate) struct PeerHttpClient {
     pub inner: reqwest::Client,
     pub minter: Option<Arc<Minter>>,
     /// Marks the peer's log messages with the request whose response stream they came on.
@@ -150,7 +150,7 @@ pub struct PeerHttpClient {
 type Error = StreamableHttpError<reqwest::Error>;
 
 /// An error and what caused it, outermost first ("error sending request" alone says little).
-pub fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

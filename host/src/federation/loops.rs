@@ -4,11 +4,11 @@ use rmcp::model::MetaObject;
 use serde_json::Value;
 
 /// In an entry's `_meta`: the ids of the hosts it passed through, origin first.
-pub const PATH_KEY: &str = "dev.fedmcp/path";
+pub(crate) const PATH_KEY: &str = "dev.fedmcp/path";
 /// In a forwarded request's `_meta`: the ids of the hosts it crossed, first caller first.
-pub const VIA_KEY: &str = "dev.fedmcp/via";
+pub(crate) const VIA_KEY: &str = "dev.fedmcp/via";
 /// Hops a request may take by default before it is refused.
-pub const DEFAULT_MAX_HOPS: usize = 8;
+pub(crate) const DEFAULT_MAX_HOPS: usize = 8;
 
 fn ids(value: Option<&Value>) -> Vec<String> {
     value
@@ -18,12 +18,12 @@ fn ids(value: Option<&Value>) -> Vec<String> {
 }
 
 /// The path recorded in an entry's `_meta` (empty for entries not served by fedmcp).
-pub fn path(meta: Option<&MetaObject>) -> Vec<String> {
+pub(crate) fn path(meta: Option<&MetaObject>) -> Vec<String> {
     ids(meta.and_then(|meta| meta.get(PATH_KEY)))
 }
 
 /// Record that `host_id` serves the entry, after the hosts it already passed through.
-pub fn stamp(meta: &mut Option<MetaObject>, host_id: &str) {
+pub(crate) fn stamp(meta: &mut Option<MetaObject>, host_id: &str) {
     let meta = meta.get_or_insert_with(MetaObject::default);
     let mut path = ids(meta.get(PATH_KEY));
     path.push(host_id.to_owned());
@@ -31,12 +31,12 @@ pub fn stamp(meta: &mut Option<MetaObject>, host_id: &str) {
 }
 
 /// The hosts a request crossed, from its `_meta`.
-pub fn via(meta: &serde_json::Map<String, Value>) -> Vec<String> {
+pub(crate) fn via(meta: &serde_json::Map<String, Value>) -> Vec<String> {
     ids(meta.get(VIA_KEY))
 }
 
 /// Whether a request that crossed `via` may be served here; the reason if not.
-pub fn check_request(via: &[String], host_id: &str, max_hops: usize) -> Result<(), String> {
+pub(crate) fn check_request(via: &[String], host_id: &str, max_hops: usize) -> Result<(), String> {
     if via.iter().any(|id| id == host_id) {
         return Err(format!("the request already passed through this host (via {})", via.join(" -> ")));
     }

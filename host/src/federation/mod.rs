@@ -16,8 +16,8 @@
 mod active_calls;
 mod client;
 pub(crate) mod config;
-pub mod credentials;
-pub mod loops;
+pub(crate) mod credentials;
+pub(crate) mod loops;
 mod peer;
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use wasmtime::component::Component;
 
 /// How a component was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
+pub(crate) enum CacheOutcome {
     Hit,
     /// Compiled (no entry, or the entry was stale or corrupt) and stored.
     Compiled,
@@ -25,7 +25,7 @@ pub enum CacheOutcome {
 
 /// A folder of compiled components.
 #[derive(Debug, Clone)]
-pub struct CompileCache {
+pub(crate) struct CompileCache {
     dir: PathBuf,
 }
 
@@ -41,12 +41,8 @@ fn engine_key(engine: &Engine) -> String {
 }
 
 impl CompileCache {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn entry(&self, engine: &Engine, component: &[u8]) -> PathBuf {
@@ -55,13 +51,18 @@ impl CompileCache {
     }
 
     /// The compiled component from the cache if its entry verifies, else compiled and stored.
-    pub fn load_or_compile(&self, engine: &Engine, component: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        component: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let entry = self.entry(engine, component);
         if let Some(loaded) = Self::read_verified(engine, &entry) {
             return Ok((loaded, CacheOutcome::Hit));
         }
         let artifact = engine.precompile_component(component)?;
         // SAFETY: the artifact was produced by this engine a moment ago.
+        #[allow(unsafe_code)]
         let loaded = unsafe { Component::deserialize(engine, &artifact)? };
         match self.store(&entry, &artifact) {
             Ok(()) => Ok((loaded, CacheOutcome::Compiled)),
@@ -81,6 +82,7 @@ impl CompileCache {
         }
         // SAFETY: the artifact's digest matches the one written when this host compiled it,
         // and the engine checks that the artifact is compatible with its settings.
+        #[allow(unsafe_code)]
         match unsafe { Component::deserialize(engine, &artifact) } {
             Ok(component) => Some(component),
             Err(error) => {

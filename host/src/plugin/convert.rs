@@ -33,7 +33,7 @@ fn json_object(what: &str, text: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-pub fn tool(raw: tools::Tool) -> Result<Tool, String> {
+pub(super) fn tool(raw: tools::Tool) -> Result<Tool, String> {
     let what = format!("tool {:?}", raw.name);
     let mut object = Map::new();
     object.insert("name".into(), raw.name.clone().into());
@@ -55,7 +55,7 @@ pub fn tool(raw: tools::Tool) -> Result<Tool, String> {
     serde_json::from_value(object.into()).map_err(|e| format!("{what}: {e}"))
 }
 
-pub fn resource(raw: resources::Resource) -> Result<Resource, String> {
+pub(super) fn resource(raw: resources::Resource) -> Result<Resource, String> {
     let mut object = Map::new();
     object.insert("uri".into(), raw.uri.into());
     object.insert("name".into(), raw.name.into());
@@ -66,7 +66,7 @@ pub fn resource(raw: resources::Resource) -> Result<Resource, String> {
     serde_json::from_value(object.into()).map_err(|e| e.to_string())
 }
 
-pub fn resource_template(raw: resources::ResourceTemplate) -> Result<ResourceTemplate, String> {
+pub(super) fn resource_template(raw: resources::ResourceTemplate) -> Result<ResourceTemplate, String> {
     let mut object = Map::new();
     object.insert("uriTemplate".into(), raw.uri_template.into());
     object.insert("name".into(), raw.name.into());
@@ -76,7 +76,7 @@ pub fn resource_template(raw: resources::ResourceTemplate) -> Result<ResourceTem
     serde_json::from_value(object.into()).map_err(|e| e.to_string())
 }
 
-pub fn prompt(raw: prompts::Prompt) -> Result<Prompt, String> {
+pub(super) fn prompt(raw: prompts::Prompt) -> Result<Prompt, String> {
     let arguments: Vec<Value> = raw
         .arguments
         .into_iter()
@@ -173,7 +173,7 @@ fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequir
     Ok(InputRequired { requests, state: raw.state })
 }
 
-pub fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<CallToolResult>, CallError> {
+pub(super) fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<CallToolResult>, CallError> {
     match raw {
         tools::CallOutcome::Complete(result) => {
             let mut object = complete_result();
@@ -194,7 +194,10 @@ pub fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<Cal
     }
 }
 
-pub fn read_outcome(plugin: &str, raw: resources::ReadOutcome) -> Result<Outcome<ReadResourceResult>, CallError> {
+pub(super) fn read_outcome(
+    plugin: &str,
+    raw: resources::ReadOutcome,
+) -> Result<Outcome<ReadResourceResult>, CallError> {
     match raw {
         resources::ReadOutcome::Complete(contents) => {
             if contents.is_empty() {
@@ -212,7 +215,7 @@ pub fn read_outcome(plugin: &str, raw: resources::ReadOutcome) -> Result<Outcome
     }
 }
 
-pub fn prompt_outcome(plugin: &str, raw: prompts::PromptOutcome) -> Result<Outcome<GetPromptResult>, CallError> {
+pub(super) fn prompt_outcome(plugin: &str, raw: prompts::PromptOutcome) -> Result<Outcome<GetPromptResult>, CallError> {
     match raw {
         prompts::PromptOutcome::Complete(result) => {
             let messages: Vec<Value> = result
@@ -235,7 +238,7 @@ pub fn prompt_outcome(plugin: &str, raw: prompts::PromptOutcome) -> Result<Outco
     }
 }
 
-pub fn completion(raw: completions::Completion) -> CompleteResult {
+pub(super) fn completion(raw: completions::Completion) -> CompleteResult {
     let mut values = raw.values;
     let has_more = raw.has_more || values.len() > CompletionInfo::MAX_VALUES;
     values.truncate(CompletionInfo::MAX_VALUES);
@@ -243,7 +246,7 @@ pub fn completion(raw: completions::Completion) -> CompleteResult {
     CompleteResult::new(info)
 }
 
-pub fn plugin_error(plugin: &str, raw: types::PluginError) -> CallError {
+pub(super) fn plugin_error(plugin: &str, raw: types::PluginError) -> CallError {
     match raw {
         types::PluginError::InvalidParams(message) => CallError::InvalidParams(message),
         types::PluginError::NotFound(message) => CallError::NotFound(message),
@@ -251,7 +254,7 @@ pub fn plugin_error(plugin: &str, raw: types::PluginError) -> CallError {
     }
 }
 
-pub fn request_context(cx: &CallContext) -> types::RequestContext {
+pub(super) fn request_context(cx: &CallContext) -> types::RequestContext {
     types::RequestContext {
         client_capabilities: types::ClientCapabilities {
             elicitation: cx.client.elicitation,

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances. A call's time limit is checked at every tick, so a guest
 /// in a busy loop is stopped at most one tick after its limit; a tick also yields to the
 /// async executor, so a busy guest never starves the host's other tasks for longer.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Upper bound on concurrent plugin instances when pooling. Each slot reserves virtual
 /// address space for its linear memory (not RAM), so this bounds reservation, not usage.
@@ -19,7 +19,7 @@ const POOLED_INSTANCES: u32 = 256;
 /// Build the engine. Pooling (fast instantiation: instances reuse pre-reserved slots and
 /// copy-on-write memory images) is the default; `pooling = false`, or a machine that cannot
 /// reserve the address space, falls back to on-demand allocation.
-pub fn build_engine(pooling: bool, max_memory_bytes: usize) -> wasmtime::Result<(Engine, bool)> {
+pub(super) fn build_engine(pooling: bool, max_memory_bytes: usize) -> wasmtime::Result<(Engine, bool)> {
     if pooling {
         match Engine::new(&config(Some(max_memory_bytes))) {
             Ok(engine) => return Ok((engine, true)),
@@ -62,12 +62,12 @@ fn config(pool_memory_bytes: Option<usize>) -> Config {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
-pub struct EpochTicker {
+pub(super) struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 
 impl EpochTicker {
-    pub fn start(engine: Engine) -> Self {
+    pub(super) fn start(engine: Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         // A plain thread: it must keep ticking even when every runtime worker is busy

@@ -9,14 +9,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use super::grants::{Ceilings, FileGrant, HttpGrant, NetworkGrant, non_public_range};
+pub(crate) use super::grants::Ceilings;
 use super::grants::{Grants, RawCapabilities};
 
 /// Why `namespace` cannot prefix entry names (`None`: it can). Names are
 /// `<namespace>__<name>`: a namespace holding `__` or ending in `_` would make one owner's
 /// names start with another's prefix (`docs_` + `__x` starts with `docs__`), so a grant
 /// such as `tools:docs__*` would cover more than namespace `docs`.
-pub fn namespace_problem(namespace: &str) -> Option<&'static str> {
+pub(crate) fn namespace_problem(namespace: &str) -> Option<&'static str> {
     if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         Some(
             "may hold only ASCII letters, digits, '-' and '_' (tool names must stay within              ^[A-Za-z0-9_-]{1,64}$)",
@@ -31,7 +31,7 @@ pub fn namespace_problem(namespace: &str) -> Option<&'static str> {
 }
 
 /// The longest namespace, leaving room for entry names within the 64 characters clients allow.
-pub const MAX_NAMESPACE_LEN: usize = 32;
+pub(crate) const MAX_NAMESPACE_LEN: usize = 32;
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -9,14 +9,14 @@
 #![allow(deprecated)]
 
 mod bindings;
-pub mod cache;
+pub(crate) mod cache;
 pub(crate) mod config;
 mod convert;
 mod engine;
-pub mod grants;
-pub mod manifest;
+pub(crate) mod grants;
+pub(crate) mod manifest;
 mod sandbox;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use super::{CallContext, CallError, CallEvent, ListKind};
 use crate::call::{Charge, EventBudget, EventsSpent};
 
 /// A call's store data.
-pub struct CallState {
+pub(super) struct CallState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     http_gate: HttpGate,
@@ -75,7 +75,7 @@ impl CallState {
     }
 
     /// What this call sent and dropped so far.
-    pub fn budget_spent(&self) -> EventsSpent {
+    pub(super) fn budget_spent(&self) -> EventsSpent {
         self.budget.spent()
     }
 }
@@ -123,7 +123,7 @@ impl host::Host for CallState {
 /// Link WASI p2 (wasi:http's outgoing handler included) and the fedmcp host interface. Every
 /// WASI import links so any component instantiates; what it may actually reach is decided per
 /// call in [`store`], by each capability in [`super::grants`].
-pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+pub(super) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     network::link_name_lookup(linker, |state| {
         NameLookup::new(
@@ -151,7 +151,7 @@ fn wasi_context(plugin: &str, grants: &Grants, denials: &Denials) -> wasmtime::R
 }
 
 /// A fresh store for one call, with `grants`, memory and time limited.
-pub fn store(
+pub(super) fn store(
     engine: &Engine,
     plugin: &str,
     grants: &Grants,
@@ -181,7 +181,7 @@ pub fn store(
 }
 
 /// Turn a wasmtime error from a call into what the caller sees.
-pub fn call_error(plugin: &str, limits: &Limits, store: &Store<CallState>, error: wasmtime::Error) -> CallError {
+pub(super) fn call_error(plugin: &str, limits: &Limits, store: &Store<CallState>, error: wasmtime::Error) -> CallError {
     if store.data().timed_out {
         return CallError::Timeout { plugin: plugin.to_owned(), limit_ms: limits.timeout.as_millis() as u64 };
     }

@@ -8,15 +8,15 @@ use tokio::sync::mpsc;
 
 /// How long the folder must stay quiet before a change is reported, so a copy in progress
 /// or an editor's write-then-rename is seen once, complete.
-pub const SETTLE: Duration = Duration::from_millis(30);
+pub(crate) const SETTLE: Duration = Duration::from_millis(30);
 
 /// Watches a folder until dropped.
-pub struct FolderWatcher {
+pub(crate) struct FolderWatcher {
     _watcher: RecommendedWatcher,
 }
 
 /// Start watching `dir`; `changed` receives one message per settled burst of changes.
-pub fn watch(dir: &Path) -> notify::Result<(FolderWatcher, mpsc::Receiver<()>)> {
+pub(crate) fn watch(dir: &Path) -> notify::Result<(FolderWatcher, mpsc::Receiver<()>)> {
     let (raw_sender, mut raw) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {

@@ -14,14 +14,14 @@ use crate::legacy_sessions::{LegacySessions, SessionFacts};
 use super::*;
 
 /// Which `Host` headers the listener serves (the same list rmcp checks on the normal path).
-pub struct RelayScope {
+pub(crate) struct RelayScope {
     /// Each allowed host name, and its port if the entry names one (parsed once: every POST
     /// is checked).
     hosts: Vec<(String, Option<u16>)>,
 }
 
 impl RelayScope {
-    pub fn new(hosts: &[String]) -> Self {
+    pub(crate) fn new(hosts: &[String]) -> Self {
         let hosts = hosts
             .iter()
             .filter_map(|allowed| allowed.parse::<axum::http::uri::Authority>().ok())
@@ -32,7 +32,7 @@ impl RelayScope {
 
     /// Whether a request passes the DNS-rebinding guard as rmcp would judge it, without being
     /// a browser's (those take the normal path, where rmcp checks their `Origin`).
-    pub fn admits(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn admits(&self, headers: &HeaderMap) -> bool {
         !headers.contains_key(header::ORIGIN) && self.host_allowed(headers)
     }
 

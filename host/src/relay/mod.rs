@@ -43,7 +43,7 @@ mod eligible;
 mod forward;
 
 use answer::*;
-pub use eligible::RelayScope;
+pub(crate) use eligible::RelayScope;
 use eligible::*;
 use forward::*;
 
@@ -59,7 +59,7 @@ const MAX_REFUSAL_BYTES: usize = 4096;
 /// The relay, as the last layer in front of rmcp's `/mcp` service (after the message is parsed
 /// and, with `[auth]`, the caller's token applied): it takes what is its own and leaves the rest
 /// to rmcp and the session.
-pub struct RelayLayer {
+pub(crate) struct RelayLayer {
     shared: Arc<Shared>,
     scope: RelayScope,
     counts: Counts,
@@ -74,7 +74,7 @@ struct Counts {
 
 /// A snapshot of [`RelayLayer`]'s counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct RelayCounts {
+pub(crate) struct RelayCounts {
     /// Calls the relay took (answered by a peer or with an error of the relay's).
     pub relayed: u64,
     /// Calls the relay refused itself: outside the caller's grant or over its rate limit.
@@ -85,11 +85,11 @@ pub struct RelayCounts {
 
 impl RelayLayer {
     /// The relay for a listener that serves `hosts` (its `Host` allow-list).
-    pub fn new(shared: Arc<Shared>, hosts: &[String]) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, hosts: &[String]) -> Self {
         Self { shared, scope: RelayScope::new(hosts), counts: Counts::default() }
     }
 
-    pub fn counts(&self) -> RelayCounts {
+    pub(crate) fn counts(&self) -> RelayCounts {
         RelayCounts {
             relayed: self.counts.relayed.load(Ordering::Relaxed),
             refused: self.counts.refused.load(Ordering::Relaxed),
@@ -101,7 +101,7 @@ impl RelayLayer {
     /// call it can relay — or `None` to leave the message to rmcp. The cancellation of a
     /// relayed call stops it and still goes on (rmcp's own calls may share the id space).
     /// Only from where the relay takes calls (no `Origin`, a listed `Host`).
-    pub async fn pre_dispatch(&self, parts: &Parts, message: &Value) -> Option<Response> {
+    pub(crate) async fn pre_dispatch(&self, parts: &Parts, message: &Value) -> Option<Response> {
         if !self.scope.admits(&parts.headers) {
             return None;
         }

@@ -19,12 +19,12 @@ use crate::session::Shared;
 
 /// What the layer needs: the gate, and the catalog (through `Shared`) to name an entry as
 /// grants name it.
-pub struct Admission {
+pub(super) struct Admission {
     pub gate: Arc<Gate>,
     pub shared: Arc<Shared>,
 }
 
-pub async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
+pub(super) async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
     let (Some(Message(message)), Some(identity)) =
         (request.extensions().get::<Message>(), request.extensions().get::<Arc<Identity>>())
     else {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// Why a message is refused before rmcp sees it.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Invalid {
+pub(super) enum Invalid {
     /// Not a JSON-RPC 2.0 message a client may send: -32600.
     Request { id: Value, reason: String },
     /// A request of a known method whose params do not fit it: -32602.
@@ -21,7 +21,7 @@ pub enum Invalid {
 }
 
 impl Invalid {
-    pub fn into_response(self) -> Response {
+    pub(super) fn into_response(self) -> Response {
         // A message that is no JSON-RPC request is a bad HTTP request, as malformed JSON is; bad
         // params are answered in band (200), as rmcp answers its own -32602 for either revision.
         let (status, id, code, message) = match self {
@@ -47,7 +47,7 @@ const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// Check one message (already known to be JSON, not a batch) as rmcp will read it from `bytes`,
 /// sent with `headers`.
-pub fn check(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
+pub(super) fn check(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
     let id = message.get("id").filter(|id| id.is_string() || id.is_number()).cloned().unwrap_or(Value::Null);
     let Some(object) = message.as_object() else {
         return Err(Invalid::Request { id, reason: "a JSON-RPC message is an object".into() });

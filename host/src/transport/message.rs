@@ -17,16 +17,16 @@ use super::jsonrpc;
 
 /// The JSON-RPC message of a POST that passed this layer.
 #[derive(Clone, Debug)]
-pub struct Message(pub Value);
+pub(super) struct Message(pub Value);
 
 /// A JSON-RPC error answered by the edge, for a message it could not read an id from.
-pub fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
+pub(super) fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
     let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
     (status, axum::Json(body)).into_response()
 }
 
 /// Let a POST through only as one JSON-RPC message of at most `limit` bytes.
-pub async fn single_message(State(limit): State<usize>, request: Request, next: Next) -> Response {
+pub(super) async fn single_message(State(limit): State<usize>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }

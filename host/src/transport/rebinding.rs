@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// The allow-lists, parsed once (every request is checked).
-pub struct Rebinding {
+pub(super) struct Rebinding {
     hosts: Vec<(String, Option<u16>)>,
     origins: Vec<AllowedOrigin>,
 }
@@ -39,7 +39,7 @@ enum AllowedOrigin {
 
 impl Rebinding {
     /// The same lists the `/mcp` service is configured with.
-    pub fn new(hosts: &[String], origins: &[String]) -> Self {
+    pub(super) fn new(hosts: &[String], origins: &[String]) -> Self {
         Self {
             hosts: hosts.iter().filter_map(|allowed| allowed_host(allowed)).collect(),
             origins: origins.iter().filter_map(|allowed| allowed_origin(allowed)).collect(),
@@ -47,7 +47,7 @@ impl Rebinding {
     }
 
     /// `Err` with rmcp's answer (403, or 400 for a Host header that is not an authority).
-    pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub(super) fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
         let (host, port) = request_host(uri, headers)?;
         let host_allowed = self.hosts.is_empty()
             || self.hosts.iter().any(|(name, allowed)| *name == host && allowed.is_none_or(|p| port == Some(p)));
@@ -70,7 +70,7 @@ impl Rebinding {
 }
 
 /// The axum middleware: a request the guard refuses never reaches its handler.
-pub async fn guard(State(rebinding): State<Arc<Rebinding>>, request: Request, next: Next) -> Response {
+pub(super) async fn guard(State(rebinding): State<Arc<Rebinding>>, request: Request, next: Next) -> Response {
     match rebinding.check(request.uri(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
@@ -79,7 +79,7 @@ pub async fn guard(State(rebinding): State<Arc<Rebinding>>, request: Request, ne
 
 /// A refused request: rmcp's status and plain-text message.
 #[derive(Debug)]
-pub struct Refusal {
+pub(super) struct Refusal {
     pub status: StatusCode,
     pub message: &'static str,
 }

@@ -23,13 +23,13 @@ use crate::auth::edge::Gate;
 use crate::session::Shared;
 
 /// What the layer keeps account in.
-pub struct Tracking {
+pub(super) struct Tracking {
     pub shared: Arc<Shared>,
     pub requests: TaskTracker,
 }
 
 /// When a legacy session counts as idle, and the gate that must forget an ended session.
-pub struct IdleSweep {
+pub(super) struct IdleSweep {
     pub limit: Duration,
     pub gate: Option<Arc<Gate>>,
 }
@@ -37,7 +37,7 @@ pub struct IdleSweep {
 /// End the legacy sessions nobody used for `limit`, until `stop`. The host does this itself,
 /// not rmcp: calls the relay serves never reach rmcp's session worker, whose own idle timer
 /// would end a busy session.
-pub async fn end_idle_sessions(
+pub(super) async fn end_idle_sessions(
     shared: Arc<Shared>,
     manager: Arc<LocalSessionManager>,
     IdleSweep { limit, gate }: IdleSweep,
@@ -85,7 +85,7 @@ fn hold_until_sent(response: Response, guard: impl Send + 'static) -> Response {
     })
 }
 
-pub async fn track(State(tracking): State<Arc<Tracking>>, request: Request, next: Next) -> Response {
+pub(super) async fn track(State(tracking): State<Arc<Tracking>>, request: Request, next: Next) -> Response {
     let shared = &tracking.shared;
     let session_use = note_session_use(shared, &request);
     let opens_a_session = session_use.is_none() && request.method() == Method::POST;

@@ -48,7 +48,7 @@ impl LimitRequests {
 
 /// The resource limits of one call.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub memory_bytes: u64,
     pub timeout: Duration,
     pub max_response_bytes: usize,
@@ -65,7 +65,7 @@ impl Limits {
     /// What the manifest asks for, defaulted and capped by the host. Memory and time are
     /// clamped to the host's maximum; the event budget is the host's ceiling, which a manifest
     /// may only lower; the response cap has no host maximum.
-    pub fn resolve(requests: &LimitRequests, options: &RuntimeOptions) -> Self {
+    pub(crate) fn resolve(requests: &LimitRequests, options: &RuntimeOptions) -> Self {
         Self {
             memory_bytes: requests
                 .memory_mb

@@ -7,21 +7,21 @@
 //! Deny by default: an empty `[capabilities]` grants no files, no environment, no network,
 //! no client round-trips, and leaves the host's default limits.
 
-pub mod client;
-pub mod env;
-pub mod files;
-pub mod limits;
-pub mod network;
+pub(crate) mod client;
+pub(crate) mod env;
+pub(crate) mod files;
+pub(crate) mod limits;
+pub(crate) mod network;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-pub use client::ClientGrants;
-pub use files::FileGrant;
-pub use limits::{LimitRequests, Limits};
-pub use network::{HttpGrant, NetworkGrant, NetworkGrants, non_public_range};
+pub(crate) use client::ClientGrants;
+pub(crate) use files::FileGrant;
+pub(crate) use limits::{LimitRequests, Limits};
+pub(crate) use network::NetworkGrants;
 
 /// Everything `[capabilities]` grants, validated.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -124,7 +124,7 @@ impl Grants {
 }
 
 /// What the sandbox refused during one call, for the error the caller sees.
-pub type Denials = Arc<Mutex<Vec<String>>>;
+pub(crate) type Denials = Arc<Mutex<Vec<String>>>;
 
 /// The most distinct refusals one call records: a guest retrying in a loop must not grow
 /// the list (held outside its memory cap) or the host log without bound.

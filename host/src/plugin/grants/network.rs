@@ -64,7 +64,7 @@ impl HttpGrant {
 /// Why `ip` is not on the public internet (`None`: it is): loopback, private, link-local
 /// and the like reach the host itself or its local network, which a grant by name must not
 /// open by accident (the name's owner, not the operator, decides where it points).
-pub fn non_public_range(ip: IpAddr) -> Option<&'static str> {
+pub(crate) fn non_public_range(ip: IpAddr) -> Option<&'static str> {
     fn v4(ip: Ipv4Addr) -> Option<&'static str> {
         let [a, b, ..] = ip.octets();
         if ip.is_loopback() {

@@ -29,7 +29,7 @@ pub enum Owner {
 }
 
 impl Owner {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Self::Plugin(plugin) => &plugin.name,
             Self::Peer(peer) => peer.name(),
@@ -37,14 +37,14 @@ impl Owner {
     }
 
     /// The prefix of its entries' names (`""`: none).
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         match self {
             Self::Plugin(plugin) => plugin.manifest.namespace.as_deref().unwrap_or(&plugin.name),
             Self::Peer(peer) => peer.namespace(),
         }
     }
 
-    pub async fn call_tool(
+    pub(crate) async fn call_tool(
         &self,
         name: &str,
         arguments: &serde_json::Value,
@@ -56,7 +56,7 @@ impl Owner {
         }
     }
 
-    pub async fn get_prompt(
+    pub(crate) async fn get_prompt(
         &self,
         name: &str,
         arguments: &[(String, String)],
@@ -68,7 +68,11 @@ impl Owner {
         }
     }
 
-    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
+    pub(crate) async fn read_resource(
+        &self,
+        uri: &str,
+        cx: CallContext,
+    ) -> Result<Outcome<ReadResourceResult>, CallError> {
         match self {
             Self::Plugin(plugin) => plugin.read_resource(uri, cx).await,
             Self::Peer(peer) => peer.read_resource(uri, cx).await,
@@ -77,7 +81,7 @@ impl Owner {
 
     /// Complete an argument of the owner's prompt (`Ok(its name)`) or resource template
     /// (`Err(uri template)`); `request` is the caller's.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         reference: Result<&str, &str>,
         request: &CompleteRequestParams,
@@ -107,7 +111,7 @@ impl Owner {
 
 /// Between a namespace and an entry's own name. `__` keeps names within
 /// `^[A-Za-z0-9_-]{1,64}$`, the strictest tool-name rule among common clients.
-pub const SEPARATOR: &str = "__";
+pub(crate) const SEPARATOR: &str = "__";
 
 /// A peer and what it lists.
 type PeerEntries = (Arc<Peer>, Arc<PeerListing>);
@@ -212,7 +216,7 @@ impl Catalog {
     }
 
     /// Tell subscribed sessions that a resource's contents may have changed.
-    pub fn resource_updated(&self, uri: &str) {
+    pub(crate) fn resource_updated(&self, uri: &str) {
         // No receivers simply means nobody is listening.
         let _ = self.updates.send(uri.to_owned());
     }
@@ -223,13 +227,13 @@ impl Catalog {
     }
 
     /// Whether `peer` serves the listed resource `uri` here.
-    pub fn peer_serves(&self, peer: &Peer, uri: &str) -> bool {
+    pub(crate) fn peer_serves(&self, peer: &Peer, uri: &str) -> bool {
         matches!(self.current().resource_routes.get(uri), Some(Owner::Peer(owner)) if std::ptr::eq(owner.as_ref(), peer))
     }
 
     /// Replace what a peer serves. Lists the peer announced as changed are passed on even if
     /// they look the same.
-    pub fn set_peer(&self, peer: Arc<Peer>, listing: Arc<PeerListing>) {
+    pub(crate) fn set_peer(&self, peer: Arc<Peer>, listing: Arc<PeerListing>) {
         let announced = listing.announced.clone();
         match self.peers.write() {
             Ok(mut guard) => guard.insert(peer.name().to_owned(), (peer, listing)),
@@ -268,7 +272,7 @@ impl Catalog {
     }
 
     /// Tell every listener that a list changed.
-    pub fn notify(&self, kind: ListKind) {
+    pub(crate) fn notify(&self, kind: ListKind) {
         // No receivers simply means nobody is listening.
         let _ = self.changes.send(kind);
     }
@@ -289,19 +293,19 @@ impl Catalog {
         }
     }
 
-    pub fn tools(&self) -> Vec<Tool> {
+    pub(crate) fn tools(&self) -> Vec<Tool> {
         self.current().tools.clone()
     }
 
-    pub fn prompts(&self) -> Vec<Prompt> {
+    pub(crate) fn prompts(&self) -> Vec<Prompt> {
         self.current().prompts.clone()
     }
 
-    pub fn resources(&self) -> Vec<Resource> {
+    pub(crate) fn resources(&self) -> Vec<Resource> {
         self.current().resources.clone()
     }
 
-    pub fn resource_templates(&self) -> Vec<ResourceTemplate> {
+    pub(crate) fn resource_templates(&self) -> Vec<ResourceTemplate> {
         self.current().templates.clone()
     }
 
@@ -309,12 +313,12 @@ impl Catalog {
         self.current().tool_routes.get(name).cloned()
     }
 
-    pub fn prompt(&self, name: &str) -> Option<Route> {
+    pub(crate) fn prompt(&self, name: &str) -> Option<Route> {
         self.current().prompt_routes.get(name).cloned()
     }
 
     /// The owner of a resource URI: a listed resource first, then a matching template.
-    pub fn resource_owner(&self, uri: &str) -> Option<Owner> {
+    pub(crate) fn resource_owner(&self, uri: &str) -> Option<Owner> {
         let snapshot = self.current();
         if let Some(owner) = snapshot.resource_routes.get(uri) {
             return Some(owner.clone());
@@ -332,18 +336,18 @@ impl Catalog {
 
     /// How grants name a resource URI: `<namespace>__<uri>` after the owner that serves it
     /// (`resource_owner`), or the URI alone when its owner is unprefixed or unknown.
-    pub fn resource_grant_name(&self, uri: &str) -> String {
+    pub(crate) fn resource_grant_name(&self, uri: &str) -> String {
         exposed_name(self.resource_owner(uri).as_ref().map_or("", Owner::namespace), uri)
     }
 
     /// How grants name a resource template, after the owner that serves it (`template_owner`,
     /// by the template itself: never another owner's template that happens to match its text).
-    pub fn template_grant_name(&self, uri_template: &str) -> String {
+    pub(crate) fn template_grant_name(&self, uri_template: &str) -> String {
         exposed_name(self.template_owner(uri_template).as_ref().map_or("", Owner::namespace), uri_template)
     }
 
     /// The owner of a resource template, by its URI template.
-    pub fn template_owner(&self, uri_template: &str) -> Option<Owner> {
+    pub(crate) fn template_owner(&self, uri_template: &str) -> Option<Owner> {
         self.current().template_routes.iter().find(|(t, _)| t == uri_template).map(|(_, o)| o.clone())
     }
 }
@@ -500,7 +504,7 @@ mod erased {
 
 /// Whether `uri` matches an RFC 6570 level-1 template (`{var}` matches one or more
 /// characters other than `/`, except a trailing variable, which takes the rest).
-pub fn template_matches(template: &str, uri: &str) -> bool {
+pub(crate) fn template_matches(template: &str, uri: &str) -> bool {
     let mut parts = template.split('{');
     let Some(rest) = uri.strip_prefix(parts.next().unwrap_or_default()) else {
         return false;

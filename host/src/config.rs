@@ -23,8 +23,8 @@ use crate::plugin::config::RawPluginDefaults;
 use crate::tls::{RawTls, ServerTls};
 use crate::transport::config::{HttpSettings, RawHttp};
 
-pub use crate::auth::config::HostIdentity;
-pub use crate::federation::config::{PeerConfig, PeerConnect, PeerCredentials, PeerTarget};
+pub(crate) use crate::auth::config::HostIdentity;
+pub(crate) use crate::federation::config::{PeerConfig, PeerConnect, PeerCredentials, PeerTarget};
 
 /// The host's configuration after defaults and command-line overrides.
 #[derive(Debug, Clone)]
@@ -99,19 +99,19 @@ pub struct ConfigError {
 /// A field that cannot be used, named by its path from the table that reported it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
-pub struct FieldError {
+pub(crate) struct FieldError {
     pub field: String,
     pub message: String,
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
 
     /// The same error seen from the table holding `parent`: `issuers[0].jwks` under `auth`
     /// is `auth.issuers[0].jwks`, and `[0].url` under `peers` is `peers[0].url`.
-    pub fn under(mut self, parent: impl AsRef<str>) -> Self {
+    pub(crate) fn under(mut self, parent: impl AsRef<str>) -> Self {
         let parent = parent.as_ref();
         let dot = if self.field.starts_with('[') { "" } else { "." };
         self.field = format!("{parent}{dot}{}", self.field);
@@ -134,7 +134,7 @@ pub(crate) fn resolve_file(base: &Path, path: &mut PathBuf) {
     }
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8931";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8931";
 
 impl Default for HostConfig {
     fn default() -> Self {
@@ -236,7 +236,7 @@ impl HostConfig {
     }
 
     /// The key that signs request states, from `[http]` or fresh random bytes.
-    pub fn state_key(&self) -> Vec<u8> {
+    pub(crate) fn state_key(&self) -> Vec<u8> {
         crate::transport::config::state_key(self.request_state_key.as_deref())
     }
 }

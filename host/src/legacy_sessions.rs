@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// What a legacy session's client agreed to at `initialize`.
-pub struct SessionFacts {
+pub(crate) struct SessionFacts {
     pub protocol: String,
     /// What the client can be asked mid-call, as a 2026-07-28 request's
     /// `clientCapabilities`: `sampling`, `elicitation`, `roots` (each `{}`) if declared.
@@ -30,7 +30,7 @@ pub struct SessionFacts {
 
 impl SessionFacts {
     /// The level the client wants log messages from; every level until it sets one.
-    pub fn log_level(&self) -> LoggingLevel {
+    pub(crate) fn log_level(&self) -> LoggingLevel {
         self.log_level.lock().ok().and_then(|level| *level).unwrap_or(LoggingLevel::Debug)
     }
 }
@@ -54,7 +54,7 @@ impl LegacySessions {
     /// Remember an initialized session for as long as the returned registration lives. A
     /// second registration of the same id replaces the first, and the first one's drop then
     /// leaves it alone.
-    pub fn register(self: &Arc<Self>, id: String, facts: SessionFacts) -> Registration {
+    pub(crate) fn register(self: &Arc<Self>, id: String, facts: SessionFacts) -> Registration {
         let facts = Arc::new(facts);
         if let Ok(mut open) = self.open.lock() {
             open.insert(id.clone(), facts.clone());
@@ -71,12 +71,12 @@ impl LegacySessions {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<SessionFacts>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<SessionFacts>> {
         self.open.lock().ok()?.get(id).cloned()
     }
 
     /// Forget a session its client ended (`DELETE`), before rmcp drops it.
-    pub fn close(&self, id: &str) {
+    pub(crate) fn close(&self, id: &str) {
         if let Ok(mut open) = self.open.lock() {
             open.remove(id);
         }
@@ -87,7 +87,7 @@ impl LegacySessions {
 
     /// Track a relayed call until the returned guard drops; `None` when a call with the same
     /// id is already in flight in the session (the normal path judges such a request).
-    pub fn track_call(self: &Arc<Self>, session: &str, request: &Value) -> Option<RelayedCall> {
+    pub(crate) fn track_call(self: &Arc<Self>, session: &str, request: &Value) -> Option<RelayedCall> {
         let key = (session.to_owned(), request.to_string());
         let mut relayed = self.relayed.lock().ok()?;
         if relayed.contains_key(&key) {
@@ -99,14 +99,14 @@ impl LegacySessions {
     }
 
     /// The listener issued session `id` (its `initialize` was answered).
-    pub fn issued(&self, id: &str) {
+    pub(crate) fn issued(&self, id: &str) {
         if let Ok(mut last_used) = self.last_used.lock() {
             last_used.insert(id.to_owned(), Instant::now());
         }
     }
 
     /// A request of session `id` began or ended (ids the listener did not issue are ignored).
-    pub fn used(&self, id: &str) {
+    pub(crate) fn used(&self, id: &str) {
         if let Ok(mut last_used) = self.last_used.lock()
             && let Some(at) = last_used.get_mut(id)
         {
@@ -115,7 +115,7 @@ impl LegacySessions {
     }
 
     /// The sessions unused for `limit` (forgotten here; the caller ends them at rmcp).
-    pub fn idle(&self, limit: Duration) -> Vec<String> {
+    pub(crate) fn idle(&self, limit: Duration) -> Vec<String> {
         let Ok(mut last_used) = self.last_used.lock() else { return Vec::new() };
         let idle: Vec<String> =
             last_used.iter().filter(|(_, at)| at.elapsed() >= limit).map(|(id, _)| id.clone()).collect();
@@ -131,7 +131,7 @@ impl LegacySessions {
 
     /// A request id for a question to the client of `session`, and where its answer will
     /// arrive (until the returned value drops).
-    pub fn ask(self: &Arc<Self>, session: &str) -> (Value, PendingAnswer) {
+    pub(crate) fn ask(self: &Arc<Self>, session: &str) -> (Value, PendingAnswer) {
         let id = Value::String(format!("fedmcp-relay-{}", self.next_question.fetch_add(1, Ordering::Relaxed)));
         let key = (session.to_owned(), id.to_string());
         let (sender, answer) = tokio::sync::oneshot::channel();
@@ -143,7 +143,7 @@ impl LegacySessions {
 
     /// Pass a client's JSON-RPC response on to the question it answers; `false` when no
     /// question of the relay's in `session` has its id (rmcp's session gets it then).
-    pub fn answer(&self, session: &str, response: &Value) -> bool {
+    pub(crate) fn answer(&self, session: &str, response: &Value) -> bool {
         let Some(id) = response.get("id") else { return false };
         let key = (session.to_owned(), id.to_string());
         let Some(waiting) = self.asked.lock().ok().and_then(|mut asked| asked.remove(&key)) else { return false };
@@ -152,7 +152,7 @@ impl LegacySessions {
     }
 
     /// The client cancelled request `request` of `session`: stop it if it is being relayed.
-    pub fn cancel(&self, session: &str, request: &Value) {
+    pub(crate) fn cancel(&self, session: &str, request: &Value) {
         let key = (session.to_owned(), request.to_string());
         if let Some(cancelled) = self.relayed.lock().ok().and_then(|relayed| relayed.get(&key).cloned()) {
             cancelled.cancel();
@@ -161,14 +161,14 @@ impl LegacySessions {
 }
 
 /// A session's place in the registry; dropped with the session.
-pub struct Registration {
+pub(crate) struct Registration {
     entry: Option<(Arc<LegacySessions>, String, Arc<SessionFacts>)>,
 }
 
 impl Registration {
     /// An initialized session that has no place in the registry (stdio, or a session rmcp
     /// did not name).
-    pub fn unregistered() -> Self {
+    pub(crate) fn unregistered() -> Self {
         Self { entry: None }
     }
 }
@@ -183,7 +183,7 @@ impl Drop for Registration {
 }
 
 /// A question the relay asked a client, waiting for its answer.
-pub struct PendingAnswer {
+pub(crate) struct PendingAnswer {
     sessions: Arc<LegacySessions>,
     key: RequestKey,
     pub answer: tokio::sync::oneshot::Receiver<Value>,
@@ -198,7 +198,7 @@ impl Drop for PendingAnswer {
 }
 
 /// A relayed call in flight.
-pub struct RelayedCall {
+pub(crate) struct RelayedCall {
     sessions: Arc<LegacySessions>,
     key: RequestKey,
     pub cancelled: CancellationToken,

@@ -67,7 +67,7 @@ pub struct PeerTls {
 /// Why a certificate or key cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct TlsError {
+pub(crate) struct TlsError {
     pub path: String,
     pub message: String,
 }
@@ -109,7 +109,7 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-pub fn server_config(settings: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(settings: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| error(&settings.cert, e))?;
@@ -131,7 +131,7 @@ pub fn server_config(settings: &ServerTls) -> Result<Arc<ServerConfig>, TlsError
 
 /// The rustls client configuration for a peer with its own CA; `None` when the system roots
 /// and no client certificate will do.
-pub fn client_config(settings: &PeerTls) -> Result<Option<ClientConfig>, TlsError> {
+pub(crate) fn client_config(settings: &PeerTls) -> Result<Option<ClientConfig>, TlsError> {
     let Some(ca) = &settings.ca else {
         if let Some((cert, _)) = &settings.client_cert {
             return Err(error(cert, "a client certificate needs the peer's `ca` too"));
@@ -159,7 +159,7 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+    pub(crate) fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (sender, incoming) = mpsc::channel(ACCEPT_QUEUE);

@@ -17,7 +17,7 @@ pub struct AuditLog {
 
 /// What the host decided about a request.
 #[derive(Debug, Clone)]
-pub enum Decision {
+pub(crate) enum Decision {
     Allowed,
     Denied(String),
     /// A consent question was put to the caller; `accepted` is its answer.
@@ -27,7 +27,7 @@ pub enum Decision {
 }
 
 /// One audited request.
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// `None`: the caller could not be identified (a refused token).
     pub identity: Option<&'a Identity>,
     pub method: &'a str,
@@ -39,12 +39,12 @@ pub struct Record<'a> {
 }
 
 impl AuditLog {
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self { sink: None }
     }
 
     /// `-` or `stderr` for standard error; anything else is a file, appended to.
-    pub fn open(target: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(target: &Path) -> std::io::Result<Self> {
         let sink: Box<dyn Write + Send> = if target == Path::new("-") || target == Path::new("stderr") {
             Box::new(std::io::stderr())
         } else {
@@ -65,7 +65,7 @@ impl AuditLog {
         self.sink.is_some()
     }
 
-    pub fn record(&self, record: Record<'_>) {
+    pub(crate) fn record(&self, record: Record<'_>) {
         let Some(sink) = &self.sink else { return };
         let line = render(&record);
         // One write per line, under the lock, so concurrent records never interleave.

@@ -41,7 +41,7 @@ impl Default for ConsentRules {
 
 impl ConsentRules {
     /// The policy for the tool exposed as `name`, with these annotations.
-    pub fn policy_for(&self, name: &str, annotations: Option<&ToolAnnotations>) -> Policy {
+    pub(crate) fn policy_for(&self, name: &str, annotations: Option<&ToolAnnotations>) -> Policy {
         if let Some((_, policy)) = self.rules.iter().find(|(pattern, _)| glob_matches(pattern, name)) {
             return *policy;
         }

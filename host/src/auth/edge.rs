@@ -16,7 +16,7 @@ use super::jwt::{TokenError, Verifier};
 use super::{EntryKind, Identity};
 
 /// Where the metadata document is served (RFC 9728, with the `/mcp` path-suffixed form too).
-pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// How much of a refused request's body is read before answering.
 const UNREAD_BODY_LIMIT: usize = 1 << 20;
@@ -26,15 +26,15 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// Legacy sessions one identity may hold open at once. Each session is a task and buffers at
 /// rmcp until it ends; past this, that identity's `initialize` is refused (429) until it ends
 /// one (`DELETE`) or one goes idle. Generous for real clients, which open one or a few.
-pub const MAX_SESSIONS_PER_IDENTITY: usize = 64;
+pub(crate) const MAX_SESSIONS_PER_IDENTITY: usize = 64;
 
 /// Legacy sessions open on the listener across all identities. Past this, every new session is
 /// refused (503) until some end: a binding of a live session is never forgotten to make room,
 /// since a forgotten binding would let any token holder who learns the id use the session.
-pub const MAX_SESSIONS: usize = 10_000;
+pub(crate) const MAX_SESSIONS: usize = 10_000;
 
 /// The JSON-RPC error code of an `initialize` refused over a session limit.
-pub const SESSION_LIMIT: i32 = -32028;
+pub(crate) const SESSION_LIMIT: i32 = -32028;
 
 /// What the authentication middleware needs.
 pub struct Gate {
@@ -78,7 +78,7 @@ impl Sessions {
 
 /// Why a new session was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionRefused {
+pub(crate) enum SessionRefused {
     #[error(
         "{who} already has {limit} open sessions, the most one identity may hold: end one (DELETE /mcp with its \
          Mcp-Session-Id) or let one go idle before opening another"
@@ -90,7 +90,7 @@ pub enum SessionRefused {
 
 /// A new session's place, reserved while its `initialize` is answered: [`SessionSlot::bind`]
 /// binds the session to its opener; dropped unbound (no session came of it), the place is freed.
-pub struct SessionSlot {
+pub(crate) struct SessionSlot {
     table: Arc<SessionTable>,
     owner: String,
     bound: bool,
@@ -98,7 +98,7 @@ pub struct SessionSlot {
 
 impl SessionSlot {
     /// The `initialize` opened session `id`: it is its opener's from now on.
-    pub fn bind(mut self, id: &str) {
+    pub(crate) fn bind(mut self, id: &str) {
         self.bound = true;
         let Ok(mut sessions) = self.table.open.lock() else { return };
         sessions.opening = sessions.opening.saturating_sub(1);
@@ -127,20 +127,14 @@ impl Gate {
         Self { verifier, audit, scheme, sessions }
     }
 
-    /// Other session limits than [`MAX_SESSIONS_PER_IDENTITY`] and [`MAX_SESSIONS`].
-    pub fn with_session_limits(mut self, per_identity: usize, total: usize) -> Self {
-        self.sessions = SessionTable::new(per_identity, total);
-        self
-    }
-
     /// The caller of a request outside `/mcp` (e.g. `/health`), if its token is valid.
-    pub fn caller(&self, headers: &HeaderMap) -> Option<Arc<Identity>> {
+    pub(crate) fn caller(&self, headers: &HeaderMap) -> Option<Arc<Identity>> {
         header_token(headers).and_then(|token| self.verifier.verify(token)).ok()
     }
 
     /// Reserve a place for a session `identity` is opening (its `initialize`), within the
     /// limits; a refusal is audited.
-    pub fn reserve_session(self: &Arc<Self>, identity: &Identity) -> Result<SessionSlot, SessionRefused> {
+    pub(crate) fn reserve_session(self: &Arc<Self>, identity: &Identity) -> Result<SessionSlot, SessionRefused> {
         let refused = self.sessions.reserve(&identity.limit_key()).map_err(|limit| match limit {
             Limit::PerIdentity => {
                 SessionRefused::PerIdentity { who: identity.describe(), limit: self.sessions.per_identity }
@@ -162,13 +156,13 @@ impl Gate {
 
     /// Session `id` has ended (its client deleted it, or it went idle): forget its binding, so
     /// that its id is refused from now on and its opener may open another in its place.
-    pub fn end_session(&self, id: &str) {
+    pub(crate) fn end_session(&self, id: &str) {
         self.sessions.end(id);
     }
 
     /// A refused `initialize` (request `id`): 429 over the identity's limit, 503 over the
     /// host's, with a JSON-RPC error naming the limit.
-    pub fn session_refused(refusal: &SessionRefused, id: &serde_json::Value) -> Response {
+    pub(crate) fn session_refused(refusal: &SessionRefused, id: &serde_json::Value) -> Response {
         let status = match refusal {
             SessionRefused::PerIdentity { .. } => StatusCode::TOO_MANY_REQUESTS,
             SessionRefused::Total { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -232,7 +226,7 @@ impl Gate {
 
     /// Refuse (and audit) a use of an entry outside the caller's grant, before the protocol
     /// layer sees it: `403 insufficient_scope`.
-    pub fn out_of_scope(
+    pub(crate) fn out_of_scope(
         &self,
         headers: &HeaderMap,
         identity: &Identity,
@@ -313,13 +307,13 @@ enum Limit {
 }
 
 /// The message a caller gets for an entry outside its grant.
-pub fn denied_message(identity: &Identity, kind: EntryKind, name: &str) -> String {
+pub(crate) fn denied_message(identity: &Identity, kind: EntryKind, name: &str) -> String {
     format!("{} may not use {name}: its grant lacks the scope {}", identity.describe(), kind.scope_for(name))
 }
 
 /// Verify the bearer token of every request to `/mcp`; the caller's [`Identity`] goes into the
 /// request's extensions for the session.
-pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let verdict = bearer_token(&request).and_then(|token| gate.verifier.verify(token));
     match verdict {
         Ok(identity) => {
@@ -395,7 +389,7 @@ fn header_token(headers: &HeaderMap) -> Result<&str, TokenError> {
 }
 
 /// The RFC 9728 protected resource metadata.
-pub async fn metadata(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response {
+pub(crate) async fn metadata(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response {
     let settings = gate.verifier.settings();
     axum::Json(json!({
         "resource": gate.resource(&headers),

@@ -27,7 +27,7 @@ pub(crate) const RATE_LIMITED: i32 = -32029;
 
 /// The methods that use an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     CallTool,
     ReadResource,
     GetPrompt,
@@ -37,7 +37,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::CallTool => "tools/call",
             Self::ReadResource => "resources/read",
@@ -51,7 +51,7 @@ impl Method {
 
 /// One use of an entry, as the gate judges it.
 #[derive(Debug, Clone, Copy)]
-pub struct Use<'a> {
+pub(crate) struct Use<'a> {
     pub method: Method,
     pub kind: EntryKind,
     /// The entry as the caller named it (a tool's exposed name, a resource's URI): what the
@@ -65,7 +65,7 @@ pub struct Use<'a> {
 
 /// What the consent policy asks of an admitted use before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consent {
+pub(crate) enum Consent {
     /// Nothing: it may run.
     NotNeeded,
     /// The caller's user must say yes first (see [`Permit::consented`]).
@@ -76,7 +76,7 @@ impl Guard {
     /// The caller of a request that came over HTTP (`parts`) or stdio (`None`). With `[auth]`,
     /// an HTTP request without a verified identity is refused: the edge puts one on every
     /// request it lets through, so a missing one is a fault, never the local user.
-    pub fn caller(&self, parts: Option<&axum::http::request::Parts>) -> Result<Arc<Identity>, McpError> {
+    pub(crate) fn caller(&self, parts: Option<&axum::http::request::Parts>) -> Result<Arc<Identity>, McpError> {
         match parts.map(|parts| parts.extensions.get::<Arc<Identity>>()) {
             Some(Some(identity)) => Ok(identity.clone()),
             Some(None) if self.requires_token => Err(McpError::invalid_request(
@@ -89,21 +89,25 @@ impl Guard {
 
     /// The consent policy for a tool call, without taking a use from anyone's rate limit: for
     /// a path that must know up front whether it could serve the call at all.
-    pub fn consent_policy(&self, tool: &str, annotations: Option<&ToolAnnotations>) -> Policy {
+    pub(crate) fn consent_policy(&self, tool: &str, annotations: Option<&ToolAnnotations>) -> Policy {
         self.consent.policy_for(tool, annotations)
     }
 
     /// Judge one use: refused (and audited) if the caller's grant does not cover it, its rate
     /// limit is exhausted or the consent policy denies it; otherwise a permit that records the
     /// use when it ends.
-    pub fn admit(&self, identity: &Arc<Identity>, used: &Use<'_>) -> Result<Permit, McpError> {
+    pub(crate) fn admit(&self, identity: &Arc<Identity>, used: &Use<'_>) -> Result<Permit, McpError> {
         self.judge(identity, used, &[(used.entry, used.grant_name)])
     }
 
     /// Judge a `subscriptions/listen` stream: every resource its filter names (each as
     /// `(uri, grant name)`) must be within the caller's grant; the stream takes one use of the
     /// rate limit and gets one audit line.
-    pub fn admit_listen(&self, identity: &Arc<Identity>, resources: &[(&str, &str)]) -> Result<Permit, McpError> {
+    pub(crate) fn admit_listen(
+        &self,
+        identity: &Arc<Identity>,
+        resources: &[(&str, &str)],
+    ) -> Result<Permit, McpError> {
         let used = Use {
             method: Method::Listen,
             kind: EntryKind::Resource,
@@ -173,7 +177,7 @@ impl Guard {
 
 /// An admitted use in progress. It records its audit line once: when finished, refused for
 /// want of consent, or dropped (a cancelled request, a vanished client).
-pub struct Permit {
+pub(crate) struct Permit {
     audit: Arc<AuditLog>,
     identity: Arc<Identity>,
     method: Method,
@@ -185,18 +189,18 @@ pub struct Permit {
 }
 
 impl Permit {
-    pub fn identity(&self) -> &Arc<Identity> {
+    pub(crate) fn identity(&self) -> &Arc<Identity> {
         &self.identity
     }
 
     /// What the consent policy still asks before the use may run.
-    pub fn consent(&self) -> Consent {
+    pub(crate) fn consent(&self) -> Consent {
         self.consent
     }
 
     /// The answer to the consent question: `Ok` lets the use run; a refusal ends the permit
     /// (audited as asked and declined) with the error the caller gets.
-    pub fn consented(&mut self, accepted: bool) -> Result<(), McpError> {
+    pub(crate) fn consented(&mut self, accepted: bool) -> Result<(), McpError> {
         self.decision = Decision::Asked { accepted };
         self.consent = Consent::NotNeeded;
         if accepted {
@@ -210,18 +214,18 @@ impl Permit {
     /// The user's answer to the consent question (an elicitation result, `None` if the caller
     /// sent none): only `accept` is consent; anything else refuses the use as
     /// [`Permit::consented`] does.
-    pub fn answered(&mut self, answer: Option<&Value>) -> Result<(), McpError> {
+    pub(crate) fn answered(&mut self, answer: Option<&Value>) -> Result<(), McpError> {
         self.consented(answer.and_then(|answer| answer.get("action")).and_then(Value::as_str) == Some("accept"))
     }
 
     /// A later round of a use whose consent was given when it began.
-    pub fn consented_earlier(&mut self) {
+    pub(crate) fn consented_earlier(&mut self) {
         self.consent = Consent::NotNeeded;
     }
 
     /// Refuse the use because its caller cannot be asked for consent (the permit is spent:
     /// its audit line is written).
-    pub fn cannot_ask(&mut self, why: &str) -> McpError {
+    pub(crate) fn cannot_ask(&mut self, why: &str) -> McpError {
         let message =
             format!("{} runs only with the user's consent, and this client cannot be asked ({why})", self.entry);
         self.decision = Decision::Denied(message.clone());
@@ -230,7 +234,7 @@ impl Permit {
     }
 
     /// The use ended: `outcome` is `ok`, `tool error`, `input required` or `error: ...`.
-    pub fn finish(mut self, outcome: impl Into<String>) {
+    pub(crate) fn finish(mut self, outcome: impl Into<String>) {
         self.record(Some(outcome.into()));
     }
 

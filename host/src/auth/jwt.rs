@@ -13,7 +13,7 @@ use super::{AuthSettings, Grants, Identity, KeySource};
 /// Why a token was refused. The message is safe to show the client: it names the check that
 /// failed, never a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("no bearer token (send it in the Authorization header)")]
     Missing,
     #[error("bearer tokens in the URL are refused; send it in the Authorization header")]
@@ -80,13 +80,13 @@ impl Verifier {
         Ok(Self { settings, keys, verified: Mutex::default() })
     }
 
-    pub fn settings(&self) -> &AuthSettings {
+    pub(crate) fn settings(&self) -> &AuthSettings {
         &self.settings
     }
 
     /// The caller a token names, if every check passes. A token that passed before is taken
     /// from the cache while its `exp` (with the leeway) has not passed.
-    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Ok(verified) = self.verified.lock()
             && let Some((identity, exp)) = verified.get(token)

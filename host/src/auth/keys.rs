@@ -95,7 +95,7 @@ impl Signer {
         Ok(Self { name: name.to_owned(), key, algorithm })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
@@ -108,7 +108,7 @@ impl Signer {
     /// the caller this host forwards): besides `sub`, it carries `sub_id` in RFC 9493's
     /// `iss_sub` format, so the peer can tell apart callers with the same subject from
     /// different issuers.
-    pub fn mint_for(
+    pub(crate) fn mint_for(
         &self,
         request: &TokenRequest,
         subject_issuer: Option<&str>,

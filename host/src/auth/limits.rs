@@ -31,18 +31,18 @@ pub struct RateLimiter {
 
 /// A refused use: how long until one more is allowed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Exceeded {
+pub(crate) struct Exceeded {
     pub retry_after: Duration,
     pub per_minute: u32,
 }
 
 impl RateLimiter {
-    pub fn new(settings: RateSettings) -> Self {
+    pub(crate) fn new(settings: RateSettings) -> Self {
         Self { settings, buckets: Mutex::default() }
     }
 
     /// Take one token from `caller`'s bucket.
-    pub fn check(&self, caller: &str) -> Result<(), Exceeded> {
+    pub(crate) fn check(&self, caller: &str) -> Result<(), Exceeded> {
         self.check_at(caller, Instant::now())
     }
 

@@ -87,14 +87,14 @@ pub enum KeySource {
 
 /// What an entry is, for grants (`tools:`, `resources:`, `prompts:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Tool,
     Resource,
     Prompt,
 }
 
 impl EntryKind {
-    pub fn scope_prefix(self) -> &'static str {
+    pub(crate) fn scope_prefix(self) -> &'static str {
         match self {
             Self::Tool => "tools",
             Self::Resource => "resources",
@@ -103,7 +103,7 @@ impl EntryKind {
     }
 
     /// The scope that grants exactly this entry, for `insufficient_scope` answers.
-    pub fn scope_for(self, name: &str) -> String {
+    pub(crate) fn scope_for(self, name: &str) -> String {
         format!("{}:{name}", self.scope_prefix())
     }
 }
@@ -146,20 +146,20 @@ pub struct Grants {
 }
 
 impl Grants {
-    pub fn from_scopes<S: AsRef<str>>(scopes: &[S]) -> Self {
+    pub(crate) fn from_scopes<S: AsRef<str>>(scopes: &[S]) -> Self {
         Self { scopes: scopes.iter().filter_map(|s| Grant::parse(s.as_ref())).collect(), ceiling: None }
     }
 
-    pub fn everything() -> Self {
+    pub(crate) fn everything() -> Self {
         Self::from_scopes(&["*"])
     }
 
-    pub fn within<S: AsRef<str>>(mut self, ceiling: Option<&[S]>) -> Self {
+    pub(crate) fn within<S: AsRef<str>>(mut self, ceiling: Option<&[S]>) -> Self {
         self.ceiling = ceiling.map(|c| c.iter().filter_map(|s| Grant::parse(s.as_ref())).collect());
         self
     }
 
-    pub fn allows(&self, kind: EntryKind, name: &str) -> bool {
+    pub(crate) fn allows(&self, kind: EntryKind, name: &str) -> bool {
         let granted = self.scopes.iter().any(|g| g.allows(kind, name));
         granted && self.ceiling.as_ref().is_none_or(|c| c.iter().any(|g| g.allows(kind, name)))
     }
@@ -187,11 +187,11 @@ pub struct Identity {
 impl Identity {
     /// The local user (stdio, or HTTP on a host without `[auth]`): everything, unless
     /// `[local_user]` says otherwise.
-    pub fn local() -> Self {
+    pub(crate) fn local() -> Self {
         Self { subject: "local".into(), issuer: None, actor: None, grants: Grants::everything(), expires: None }
     }
 
-    pub fn allows(&self, kind: EntryKind, name: &str) -> bool {
+    pub(crate) fn allows(&self, kind: EntryKind, name: &str) -> bool {
         self.grants.allows(kind, name)
     }
 
@@ -199,12 +199,12 @@ impl Identity {
     /// for it. Issuer, subject and the party acting for them: a forwarding host that names a
     /// caller of another issuer (`sub_id`) speaks for that caller through itself only, and
     /// never owns the caller's own sessions or spends the caller's own budget.
-    pub fn limit_key(&self) -> String {
+    pub(crate) fn limit_key(&self) -> String {
         serde_json::json!([self.issuer, self.subject, self.actor]).to_string()
     }
 
     /// How the audit log and error messages name the caller.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (&self.issuer, &self.actor) {
             (Some(iss), Some(act)) => format!("{} (from {iss}, via {act})", self.subject),
             (Some(iss), None) => format!("{} (from {iss})", self.subject),
@@ -218,7 +218,7 @@ impl Identity {
 /// `%5C`). A grant `resources:docs__file:///a/*` must not cover `file:///a/../b/secret`.
 /// Refusing is simpler than normalising (RFC 3986 §6) and leaves no doubt which form an owner
 /// sees: clients send URIs as the server listed them, and listed URIs have no such segments.
-pub fn check_resource_uri(uri: &str) -> Result<(), String> {
+pub(crate) fn check_resource_uri(uri: &str) -> Result<(), String> {
     // A `%25` (an encoded `%`) is decoded once more, so `%252e%252e` is judged as `%2e%2e`; and
     // `?`, `#` and `;` end a segment, as an owner that strips a query, fragment or path
     // parameter would see it.
@@ -241,7 +241,7 @@ pub fn check_resource_uri(uri: &str) -> Result<(), String> {
 }
 
 /// `*` matches any run of characters; everything else matches itself.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = text.strip_prefix(first) else { return false };

@@ -76,7 +76,7 @@ pub enum PeerConnect {
 
 impl PeerConfig {
     /// Whether the filters let the entry named `name` (or with this URI) in.
-    pub fn imports(&self, name: &str) -> bool {
+    pub(crate) fn imports(&self, name: &str) -> bool {
         let included = self.include.is_empty() || self.include.iter().any(|p| crate::auth::glob_matches(p, name));
         included && !self.exclude.iter().any(|p| crate::auth::glob_matches(p, name))
     }

@@ -33,7 +33,7 @@ pub(crate) const CALLER_KEY: &str = "dev.fedmcp/caller";
 
 /// Who a forwarded request is for: the caller's subject and the issuer that named it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub subject: String,
     /// `None` for this host's local user (stdio, or HTTP without `[auth]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,7 +89,7 @@ struct TokenKey {
 }
 
 /// Mints and caches this host's tokens for one peer.
-pub struct Minter {
+pub(crate) struct Minter {
     signer: Arc<Signer>,
     audience: String,
     scopes: Vec<String>,
@@ -97,12 +97,12 @@ pub struct Minter {
 }
 
 impl Minter {
-    pub fn new(signer: Arc<Signer>, audience: String, scopes: Vec<String>) -> Self {
+    pub(crate) fn new(signer: Arc<Signer>, audience: String, scopes: Vec<String>) -> Self {
         Self { signer, audience, scopes, cache: Mutex::default() }
     }
 
     /// A token for `caller` (this host itself when `None`).
-    pub fn token_for(&self, caller: Option<&Caller>) -> Result<String, String> {
+    pub(crate) fn token_for(&self, caller: Option<&Caller>) -> Result<String, String> {
         let key = match caller {
             Some(caller) => TokenKey {
                 issuer: caller.issuer.clone(),

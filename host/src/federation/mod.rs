@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use active_calls::{MAX_CALL_EVENT_BYTES, MAX_CALL_EVENTS};
-pub use peer::{Peer, PeerListing, Relay};
+pub(crate) use peer::{Peer, PeerListing, Relay};
 
 use crate::auth::keys::Signer;
 use crate::config::{PeerConfig, PeerCredentials};
@@ -57,7 +57,7 @@ impl Federation {
     }
 
     /// `(up, down)` for `/health`.
-    pub fn health(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    pub(crate) fn health(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
         let (mut up, mut down) = (Vec::new(), Vec::new());
         for peer in &self.peers {
             let (is_up, report) = peer.health();
@@ -68,7 +68,7 @@ impl Federation {
 
     /// Connect the peers configured to connect at first use, and give them a moment, so
     /// that the first list a client asks for already holds their entries.
-    pub async fn wake(&self) {
+    pub(crate) async fn wake(&self) {
         let woken: Vec<_> = self.peers.iter().filter(|peer| peer.wake()).collect();
         for peer in woken {
             peer.first_attempt(FIRST_USE_WAIT).await;

@@ -34,7 +34,7 @@ type Upstream = rmcp::Peer<RoleClient>;
 /// How a stateless tools/call reaches a 2026-07-28 peer over HTTP without rmcp's client: the
 /// same HTTP client, URL, headers and credentials as the peer's connection (see
 /// `crate::relay`).
-pub struct Relay {
+pub(crate) struct Relay {
     http: reqwest::Client,
     /// Parsed once: parsing it for every call showed in the relay's profile.
     url: reqwest::Url,
@@ -52,7 +52,7 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(500);
 
 /// What a peer serves, under its own names, after filters and the loop guard.
 #[derive(Debug, Default)]
-pub struct PeerListing {
+pub(crate) struct PeerListing {
     pub tools: Vec<Tool>,
     pub prompts: Vec<Prompt>,
     pub resources: Vec<Resource>,
@@ -95,7 +95,12 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn start(config: PeerConfig, host_id: String, max_hops: usize, minter: Option<Arc<Minter>>) -> Arc<Self> {
+    pub(crate) fn start(
+        config: PeerConfig,
+        host_id: String,
+        max_hops: usize,
+        minter: Option<Arc<Minter>>,
+    ) -> Arc<Self> {
         let peer = Arc::new(Self {
             woken: AtomicBool::new(config.connect == PeerConnect::Start),
             config,
@@ -116,28 +121,28 @@ impl Peer {
         peer
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
     /// The namespace its entries are served under (`""`: none).
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.config.namespace
     }
 
     /// URIs of the peer's resources it says were updated (this host subscribes to every
     /// resource it imports, so it can tell its own subscribers).
-    pub fn updates(&self) -> tokio::sync::broadcast::Receiver<String> {
+    pub(crate) fn updates(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.updated.subscribe()
     }
 
     /// What the peer lists, updated on every refresh.
-    pub fn listing(&self) -> watch::Receiver<Arc<PeerListing>> {
+    pub(crate) fn listing(&self) -> watch::Receiver<Arc<PeerListing>> {
         self.listing.subscribe()
     }
 
     /// Connect now if the peer waits for its first use; whether it was waiting.
-    pub fn wake(&self) -> bool {
+    pub(crate) fn wake(&self) -> bool {
         let was_waiting = !self.woken.swap(true, Ordering::SeqCst);
         if was_waiting {
             self.wake.notify_one();
@@ -146,7 +151,7 @@ impl Peer {
     }
 
     /// Wait (at most `limit`) until the first connection attempt has ended.
-    pub async fn first_attempt(&self, limit: Duration) {
+    pub(crate) async fn first_attempt(&self, limit: Duration) {
         let mut attempted = self.attempted.subscribe();
         let _ = tokio::time::timeout(limit, attempted.wait_for(|done| *done)).await;
     }
@@ -158,7 +163,7 @@ impl Peer {
     }
 
     /// Whether the peer is up, and its report for `/health`.
-    pub fn health(&self) -> (bool, Value) {
+    pub(crate) fn health(&self) -> (bool, Value) {
         let state = self.state.lock().map(|s| s.clone()).unwrap_or(State::Waiting);
         let listing = self.listing.borrow().clone();
         let mut report = json!({

@@ -38,9 +38,9 @@ pub(crate) const MAX_NAMESPACE_LEN: usize = 32;
 pub struct Manifest {
     /// The prefix of this plugin's entries: `Some("")` means unprefixed, `None` means the
     /// plugin's file name.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// What `[capabilities]` grants.
-    pub grants: Grants,
+    pub(crate) grants: Grants,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,13 +63,13 @@ pub enum ManifestError {
 
 impl Manifest {
     /// The manifest of a plugin with none: nothing granted, default limits.
-    pub fn deny_all() -> Self {
+    pub(crate) fn deny_all() -> Self {
         Self::default()
     }
 
     /// Read `path` if it exists; a missing file is [`Manifest::deny_all`]. Relative host
     /// folders are relative to the manifest's folder.
-    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ManifestError> {
         let shown = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -81,7 +81,7 @@ impl Manifest {
     }
 
     /// Parse and validate manifest text; the error names the field and the reason.
-    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawManifest = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let _ = raw.description;
         if let Some(namespace) = &raw.namespace {
@@ -97,7 +97,7 @@ impl Manifest {
     }
 
     /// Refuse grants beyond what the host allows any plugin.
-    pub fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
+    pub(crate) fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
         self.grants.check_ceilings(ceilings)
     }
 

@@ -63,7 +63,7 @@ pub struct RuntimeOptions {
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/fedmcp` or `~/.cache/fedmcp`.
-pub fn default_cache_dir() -> Option<PathBuf> {
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
@@ -153,7 +153,7 @@ pub struct SourceStamp {
 }
 
 impl SourceStamp {
-    pub fn of(wasm_path: &Path) -> Self {
+    pub(crate) fn of(wasm_path: &Path) -> Self {
         let stat = |path: &Path| std::fs::metadata(path).ok().and_then(|m| Some((m.len(), m.modified().ok()?)));
         Self { wasm: stat(wasm_path), manifest: stat(&wasm_path.with_extension("toml")) }
     }
@@ -450,7 +450,11 @@ impl Plugin {
     }
 
     /// Read resource `uri`.
-    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
+    pub(crate) async fn read_resource(
+        &self,
+        uri: &str,
+        cx: CallContext,
+    ) -> Result<Outcome<ReadResourceResult>, CallError> {
         let indices = self.indices.resources.as_ref().ok_or_else(|| self.unsupported("resources"))?;
         let wit_cx = convert::request_context(&cx);
         let outcome = self
@@ -463,7 +467,7 @@ impl Plugin {
     }
 
     /// Get prompt `name` (the plugin's own name for it).
-    pub async fn get_prompt(
+    pub(crate) async fn get_prompt(
         &self,
         name: &str,
         arguments: &[(String, String)],
@@ -482,7 +486,7 @@ impl Plugin {
 
     /// Complete an argument of a prompt (`Ok(prompt name)`) or resource template
     /// (`Err(uri template)`).
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         reference: Result<&str, &str>,
         argument: &str,
@@ -511,7 +515,7 @@ impl Plugin {
 }
 
 /// The `*.wasm` files of `dir`, sorted.
-pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -523,20 +527,6 @@ pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     paths.sort();
     Ok(paths)
-}
-
-/// Load every `*.wasm` in `dir`, in file-name order. Each result stands alone: a plugin
-/// that fails to load does not keep the others from serving.
-pub async fn load_dir(runtime: &Arc<PluginRuntime>, dir: &Path) -> Vec<Result<Arc<Plugin>, LoadError>> {
-    let paths = match plugin_files(dir) {
-        Ok(paths) => paths,
-        Err(source) => return vec![Err(LoadError::Read { path: dir.display().to_string(), source })],
-    };
-    let mut loaded = Vec::with_capacity(paths.len());
-    for path in paths {
-        loaded.push(runtime.load(&path).await);
-    }
-    loaded
 }
 
 #[cfg(test)]

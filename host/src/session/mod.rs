@@ -40,9 +40,8 @@ use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-pub use self::request_state::{StateBinding, arguments_digest};
+pub(crate) use self::request_state::StateBinding;
 use self::serve::{EntryUse, Sent};
-pub use self::subscriptions::MAX_SUBSCRIPTIONS;
 use crate::auth::gate::{Method, Use};
 use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
@@ -78,7 +77,7 @@ impl Shared {
     }
 
     /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
-    pub fn entry_of(&self, message: &Value) -> Option<(EntryKind, String)> {
+    pub(crate) fn entry_of(&self, message: &Value) -> Option<(EntryKind, String)> {
         let params = message.get("params")?;
         match message.get("method")?.as_str()? {
             "tools/call" => Some((EntryKind::Tool, params.get("name")?.as_str()?.to_owned())),
@@ -96,7 +95,7 @@ impl Shared {
 
 /// One MCP server session (a legacy session, a stdio connection, or one stateless request).
 #[derive(Clone)]
-pub struct Session {
+pub(crate) struct Session {
     shared: Arc<Shared>,
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
     /// The resources this session subscribed to (at most [`MAX_SUBSCRIPTIONS`]).
@@ -110,7 +109,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
             log_level: Arc::default(),

@@ -19,10 +19,10 @@ pub(super) const REQUEST_STATE_TTL: Duration = Duration::from_secs(15 * 60);
 /// subject) and a digest of the request's arguments. A state is opened only by a retry of the
 /// same request from the same caller: another caller with the same grant, or the same caller
 /// with other arguments, cannot replay it.
-pub struct StateBinding(Vec<u8>);
+pub(crate) struct StateBinding(Vec<u8>);
 
 impl StateBinding {
-    pub fn new(method: &str, target: &str, identity: &Identity, arguments: &Value) -> Self {
+    pub(crate) fn new(method: &str, target: &str, identity: &Identity, arguments: &Value) -> Self {
         Self::tagged("state", method, target, identity, arguments)
     }
 
@@ -48,7 +48,7 @@ impl StateBinding {
 
 /// SHA-256 of the arguments in a canonical form (object keys sorted at every depth), so a
 /// retry that sends the same arguments in another key order still matches.
-pub fn arguments_digest(arguments: &Value) -> String {
+pub(crate) fn arguments_digest(arguments: &Value) -> String {
     use sha2::Digest;
     fn feed(hasher: &mut sha2::Sha256, value: &Value) {
         match value {
@@ -88,7 +88,7 @@ fn held_binding(held_target: &str, identity: &Identity) -> Vec<u8> {
 
 impl Shared {
     /// Seal what an MRTR retry must bring back unchanged, bound to the request and its caller.
-    pub fn seal_state(&self, binding: &StateBinding, state: &Option<String>) -> Result<String, McpError> {
+    pub(crate) fn seal_state(&self, binding: &StateBinding, state: &Option<String>) -> Result<String, McpError> {
         let options = SealOptions::new().associated_data(&binding.0).ttl(REQUEST_STATE_TTL);
         self.codec
             .seal_json_with(state, &options)

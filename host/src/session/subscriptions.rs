@@ -16,7 +16,7 @@ use crate::auth::EntryKind;
 use crate::auth::gate::{Method, Use};
 
 /// How many resources one session may subscribe to.
-pub const MAX_SUBSCRIPTIONS: usize = 1024;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 1024;
 
 impl Session {
     pub(super) fn add_subscription(

@@ -23,7 +23,7 @@ use super::*;
 
 impl Peer {
     /// What a relayed call needs, while the peer is up and can take one.
-    pub fn relay(&self) -> Option<Arc<Relay>> {
+    pub(crate) fn relay(&self) -> Option<Arc<Relay>> {
         self.relay.read().ok().and_then(|slot| slot.clone())
     }
 
@@ -32,7 +32,7 @@ impl Peer {
     /// (its body not yet read). The time limit is the caller's to apply to the body. `caller`
     /// is whom the call is for (an `&Identity`: its subject and issuer); a bare subject is a
     /// caller without an issuer, as the local user is.
-    pub async fn relay_post(
+    pub(crate) async fn relay_post(
         &self,
         relay: &Relay,
         body: Vec<u8>,
@@ -66,22 +66,22 @@ impl Peer {
     }
 
     /// The error of a call that outlived the peer's time limit.
-    pub fn timed_out(&self) -> CallError {
+    pub(crate) fn timed_out(&self) -> CallError {
         CallError::PeerTimeout { peer: self.config.name.clone(), limit_ms: self.config.timeout.as_millis() as u64 }
     }
 
     /// The peer's time limit for one call.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.config.timeout
     }
 
     /// The host's id, which forwarded requests add to the hosts they crossed.
-    pub fn host_id(&self) -> &str {
+    pub(crate) fn host_id(&self) -> &str {
         &self.host_id
     }
 
     /// Refuse a forwarded request that already passed through this host or crossed too many.
-    pub fn check_hops(&self, via: &[String]) -> Result<(), CallError> {
+    pub(crate) fn check_hops(&self, via: &[String]) -> Result<(), CallError> {
         loops::check_request(via, &self.host_id, self.max_hops).map_err(CallError::Loop)
     }
 
@@ -173,7 +173,7 @@ impl Peer {
         result.map_err(|e| self.failed(e))
     }
 
-    pub async fn call_tool(
+    pub(crate) async fn call_tool(
         &self,
         name: &str,
         arguments: &Value,
@@ -191,7 +191,7 @@ impl Peer {
         }
     }
 
-    pub async fn get_prompt(
+    pub(crate) async fn get_prompt(
         &self,
         name: &str,
         arguments: &[(String, String)],
@@ -211,7 +211,11 @@ impl Peer {
         }
     }
 
-    pub async fn read_resource(&self, uri: &str, cx: CallContext) -> Result<Outcome<ReadResourceResult>, CallError> {
+    pub(crate) async fn read_resource(
+        &self,
+        uri: &str,
+        cx: CallContext,
+    ) -> Result<Outcome<ReadResourceResult>, CallError> {
         let mut params = ReadResourceRequestParams::new(uri.to_owned());
         params.input_responses = input_responses(&cx)?;
         params.request_state = cx.state.clone();
@@ -223,7 +227,11 @@ impl Peer {
         }
     }
 
-    pub async fn complete(&self, params: CompleteRequestParams, cx: CallContext) -> Result<CompleteResult, CallError> {
+    pub(crate) async fn complete(
+        &self,
+        params: CompleteRequestParams,
+        cx: CallContext,
+    ) -> Result<CompleteResult, CallError> {
         let result = self.request(ClientRequest::CompleteRequest(CompleteRequest::new(params)), &cx).await?;
         match result {
             ServerResult::CompleteResult(result) => Ok(result),

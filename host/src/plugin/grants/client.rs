@@ -6,7 +6,7 @@ use crate::call::InputRequest;
 
 /// Client round-trips the plugin may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ClientGrants {
+pub(crate) struct ClientGrants {
     pub sampling: bool,
     pub elicitation: bool,
     pub roots: bool,
@@ -14,7 +14,7 @@ pub struct ClientGrants {
 
 impl ClientGrants {
     /// `Err(capability)` when `request` needs a round-trip the manifest does not grant.
-    pub fn check(&self, request: &InputRequest) -> Result<(), &'static str> {
+    pub(crate) fn check(&self, request: &InputRequest) -> Result<(), &'static str> {
         let (granted, capability) = match request {
             InputRequest::Sampling(_) => (self.sampling, "sampling"),
             InputRequest::Elicitation(_) => (self.elicitation, "elicitation"),

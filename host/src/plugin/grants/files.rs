@@ -8,7 +8,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// A folder of the host made visible to the plugin.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FileGrant {
+pub(crate) struct FileGrant {
     /// The host folder, absolute.
     pub host: PathBuf,
     /// Where the plugin sees it, e.g. `/data`.

@@ -13,7 +13,7 @@ use crate::plugin::RuntimeOptions;
 
 /// The limits a manifest asks for; `None` takes the host's default.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct LimitRequests {
+pub(crate) struct LimitRequests {
     pub memory_mb: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub max_response_kb: Option<u64>,

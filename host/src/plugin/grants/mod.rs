@@ -25,7 +25,7 @@ pub(crate) use network::NetworkGrants;
 
 /// Everything `[capabilities]` grants, validated.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Grants {
+pub(crate) struct Grants {
     pub files: Vec<FileGrant>,
     /// Names of host environment variables the plugin may read.
     pub env: Vec<String>,
@@ -68,7 +68,7 @@ pub(super) struct RawCapabilities {
 /// leaves that kind of grant to the manifest. The limits' ceilings are applied when they are
 /// resolved ([`Limits::resolve`]), since they clamp rather than refuse.
 #[derive(Debug, Default)]
-pub struct Ceilings<'a> {
+pub(crate) struct Ceilings<'a> {
     pub file_roots: Option<&'a [PathBuf]>,
     pub env: Option<&'a [String]>,
     pub network: Option<&'a [String]>,
@@ -79,7 +79,7 @@ pub struct Ceilings<'a> {
 
 impl<'a> Ceilings<'a> {
     /// The ceilings of a host's plugin options.
-    pub fn of(options: &'a super::RuntimeOptions) -> Self {
+    pub(crate) fn of(options: &'a super::RuntimeOptions) -> Self {
         Self {
             file_roots: options.file_roots.as_deref(),
             env: options.env_allowed.as_deref(),
@@ -103,7 +103,7 @@ impl Grants {
     }
 
     /// Refuse grants beyond what the host allows any plugin.
-    pub fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
+    pub(crate) fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
         // The order is the order errors were always reported in: the private-address rule
         // first, the operator's lists after.
         self.network.check_private_addresses(ceilings.private_networks)?;
@@ -113,7 +113,7 @@ impl Grants {
     }
 
     /// One line a person can read: what is granted.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut grants = Vec::new();
         files::describe(&self.files, &mut grants);
         env::describe(&self.env, &mut grants);

@@ -23,7 +23,7 @@ use super::{Denials, deny};
 
 /// An outbound TCP destination the plugin may connect to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetworkGrant {
+pub(crate) struct NetworkGrant {
     /// As written in the manifest (`host:port`).
     pub entry: String,
     /// What it resolved to when the plugin was loaded.
@@ -32,13 +32,13 @@ pub struct NetworkGrant {
 
 impl NetworkGrant {
     /// The host part as written: a name or an IP literal (IPv6 without brackets).
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         self.entry.rsplit_once(':').map_or("", |(host, _)| host).trim_start_matches('[').trim_end_matches(']')
     }
 
     /// Whether the grant names its destination by IP literal rather than by a name that
     /// DNS could point anywhere.
-    pub fn is_ip_literal(&self) -> bool {
+    pub(crate) fn is_ip_literal(&self) -> bool {
         self.host().parse::<IpAddr>().is_ok()
     }
 }
@@ -46,7 +46,7 @@ impl NetworkGrant {
 /// One origin a plugin may reach with wasi:http. Requests are checked by the name in their
 /// URL (the host resolves it), so a grant for `localhost:8080` does not admit `127.0.0.1:8080`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HttpGrant {
+pub(crate) struct HttpGrant {
     /// As written in the manifest.
     pub entry: String,
     /// Lowercase host name or IP literal (IPv6 without brackets).
@@ -56,7 +56,7 @@ pub struct HttpGrant {
 
 impl HttpGrant {
     /// Whether a request to `host`:`port` is covered.
-    pub fn admits(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn admits(&self, host: &str, port: u16) -> bool {
         self.port == port && self.host.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
     }
 }
@@ -115,7 +115,7 @@ pub(crate) fn non_public_range(ip: IpAddr) -> Option<&'static str> {
 
 /// The plugin's network grants: TCP destinations and HTTP origins.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct NetworkGrants {
+pub(crate) struct NetworkGrants {
     /// `capabilities.network`.
     pub tcp: Vec<NetworkGrant>,
     /// `capabilities.http`: origins (`host:port`) the plugin may send HTTP requests to

@@ -97,8 +97,6 @@ fn message(body: &str) -> Value {
 enum Kind {
     /// A 2025-11-25 session whose client declares no capabilities.
     Legacy,
-    /// A 2025-11-25 session whose client declares sampling (a hop cannot relay its calls).
-    LegacySampling,
     /// 2026-07-28 stateless requests.
     Stateless,
 }
@@ -118,9 +116,8 @@ impl Caller {
         let stateless = kind == Kind::Stateless;
         let mut caller = Self { http, url: url.to_owned(), session: None, stateless, token };
         if !stateless {
-            let capabilities = if kind == Kind::LegacySampling { json!({ "sampling": {} }) } else { json!({}) };
             let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": capabilities,
+                "protocolVersion": "2025-11-25", "capabilities": {},
                 "clientInfo": { "name": "bench", "version": "1" } } });
             let response = caller.request(init).send().await.expect("initialize");
             caller.session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -345,20 +342,6 @@ async fn main() {
             println!(
                 "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 f.calls, f.per_second, f.p50_ms, f.p99_ms
-            );
-        }
-        if kind == Kind::Legacy {
-            // A client that declares sampling: A serves its calls through rmcp's session (only
-            // it can ask that client something mid-call), not the relay.
-            load(&hop_url, HOP_TOOL, Kind::LegacySampling, connections, 20, None).await;
-            let f = load(&hop_url, HOP_TOOL, Kind::LegacySampling, connections, calls, None).await;
-            println!(
-                "{revision:<12} via A*   {:>8} {:>10.0} {:>9.2} {:>9.2}   (* client declares sampling: {:.0}% of direct)",
-                f.calls,
-                f.per_second,
-                f.p50_ms,
-                f.p99_ms,
-                100.0 * f.per_second / wasm.per_second
             );
         }
         println!(

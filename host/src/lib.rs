@@ -14,7 +14,6 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub(crate) mod held;
-pub(crate) mod legacy_sessions;
 pub mod plugin;
 pub(crate) mod relay;
 pub mod scaffold;
@@ -24,3 +23,5 @@ pub mod transport;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testing;

@@ -21,7 +21,6 @@ use crate::relay::RelayLayer;
 use crate::session::{Session, Shared};
 use admission::Admission;
 use message::Message;
-use sessions::{IdleSweep, Tracking};
 
 mod admission;
 pub(crate) mod config;
@@ -73,12 +72,14 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         // and rmcp falls back to SSE as soon as a notification comes first.
         .with_json_response(true);
     let factory_shared = shared.clone();
-    // The host ends idle sessions itself (see `sessions::end_idle_sessions`).
+    // rmcp ends a legacy session nobody has used for `session_idle`.
     let mut manager = LocalSessionManager::default();
-    manager.session_config.keep_alive = None;
+    manager.session_config.keep_alive = Some(options.session_idle);
     let manager = Arc::new(manager);
-    let idle = IdleSweep { limit: options.session_idle, gate: options.gate.clone() };
-    tokio::spawn(sessions::end_idle_sessions(shared.clone(), manager.clone(), idle, streams.child_token()));
+    if let Some(gate) = &options.gate {
+        let every = (options.session_idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(sessions::forget_ended_sessions(gate.clone(), manager.clone(), every, streams.child_token()));
+    }
     let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager, config);
     let relay = Arc::new(RelayLayer::new(shared.clone(), &relay_hosts));
     // The layers of `/mcp`, outermost first: the bearer token (with `[auth]`; a request without
@@ -93,7 +94,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     }
     mcp = mcp
         .layer(from_fn_with_state(options.max_request_body_bytes, message::single_message))
-        .layer(from_fn_with_state(Arc::new(Tracking { shared: shared.clone(), requests }), sessions::track));
+        .layer(from_fn_with_state(requests, sessions::track));
     if let Some(gate) = &gate {
         mcp = mcp.layer(from_fn_with_state(gate.clone(), edge::authenticate)).merge(
             Router::new()

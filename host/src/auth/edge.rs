@@ -160,6 +160,11 @@ impl Gate {
         self.sessions.end(id);
     }
 
+    /// The sessions bound to their openers now.
+    pub(crate) fn bound_sessions(&self) -> Vec<String> {
+        self.sessions.open.lock().map(|sessions| sessions.owners.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// A refused `initialize` (request `id`): 429 over the identity's limit, 503 over the
     /// host's, with a JSON-RPC error naming the limit.
     pub(crate) fn session_refused(refusal: &SessionRefused, id: &serde_json::Value) -> Response {

@@ -18,6 +18,8 @@ use crate::call::ListKind;
 use crate::config::{PeerConfig, PeerConnect, PeerCredentials, PeerTarget};
 
 mod calls;
+#[cfg(test)]
+mod tests;
 
 /// The HTTP client for a peer: its own CA and client certificate when configured.
 fn peer_http_client(tls: &crate::tls::PeerTls) -> Result<reqwest::Client, String> {

@@ -29,9 +29,8 @@ pub(super) enum Settled {
 /// What checking the peer's answer needs to know of the call.
 pub(super) struct Expected {
     pub(super) id: Value,
-    /// The caller's client capabilities (none for a legacy caller).
+    /// The caller's client capabilities.
     pub(super) capabilities: Map<String, Value>,
-    pub(super) legacy: bool,
     pub(super) progress_token: Option<Value>,
     /// What of the peer's messages the call has passed on so far: the budget a forwarded call
     /// has on the normal path, so the relay lets a peer say no more than rmcp's client would.
@@ -63,14 +62,9 @@ impl Expected {
 
 impl From<&Call<'_>> for Expected {
     fn from(call: &Call<'_>) -> Self {
-        let capabilities = match &call.caller {
-            Caller::Stateless { capabilities } => capabilities.clone(),
-            Caller::Legacy { .. } => Map::new(),
-        };
         Self {
             id: call.id.clone(),
-            capabilities,
-            legacy: call.is_legacy(),
+            capabilities: call.capabilities.clone(),
             progress_token: call.progress_token.clone(),
             budget: std::sync::Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
         }
@@ -78,8 +72,7 @@ impl From<&Call<'_>> for Expected {
 }
 
 /// Check the peer's answer to the call and audit it. An MRTR result gets its `requestState`
-/// sealed as the normal path seals it, so the caller's retry is verified the same way; a
-/// legacy caller gets its result without the 2026-07-28 `resultType`.
+/// sealed as the normal path seals it, so the caller's retry is verified the same way.
 pub(super) fn settle(peer: &str, call: &Expected, audit: &Audit, mut answer: Value) -> Result<Settled, CallError> {
     let failed = |message: &str| CallError::Peer { peer: peer.to_owned(), message: message.to_owned() };
     if answer.get("id") != Some(&call.id) {
@@ -96,9 +89,6 @@ pub(super) fn settle(peer: &str, call: &Expected, audit: &Audit, mut answer: Val
     if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
         let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
         audit.done(if failed { "tool error" } else { "ok" }.to_owned());
-        if call.legacy && result.remove("resultType").is_some() {
-            return Ok(Settled::Rewritten(answer));
-        }
         return Ok(Settled::AsIs);
     }
     let mut missing = Map::new();
@@ -121,9 +111,6 @@ pub(super) fn settle(peer: &str, call: &Expected, audit: &Audit, mut answer: Val
     if !missing.is_empty() {
         let missing = serde_json::from_value(Value::Object(missing)).unwrap_or_default();
         return Err(CallError::Upstream(McpError::missing_required_client_capability(missing)));
-    }
-    if call.legacy {
-        return Err(failed("asked for input without saying what (input_required with no input requests)"));
     }
     let state = result.get("requestState").and_then(Value::as_str).map(str::to_owned);
     let sealed = audit.shared.seal_state(&audit.binding, &state).map_err(CallError::Upstream)?;
@@ -253,11 +240,10 @@ pub(super) fn error_message(id: &Value, error: &McpError) -> Bytes {
 }
 
 /// The error answer to a call, with the HTTP status rmcp gives it on the normal path: a
-/// stateless request's protocol errors are HTTP errors too; a legacy session's are not.
+/// stateless request's protocol errors are HTTP errors too.
 pub(super) fn error_response(call: &Call<'_>, error: &McpError) -> Response {
     use rmcp::model::ErrorCode;
     let status = match error.code {
-        _ if call.is_legacy() => StatusCode::OK,
         ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
         | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
         | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
@@ -313,7 +299,6 @@ mod tests {
         let expected = Expected {
             id: json!(1),
             capabilities: Map::new(),
-            legacy: false,
             progress_token: Some(json!(9)),
             budget: std::sync::Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
         };

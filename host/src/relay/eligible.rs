@@ -1,15 +1,10 @@
 //! Which requests the relay takes: only those it can judge exactly as the normal path would
 //! (a listed `Host` and no `Origin`, the media types rmcp requires, a plain `tools/call` with the
-//! SEP-2243 headers of its revision, or a call of a legacy session this host opened), read into
-//! a [`Call`].
-
-use std::sync::Arc;
+//! SEP-2243 headers of its revision, outside any session), read into a [`Call`].
 
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value, json};
-
-use crate::legacy_sessions::{LegacySessions, SessionFacts};
 
 use super::*;
 
@@ -45,15 +40,6 @@ impl RelayScope {
     }
 }
 
-/// Who asks, as far as the relay must know.
-pub(super) enum Caller {
-    /// A 2026-07-28 request: its own `_meta` tells the peer what it must know.
-    Stateless { capabilities: Map<String, Value> },
-    /// A call in a legacy session; the host tells the peer what the session agreed, and asks
-    /// the client what the peer needs (see `asking`).
-    Legacy { session: String, facts: Arc<SessionFacts> },
-}
-
 /// A request the relay may take, as read from it.
 pub(super) struct Call<'a> {
     pub(super) headers: &'a HeaderMap,
@@ -63,13 +49,8 @@ pub(super) struct Call<'a> {
     pub(super) arguments: Value,
     /// The caller's progress token, the only one whose progress reaches it.
     pub(super) progress_token: Option<Value>,
-    pub(super) caller: Caller,
-}
-
-impl Call<'_> {
-    pub(super) fn is_legacy(&self) -> bool {
-        matches!(self.caller, Caller::Legacy { .. })
-    }
+    /// The caller's client capabilities, from its `_meta`.
+    pub(super) capabilities: Map<String, Value>,
 }
 
 /// The one value of a header, if it has exactly one.
@@ -95,14 +76,10 @@ pub(super) fn plain_header_value(value: &str) -> bool {
 }
 
 /// Whether the request is one the relay judges as the normal path would, and what it says.
-pub(super) fn eligible<'a>(
-    scope: &RelayScope,
-    sessions: &LegacySessions,
-    parts: &'a Parts,
-    message: &'a Value,
-) -> Option<Call<'a>> {
+pub(super) fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Value) -> Option<Call<'a>> {
     let headers = &parts.headers;
-    if !scope.admits(headers) {
+    // A legacy session's calls are rmcp's: it keeps the session.
+    if !scope.admits(headers) || headers.contains_key("mcp-session-id") {
         return None;
     }
     let content_type = media_types(headers, header::CONTENT_TYPE).collect::<Vec<_>>();
@@ -126,54 +103,20 @@ pub(super) fn eligible<'a>(
     if params.get("arguments").is_some_and(|a| !a.is_object()) {
         return None;
     }
-    let caller = if headers.contains_key("mcp-session-id") {
-        legacy_caller(sessions, headers, name, params.get("_meta"))?
-    } else {
-        if single(headers, "mcp-protocol-version")? != PROTOCOL
-            || single(headers, "mcp-method")? != "tools/call"
-            || single(headers, "mcp-name")? != name
-        {
-            return None;
-        }
-        let meta = params.get("_meta")?.as_object()?;
-        if meta.get(META_PROTOCOL)? != PROTOCOL {
-            return None;
-        }
-        Caller::Stateless { capabilities: meta.get(META_CAPABILITIES)?.as_object()?.clone() }
-    };
+    if single(headers, "mcp-protocol-version")? != PROTOCOL
+        || single(headers, "mcp-method")? != "tools/call"
+        || single(headers, "mcp-name")? != name
+    {
+        return None;
+    }
+    let meta = params.get("_meta")?.as_object()?;
+    if meta.get(META_PROTOCOL)? != PROTOCOL {
+        return None;
+    }
+    let capabilities = meta.get(META_CAPABILITIES)?.as_object()?.clone();
     let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
     let progress_token = params.get("_meta").and_then(|meta| meta.get("progressToken")).cloned();
-    Some(Call { headers, id, name, arguments, progress_token, caller })
-}
-
-/// The session of a legacy request the relay may take: one this host opened, with the headers
-/// rmcp would accept for it.
-pub(super) fn legacy_caller(
-    sessions: &LegacySessions,
-    headers: &HeaderMap,
-    name: &str,
-    meta: Option<&Value>,
-) -> Option<Caller> {
-    let session = single(headers, "mcp-session-id")?;
-    let facts = sessions.get(session)?;
-    if single(headers, "mcp-protocol-version")? != facts.protocol {
-        return None;
-    }
-    // The SEP-2243 headers are optional before 2026-07-28, but must match when present.
-    if headers.contains_key("mcp-method") && single(headers, "mcp-method")? != "tools/call" {
-        return None;
-    }
-    if headers.contains_key("mcp-name") && single(headers, "mcp-name")? != name {
-        return None;
-    }
-    // A legacy request with a 2026-07-28 request's `_meta` is the normal path's to judge.
-    if let Some(meta) = meta {
-        let meta = meta.as_object()?;
-        if meta.contains_key(META_PROTOCOL) || meta.contains_key(META_CAPABILITIES) {
-            return None;
-        }
-    }
-    Some(Caller::Legacy { session: session.to_owned(), facts })
+    Some(Call { headers, id, name, arguments, progress_token, capabilities })
 }
 
 #[cfg(test)]
@@ -213,91 +156,35 @@ mod tests {
         headers
     }
 
-    fn no_sessions() -> LegacySessions {
-        LegacySessions::default()
-    }
-
     #[test]
     fn a_plain_stateless_tool_call_is_taken() {
         let parts = request(&GOOD);
         let message = message();
-        let call = eligible(&scope(), &no_sessions(), &parts, &message).expect("eligible");
-        assert_eq!((call.name, call.id, call.is_legacy()), ("b__slugify", &json!(3), false));
+        let call = eligible(&scope(), &parts, &message).expect("eligible");
+        assert_eq!((call.name, call.id), ("b__slugify", &json!(3)));
     }
 
-    const LEGACY: [(&str, &str); 5] = [
-        ("host", "127.0.0.1:8931"),
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("mcp-protocol-version", "2025-11-25"),
-        ("mcp-session-id", "s1"),
-    ];
-
-    fn legacy_message() -> Value {
-        json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-            "name": "b__slugify", "arguments": { "text": "x" }, "_meta": { "progressToken": 9 } } })
-    }
-
-    /// A registry with session `s1` open (while the registration lives).
-    fn sessions(can_be_asked: bool) -> (Arc<LegacySessions>, crate::legacy_sessions::Registration) {
-        let sessions = Arc::new(LegacySessions::default());
-        let mut capabilities = Map::new();
-        if can_be_asked {
-            capabilities.insert("sampling".to_owned(), json!({}));
-        }
-        let facts = SessionFacts { protocol: "2025-11-25".into(), capabilities, log_level: Arc::default() };
-        let registration = sessions.register("s1".into(), facts);
-        (sessions, registration)
-    }
-
+    /// A legacy session's call, however plain, is rmcp's: the relay keeps no account of sessions.
     #[test]
-    fn a_call_of_a_known_legacy_session_is_taken() {
-        let message = legacy_message();
-        let (known, _open) = sessions(false);
-        let parts = request(&LEGACY);
-        let call = eligible(&scope(), &known, &parts, &message).expect("eligible");
-        assert!(call.is_legacy());
-        let mut with_sep_2243 = LEGACY.to_vec();
-        with_sep_2243.extend([("mcp-method", "tools/call"), ("mcp-name", "b__slugify")]);
-        assert!(eligible(&scope(), &known, &request(&with_sep_2243), &message).is_some());
-    }
-
-    #[test]
-    fn a_legacy_call_the_session_must_judge_is_left_to_it() {
-        let message = legacy_message();
-        let (asks, _open) = sessions(true);
-        assert!(eligible(&scope(), &asks, &request(&LEGACY), &message).is_some(), "the relay asks the client");
-        let (known, _open) = sessions(false);
-        assert!(eligible(&scope(), &no_sessions(), &request(&LEGACY), &message).is_none(), "unknown session");
-        let swap = |change: (&'static str, &'static str)| {
-            let mut headers: Vec<_> = LEGACY.iter().copied().filter(|(name, _)| *name != change.0).collect();
-            headers.push(change);
-            headers
-        };
-        let refused_headers = [
-            swap(("mcp-protocol-version", "2025-06-18")),
-            swap(("mcp-session-id", "s2")),
-            swap(("origin", "http://localhost:3000")),
-            LEGACY.iter().copied().filter(|(name, _)| *name != "mcp-protocol-version").collect(),
-            swap(("mcp-name", "b__other")),
-            swap(("mcp-method", "tools/list")),
+    fn a_call_of_a_legacy_session_is_left_to_rmcp() {
+        let legacy = [
+            ("host", "127.0.0.1:8931"),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("mcp-session-id", "s1"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "b__slugify"),
         ];
-        for headers in refused_headers {
-            assert!(eligible(&scope(), &known, &request(&headers), &message).is_none(), "{headers:?}");
-        }
-        let mut modern_meta = message.clone();
-        modern_meta["params"]["_meta"][META_PROTOCOL] = json!(PROTOCOL);
-        let mut task = message.clone();
-        task["params"]["task"] = json!({});
-        for refused in [modern_meta, task] {
-            assert!(eligible(&scope(), &known, &request(&LEGACY), &refused).is_none(), "{refused}");
-        }
+        let message = json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "b__slugify", "arguments": { "text": "x" }, "_meta": { "progressToken": 9 } } });
+        assert!(eligible(&scope(), &request(&legacy), &message).is_none());
+        assert!(eligible(&scope(), &request(&with(("mcp-session-id", "s1"))), &self::message()).is_none());
     }
 
     #[test]
     fn anything_the_normal_path_must_judge_is_left_to_it() {
         let message = message();
-        let (known, _open) = sessions(false);
         let refused_headers = [
             with(("host", "evil.example")),
             with(("host", "127.0.0.1.evil.example:80")),
@@ -312,7 +199,7 @@ mod tests {
             GOOD.iter().copied().filter(|(name, _)| *name != "mcp-name").collect(),
         ];
         for headers in refused_headers {
-            assert!(eligible(&scope(), &known, &request(&headers), &message).is_none(), "{headers:?}");
+            assert!(eligible(&scope(), &request(&headers), &message).is_none(), "{headers:?}");
         }
         let parts = request(&GOOD);
         let mut retry = message.clone();
@@ -328,7 +215,7 @@ mod tests {
         let mut bad_arguments = message.clone();
         bad_arguments["params"]["arguments"] = json!([1]);
         for refused in [retry, task, legacy_meta, no_capabilities, notification, bad_arguments] {
-            assert!(eligible(&scope(), &no_sessions(), &parts, &refused).is_none(), "{refused}");
+            assert!(eligible(&scope(), &parts, &refused).is_none(), "{refused}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The relayed call on its way to the peer: the request as the peer gets it (the tool's name
-//! there, the hosts crossed, a legacy caller's session facts as 2026-07-28 `_meta`), its
-//! headers, the POST with the peer's time limit, and the peer's answer read within limits.
+//! there, the hosts crossed), its headers, the POST with the peer's time limit, and the peer's
+//! answer read within limits.
 
 use std::sync::Arc;
 
@@ -14,14 +14,11 @@ use crate::auth::Identity;
 use crate::call::CallError;
 use crate::federation::credentials::CALLER_KEY;
 use crate::federation::{Peer, Relay, loops};
-use crate::legacy_sessions::RelayedCall;
 
 use super::*;
 
-/// The request as the peer gets it: the tool's name there, the hosts crossed, and for a
-/// legacy caller the `_meta` of a 2026-07-28 request (what the session agreed: its client's
-/// capabilities, its log level).
-pub(super) fn outgoing(peer: &Peer, local_name: &str, call: &Call<'_>, message: &Value) -> Result<Value, CallError> {
+/// The request as the peer gets it: the tool's name there, the hosts crossed.
+pub(super) fn outgoing(peer: &Peer, local_name: &str, message: &Value) -> Result<Value, CallError> {
     let mut outgoing = message.clone();
     let params = outgoing["params"].as_object_mut().ok_or_else(|| CallError::InvalidParams("no params".into()))?;
     params.insert("name".to_owned(), Value::String(local_name.to_owned()));
@@ -33,11 +30,6 @@ pub(super) fn outgoing(peer: &Peer, local_name: &str, call: &Call<'_>, message: 
     peer.check_hops(&via)?;
     via.push(peer.host_id().to_owned());
     meta.insert(loops::VIA_KEY.to_owned(), json!(via));
-    if let Caller::Legacy { facts, .. } = &call.caller {
-        meta.insert(META_PROTOCOL.to_owned(), json!(PROTOCOL));
-        meta.insert(META_CAPABILITIES.to_owned(), Value::Object(facts.capabilities.clone()));
-        meta.insert(META_LOG_LEVEL.to_owned(), json!(facts.log_level()));
-    }
     Ok(outgoing)
 }
 
@@ -90,11 +82,6 @@ pub(super) async fn post(
     Ok((PeerAnswer::Message(answer, bytes), deadline))
 }
 
-/// Whether an answer is an MRTR `input_required` result.
-pub(super) fn is_input_required(answer: &Value) -> bool {
-    answer.get("result").and_then(|r| r.get("resultType")).and_then(Value::as_str) == Some("input_required")
-}
-
 /// Send the call to the peer and turn its answer into this host's.
 pub(super) async fn forward(
     peer: &Arc<Peer>,
@@ -103,34 +90,10 @@ pub(super) async fn forward(
     call: &Call<'_>,
     message: &Value,
     audit: &Audit,
-    tracked: Option<RelayedCall>,
 ) -> Result<Response, CallError> {
-    let request = outgoing(peer, local_name, call, message)?;
-    let headers = match call.caller {
-        Caller::Stateless { .. } => peer_headers(call.headers, local_name)?,
-        Caller::Legacy { .. } => legacy_peer_headers(local_name)?,
-    };
-    let (answer, deadline) = post(peer, relay, &request, &audit.identity, headers.clone()).await?;
-    if let Caller::Legacy { session, facts } = &call.caller {
-        let asking = || asking::Asking {
-            peer: peer.clone(),
-            relay: relay.clone(),
-            request,
-            headers,
-            session: session.clone(),
-            facts: facts.clone(),
-            expected: Expected::from(call),
-            audit: audit.clone(),
-            tracked,
-        };
-        let needs_the_client = match &answer {
-            PeerAnswer::Message(answer, _) => is_input_required(answer),
-            PeerAnswer::Stream(_) => true,
-        };
-        if needs_the_client {
-            return Ok(asking::respond(asking(), answer, deadline));
-        }
-    }
+    let request = outgoing(peer, local_name, message)?;
+    let headers = peer_headers(call.headers, local_name)?;
+    let (answer, deadline) = post(peer, relay, &request, &audit.identity, headers).await?;
     match answer {
         PeerAnswer::Stream(response) => Ok(relay_stream(peer.clone(), response, call, audit, deadline)),
         PeerAnswer::Message(answer, bytes) => match settle(peer.name(), &Expected::from(call), audit, answer)? {
@@ -138,17 +101,6 @@ pub(super) async fn forward(
             Settled::Rewritten(answer) => Ok(json_response(answer.to_string())),
         },
     }
-}
-
-/// The headers a legacy caller's request gets for the peer: a 2026-07-28 request's.
-pub(super) fn legacy_peer_headers(local_name: &str) -> Result<reqwest::header::HeaderMap, CallError> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("mcp-protocol-version", reqwest::header::HeaderValue::from_static(PROTOCOL));
-    headers.insert("mcp-method", reqwest::header::HeaderValue::from_static("tools/call"));
-    let name = reqwest::header::HeaderValue::from_str(local_name)
-        .map_err(|_| CallError::InvalidParams(format!("the tool name {local_name:?} cannot go in a header")))?;
-    headers.insert("mcp-name", name);
-    Ok(headers)
 }
 
 /// The `Mcp-*` headers the peer gets: the caller's (its `Mcp-Param-*` ones too, which the

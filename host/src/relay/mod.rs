@@ -1,6 +1,5 @@
-//! Tool calls relayed to a 2026-07-28 peer over HTTP as JSON, without decoding them into
-//! rmcp's types and encoding them again on both sides of this host: stateless calls, and calls
-//! of legacy (2025-11-25) sessions.
+//! Stateless (2026-07-28) tool calls relayed to a 2026-07-28 peer over HTTP as JSON, without
+//! decoding them into rmcp's types and encoding them again on both sides of this host.
 //!
 //! Why: through rmcp's server and then its client, a forwarded call cost this host as much CPU
 //! as serving a call from a plugin does (measured with `cargo bench --bench http_calls`: one
@@ -9,10 +8,9 @@
 //! pass the peer's answer back, changing only what the normal path changes too (an MRTR
 //! `requestState`, sealed to the method and entry).
 //!
-//! A legacy session's call is made a 2026-07-28 request for the peer with what the session
-//! agreed (`crate::legacy_sessions`): its client's capabilities, its log level. Its answer
-//! loses the `resultType` a legacy client does not know; the client's `notifications/cancelled`
-//! stops it; what the peer asks mid-call is asked of the client by `asking`.
+//! Calls of legacy (2025-11-25) sessions are not relayed: they take rmcp's session and the
+//! normal path (measured with `cargo bench --bench http_calls`, relaying them won 3 to 9 points
+//! of one-hop throughput, which did not pay for a second account of rmcp's sessions).
 //!
 //! The relay takes only requests it can judge exactly as the normal path would; anything else
 //! (an MRTR retry, a browser `Origin`, missing or unusual headers, a tool whose consent policy
@@ -24,23 +22,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use rmcp::ErrorData as McpError;
+use axum::response::Response;
 use serde_json::Value;
 
 use crate::auth::consent::Policy;
 use crate::auth::gate::{Method, Permit, Use};
 use crate::auth::{EntryKind, Identity};
-use crate::call::CallError;
 use crate::catalog::Owner;
 use crate::session::{Shared, StateBinding, call_error};
 
 mod answer;
-mod asking;
 mod eligible;
 mod forward;
+#[cfg(test)]
+mod tests;
 
 use answer::*;
 pub(crate) use eligible::RelayScope;
@@ -50,7 +46,6 @@ use forward::*;
 const PROTOCOL: &str = "2026-07-28";
 const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// The most of a peer's JSON answer the relay reads.
 const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// The most of a peer's refusal (a non-2xx answer) quoted in the error.
@@ -97,33 +92,13 @@ impl RelayLayer {
         }
     }
 
-    /// Answer what is the relay's — a client's answer to a question the relay asked it, a
-    /// call it can relay — or `None` to leave the message to rmcp. The cancellation of a
-    /// relayed call stops it and still goes on (rmcp's own calls may share the id space).
-    /// Only from where the relay takes calls (no `Origin`, a listed `Host`).
+    /// Answer a call the relay can take, or `None` to leave the message to rmcp. Only from
+    /// where the relay takes calls (no `Origin`, a listed `Host`).
     pub(crate) async fn pre_dispatch(&self, parts: &Parts, message: &Value) -> Option<Response> {
-        if !self.scope.admits(&parts.headers) {
+        if message.get("method").and_then(Value::as_str) != Some("tools/call") {
             return None;
         }
-        let session = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-        match message.get("method").and_then(Value::as_str) {
-            None if message.get("result").is_some() || message.get("error").is_some() => {
-                if session.is_some_and(|session| self.shared.legacy.answer(session, message)) {
-                    return Some(StatusCode::ACCEPTED.into_response());
-                }
-                None
-            }
-            Some("notifications/cancelled") => {
-                if let Some(session) = session
-                    && let Some(request_id) = message.get("params").and_then(|p| p.get("requestId"))
-                {
-                    self.shared.legacy.cancel(session, request_id);
-                }
-                None
-            }
-            Some("tools/call") => try_relay(&self.shared, &self.scope, parts, message, &self.counts).await,
-            _ => None,
-        }
+        try_relay(&self.shared, &self.scope, parts, message, &self.counts).await
     }
 }
 
@@ -136,12 +111,11 @@ async fn try_relay(
     message: &Value,
     counts: &Counts,
 ) -> Option<Response> {
-    let call = eligible(scope, &shared.legacy, parts, message)?;
+    let call = eligible(scope, parts, message)?;
     let route = shared.catalog.tool(call.name)?;
     let Owner::Peer(peer) = &route.owner else { return None };
     let relay = peer.relay()?;
-    // A legacy caller sends no `Mcp-Param-*` headers, and the relay does not make them.
-    if !plain_header_value(&route.local_name) || (call.is_legacy() && route.param_headers) {
+    if !plain_header_value(&route.local_name) {
         return None;
     }
     // With `[auth]` the edge names every caller; one it did not is the session's to refuse.
@@ -150,10 +124,6 @@ async fn try_relay(
     if shared.guard.consent_policy(call.name, route.annotations.as_ref()) != Policy::Allow {
         return None;
     }
-    let tracked = match &call.caller {
-        Caller::Legacy { session, .. } => Some(shared.legacy.track_call(session, call.id)?),
-        Caller::Stateless { .. } => None,
-    };
     let used = Use {
         method: Method::CallTool,
         kind: EntryKind::Tool,
@@ -175,15 +145,11 @@ async fn try_relay(
         identity,
         permit: Arc::new(std::sync::Mutex::new(Some(permit))),
     };
-    let era = if call.is_legacy() { "a legacy session's" } else { "a stateless" };
-    tracing::debug!(tool = call.name, peer = peer.name(), "relaying {era} tools/call");
+    tracing::debug!(tool = call.name, peer = peer.name(), "relaying a stateless tools/call");
     counts.relayed.fetch_add(1, Ordering::Relaxed);
-    let cancelled = tracked.as_ref().map(|t| t.cancelled.clone()).unwrap_or_default();
-    let outcome = tokio::select! {
-        outcome = forward(peer, &relay, &route.local_name, &call, message, &audit, tracked) => outcome,
-        () = cancelled.cancelled() => Err(CallError::Upstream(McpError::internal_error("the request was cancelled", None))),
-    };
-    Some(match outcome {
+    // A client that gives up closes its connection: hyper drops this future, and the request
+    // to the peer with it.
+    Some(match forward(peer, &relay, &route.local_name, &call, message, &audit).await {
         Ok(response) => response,
         Err(error) => {
             let error = call_error(error);

@@ -25,6 +25,8 @@ mod input_required;
 mod request_state;
 mod serve;
 mod subscriptions;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -47,7 +49,6 @@ use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
 use crate::federation::Federation;
 use crate::held::HeldCalls;
-use crate::legacy_sessions::{LegacySessions, Registration, SessionFacts};
 use crate::plugin::{CallError, ClientSupport};
 
 /// State shared by every session of the host.
@@ -59,8 +60,6 @@ pub struct Shared {
     pub guard: Guard,
     /// Forwarded calls waiting for a 2026-07-28 caller's answer to their peer's question.
     held: Arc<HeldCalls>,
-    /// The legacy sessions open on the HTTP listener, for the relay.
-    pub legacy: Arc<LegacySessions>,
 }
 
 impl Shared {
@@ -73,7 +72,7 @@ impl Shared {
         guard: Guard,
     ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
-        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), legacy: Arc::default() })
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default() })
     }
 
     /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
@@ -100,8 +99,8 @@ pub(crate) struct Session {
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
     /// The resources this session subscribed to (at most [`MAX_SUBSCRIPTIONS`]).
     subscriptions: Arc<Mutex<HashSet<String>>>,
-    /// A legacy HTTP session's entry among `Shared::legacy`, dropped with the session.
-    registration: Arc<Mutex<Option<Registration>>>,
+    /// Whether the client has said `initialized` (and the session passes changes on).
+    initialized: Arc<std::sync::atomic::AtomicBool>,
     /// The caller of the session's latest request: its stream of notifications delivers
     /// nothing once that caller's token has expired (until a request with a fresh one comes),
     /// and a resource's updates only while that caller's grant covers it.
@@ -114,7 +113,7 @@ impl Session {
             shared,
             log_level: Arc::default(),
             subscriptions: Arc::default(),
-            registration: Arc::default(),
+            initialized: Arc::default(),
             latest: Arc::default(),
         }
     }
@@ -188,10 +187,9 @@ impl ServerHandler for Session {
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
-        // A client may send `initialized` more than once; the session registers, and starts
-        // passing changes on, only the first time.
-        let Ok(mut registration) = self.registration.lock() else { return };
-        if registration.is_some() {
+        // A client may send `initialized` more than once; the session starts passing changes
+        // on only the first time.
+        if self.initialized.swap(true, std::sync::atomic::Ordering::AcqRel) {
             tracing::debug!("a repeated notifications/initialized was ignored");
             return;
         }
@@ -203,32 +201,6 @@ impl ServerHandler for Session {
         {
             *latest = Some(identity);
         }
-        let session_id = parts.and_then(|parts| parts.headers.get("mcp-session-id")).and_then(|id| id.to_str().ok());
-        match (session_id, context.peer.peer_info()) {
-            (Some(id), Some(client)) => {
-                let declared = &client.capabilities;
-                let mut capabilities = serde_json::Map::new();
-                for (name, is_declared) in [
-                    ("sampling", declared.sampling.is_some()),
-                    ("elicitation", declared.elicitation.is_some()),
-                    ("roots", declared.roots.is_some()),
-                ] {
-                    if is_declared {
-                        capabilities.insert(name.to_owned(), json!({}));
-                    }
-                }
-                let facts = SessionFacts {
-                    protocol: client.protocol_version.to_string(),
-                    capabilities,
-                    log_level: self.log_level.clone(),
-                };
-                *registration = Some(self.shared.legacy.register(id.to_owned(), facts));
-            }
-            // stdio, or a session rmcp did not name: nothing for the relay, but it is
-            // initialized all the same.
-            _ => *registration = Some(Registration::unregistered()),
-        }
-        drop(registration);
         self.forward_changes(context.peer);
     }
 

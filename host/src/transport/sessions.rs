@@ -1,10 +1,9 @@
 //! The outer layer of `/mcp` that keeps account of requests: each POST is tracked until its
-//! response has been sent in full (an SSE reply included), so shutdown can wait for it; each
-//! request of a legacy session counts as use of that session, when it begins and when its
-//! response has been sent; the session an `initialize` opened is noted; a `DELETE` that ended a
-//! session forgets it. Legacy sessions nobody used for `http.session_idle_secs` are ended by
-//! [`end_idle_sessions`].
+//! response has been sent in full (an SSE reply included), so shutdown can wait for it; a
+//! `DELETE` that ended a session is answered as clients expect. And, with `[auth]`, the sweep
+//! that makes the edge forget the sessions rmcp has ended ([`forget_ended_sessions`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,61 +17,31 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::SESSION_HEADER;
 use crate::auth::edge::Gate;
-use crate::session::Shared;
 
-/// What the layer keeps account in.
-pub(super) struct Tracking {
-    pub shared: Arc<Shared>,
-    pub requests: TaskTracker,
-}
-
-/// When a legacy session counts as idle, and the gate that must forget an ended session.
-pub(super) struct IdleSweep {
-    pub limit: Duration,
-    pub gate: Option<Arc<Gate>>,
-}
-
-/// End the legacy sessions nobody used for `limit`, until `stop`. The host does this itself,
-/// not rmcp: calls the relay serves never reach rmcp's session worker, whose own idle timer
-/// would end a busy session.
-pub(super) async fn end_idle_sessions(
-    shared: Arc<Shared>,
+/// Make `gate` forget, every `every` until `stop`, the sessions rmcp has ended (idle for
+/// `http.session_idle_secs`, or their handler stopped), so their ids are refused and their
+/// openers get their places back. A session rmcp ends is gone from its manager's table; only
+/// sessions bound before the table was read are judged, so one opened meanwhile is kept.
+pub(super) async fn forget_ended_sessions(
+    gate: Arc<Gate>,
     manager: Arc<LocalSessionManager>,
-    IdleSweep { limit, gate }: IdleSweep,
+    every: Duration,
     stop: CancellationToken,
 ) {
-    use rmcp::transport::streamable_http_server::session::SessionManager;
-    let mut every = tokio::time::interval(limit / 10);
+    let mut ticks = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        for id in shared.legacy.idle(limit) {
-            tracing::debug!(session = %id, "ending an idle session");
-            // Also sessions rmcp already ended for its own reasons: the listener issued them,
-            // so the sweep finds them once unused, and the gate forgets them here.
-            if let Some(gate) = &gate {
-                gate.end_session(&id);
-            }
-            let _ = manager.close_session(&id.into()).await;
+        let bound = gate.bound_sessions();
+        let live: HashSet<String> = manager.sessions.read().await.keys().map(ToString::to_string).collect();
+        for id in bound.iter().filter(|id| !live.contains(*id)) {
+            tracing::debug!(session = %id, "forgetting a session rmcp ended");
+            gate.end_session(id);
         }
     }
-}
-
-/// Note a request of a legacy session, when it begins and when its response has been sent.
-fn note_session_use(shared: &Arc<Shared>, request: &Request) -> Option<impl Drop + Send + 'static> {
-    struct Ended(Arc<Shared>, String);
-    impl Drop for Ended {
-        fn drop(&mut self) {
-            self.0.legacy.used(&self.1);
-        }
-    }
-    let id = request.headers().get(SESSION_HEADER)?.to_str().ok()?.to_owned();
-    shared.legacy.used(&id);
-    Some(Ended(shared.clone(), id))
 }
 
 /// Keep `guard` alive until the last byte of `response` is out (hyper drops the body then).
@@ -85,40 +54,24 @@ fn hold_until_sent(response: Response, guard: impl Send + 'static) -> Response {
     })
 }
 
-pub(super) async fn track(State(tracking): State<Arc<Tracking>>, request: Request, next: Next) -> Response {
-    let shared = &tracking.shared;
-    let session_use = note_session_use(shared, &request);
-    let opens_a_session = session_use.is_none() && request.method() == Method::POST;
-    let response = match *request.method() {
-        Method::DELETE => end_session(shared, request, next).await,
+pub(super) async fn track(State(requests): State<TaskTracker>, request: Request, next: Next) -> Response {
+    match *request.method() {
+        Method::DELETE => end_session(request, next).await,
         Method::POST => {
-            let in_flight = tracking.requests.token();
+            let in_flight = requests.token();
             hold_until_sent(next.run(request).await, in_flight)
         }
         _ => next.run(request).await,
-    };
-    if opens_a_session && let Some(id) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-        shared.legacy.issued(id);
-    }
-    match session_use {
-        Some(session_use) => hold_until_sent(response, session_use),
-        None => response,
     }
 }
 
-async fn end_session(shared: &Shared, request: Request, next: Next) -> Response {
-    let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn end_session(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    if let Some(session) = session
-        && response.status().is_success()
-    {
-        shared.legacy.close(&session);
-        // rmcp says 202; the Python SDK client takes only 200 or 204 for a session ended
-        // (and logs a warning otherwise).
-        if response.status() == StatusCode::ACCEPTED {
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            *response.body_mut() = Body::empty();
-        }
+    // rmcp says 202; the Python SDK client takes only 200 or 204 for a session ended (and logs
+    // a warning otherwise).
+    if response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.body_mut() = Body::empty();
     }
     response
 }

@@ -19,8 +19,10 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 fn main() -> ExitCode {
     let job = std::env::args().nth(1);
     let result = match job.as_deref() {
-        Some("plugins") => build_plugins(false),
-        Some("serve") => build_plugins(false).and_then(|()| serve(std::env::args().skip(2).collect())),
+        Some("plugins") => build_plugins(|| c_toolchain(false), false),
+        Some("serve") => {
+            build_plugins(|| c_toolchain(false), false).and_then(|()| serve(std::env::args().skip(2).collect()))
+        }
         Some("test") => test(std::env::args().skip(2).collect()),
         _ => Err("usage: cargo xtask plugins | serve [ARGS] | test [CARGO TEST ARGS]".to_owned()),
     };
@@ -65,7 +67,8 @@ fn rust_plugins(plugins: &Path) -> Result<Vec<String>, String> {
 
 /// `require_c`: fail (after trying to install it) when there is no C toolchain, rather than
 /// skip the C plugins.
-fn build_plugins(require_c: bool) -> Result<(), String> {
+/// `clang` finds (or installs) the C toolchain; with `require_c`, C plugins must build.
+fn build_plugins(clang: impl FnOnce() -> Result<String, String>, require_c: bool) -> Result<(), String> {
     ensure_wasm_target()?;
     let plugins = root().join("plugins");
     // An explicit target folder: a CARGO_TARGET_DIR meant for the host must not move the
@@ -97,7 +100,7 @@ fn build_plugins(require_c: bool) -> Result<(), String> {
     }
     let c_plugins = plugins_with(&plugins, "plugin.c")?;
     if !c_plugins.is_empty() {
-        match c_toolchain(require_c) {
+        match clang() {
             Ok(clang) => {
                 for name in c_plugins {
                     build_c_plugin(&clang, &plugins, &name)?;
@@ -331,9 +334,17 @@ fn install_python_client() -> Result<(), String> {
 }
 
 fn test(args: Vec<String>) -> Result<(), String> {
-    build_plugins(true)?;
+    // What comes from package registries (the C toolchain from Debian, the test clients from
+    // npm and PyPI) installs while the host and the plugins compile: it waits on the network,
+    // the builds on the CPU.
+    let c_toolchain = std::thread::spawn(|| c_toolchain(true));
+    let clients = std::thread::spawn(install_test_clients);
+    let joined = |result: std::thread::Result<Result<String, String>>| {
+        result.unwrap_or_else(|_| Err("the C toolchain's installer panicked".to_owned()))
+    };
+    build_plugins(|| joined(c_toolchain.join()), true)?;
     test_c_sdk()?;
-    install_test_clients()?;
+    clients.join().unwrap_or_else(|_| Err("the test clients' installer panicked".to_owned()))?;
     // Validate the example plugins and fill the compile cache once, so the tests' servers do
     // not all compile the Python and JavaScript components (12-18 MB each) at the same time.
     run(cargo().current_dir(root()).args([

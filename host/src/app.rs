@@ -1,10 +1,13 @@
 //! Wiring: build the runtime and catalog from a config, keep the catalog in step with the
 //! plugins folder, and serve.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,7 +20,7 @@ use crate::auth::limits::RateLimiter;
 use crate::catalog::{Catalog, LoadFailure};
 use crate::config::HostConfig;
 use crate::federation::Federation;
-use crate::plugin::{self, PluginRuntime, SourceStamp};
+use crate::plugin::{self, Plugin, PluginRuntime, SourceStamp};
 use crate::session::Shared;
 use crate::transport;
 
@@ -27,12 +30,50 @@ pub struct Host {
     pub runtime: Arc<PluginRuntime>,
     plugins_dir: PathBuf,
     watcher: Option<plugin::watch::FolderWatcher>,
+    /// One pass over the plugins folder at a time (the first load, a reload, the watcher's):
+    /// each starts from what the one before it served.
+    reconciling: Arc<Mutex<()>>,
 }
 
 impl Host {
-    /// Create the runtime and load the plugins folder. A plugin that fails is logged and
-    /// recorded for `/health`; the others serve.
+    /// Create the runtime and load the plugins folder, returning once every plugin has
+    /// loaded or failed. A plugin that fails is logged and recorded for `/health`; the others
+    /// serve.
     pub async fn start(config: &HostConfig) -> anyhow::Result<Self> {
+        let host = Self::new(config)?;
+        let pass = host.reconciling.clone().lock_owned().await;
+        reconcile(&host.folder(), Pass::First, pass).await;
+        Ok(host)
+    }
+
+    /// Create the runtime, watch the plugins folder, and load its plugins in the background:
+    /// returns at once, so the host can listen while large components compile. Each plugin
+    /// is served (and clients told) as soon as it has loaded; `/health` reports what is
+    /// still loading until each has loaded or failed.
+    pub async fn launch(config: &HostConfig) -> anyhow::Result<Self> {
+        let mut host = Self::new(config)?;
+        // Held from before the watcher starts until the first load has ended: a change seen
+        // meanwhile is loaded by the pass that follows it, never lost or undone.
+        let pass = host.reconciling.clone().lock_owned().await;
+        // Not ready from the first moment `/health` can be asked.
+        let pending = plugin::plugin_files(&host.plugins_dir).unwrap_or_default();
+        host.shared.catalog.loading().start(pending.iter().map(|path| plugin_name(path)).collect());
+        host.watch()?;
+        let folder = host.folder();
+        let catalog = host.shared.catalog.clone();
+        tokio::spawn(async move {
+            let first = tokio::spawn(async move { reconcile(&folder, Pass::First, pass).await });
+            // A pass that ended abnormally (a bug) must not leave `/health`, stdio clients and
+            // whatever waits for the log line waiting for ever.
+            if let Err(error) = first.await {
+                catalog.loading().start(Vec::new());
+                tracing::error!(%error, "plugins ready: the first load ended abnormally");
+            }
+        });
+        Ok(host)
+    }
+
+    fn new(config: &HostConfig) -> anyhow::Result<Self> {
         crate::tls::install_default_provider();
         let runtime = PluginRuntime::new(config.runtime.clone())?;
         let host_id = random_id();
@@ -79,26 +120,35 @@ impl Host {
             requires_token: config.auth.is_some(),
         };
         let shared = Shared::new(catalog, federation, config.state_key(), None, guard);
-        let host = Self { shared, runtime, plugins_dir: config.plugins_dir.clone(), watcher: None };
-        reconcile(&host.runtime, &host.shared.catalog, &host.plugins_dir, false).await;
-        Ok(host)
+        Ok(Self {
+            shared,
+            runtime,
+            plugins_dir: config.plugins_dir.clone(),
+            watcher: None,
+            reconciling: Arc::default(),
+        })
+    }
+
+    fn folder(&self) -> Folder {
+        Folder { runtime: self.runtime.clone(), catalog: self.shared.catalog.clone(), dir: self.plugins_dir.clone() }
     }
 
     /// Load what changed in the plugins folder now.
     pub async fn reload(&self) {
-        reconcile(&self.runtime, &self.shared.catalog, &self.plugins_dir, true).await;
+        let pass = self.reconciling.clone().lock_owned().await;
+        reconcile(&self.folder(), Pass::Change, pass).await;
     }
 
     /// Keep the catalog in step with the plugins folder until the host is dropped.
     pub fn watch(&mut self) -> anyhow::Result<()> {
         let (watcher, mut changed) = plugin::watch::watch(&self.plugins_dir)
             .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", self.plugins_dir.display()))?;
-        let runtime = self.runtime.clone();
-        let catalog = self.shared.catalog.clone();
-        let dir = self.plugins_dir.clone();
+        let folder = self.folder();
+        let reconciling = self.reconciling.clone();
         tokio::spawn(async move {
             while changed.recv().await.is_some() {
-                reconcile(&runtime, &catalog, &dir, true).await;
+                let pass = reconciling.clone().lock_owned().await;
+                reconcile(&folder, Pass::Change, pass).await;
             }
         });
         self.watcher = Some(watcher);
@@ -223,10 +273,34 @@ async fn settled(path: &Path) -> SourceStamp {
     }
 }
 
-/// Bring the catalog in step with the folder: load new and changed plugins, keep a plugin
-/// whose new version fails (reporting why), withdraw removed ones. Calls in flight keep the
-/// version they started on. With `settle`, a file is loaded only once it stops changing.
-async fn reconcile(runtime: &Arc<PluginRuntime>, catalog: &Catalog, dir: &Path, settle: bool) {
+/// What a pass over the plugins folder works on.
+struct Folder {
+    runtime: Arc<PluginRuntime>,
+    catalog: Arc<Catalog>,
+    dir: PathBuf,
+}
+
+/// Which pass over the plugins folder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The first load: `/health` tracks it, and files are loaded as they are.
+    First,
+    /// After a change: a file is loaded once it stops changing (a copy may be in progress).
+    Change,
+}
+
+/// A plugin's name: its file's stem (as [`PluginRuntime::load`] names it).
+fn plugin_name(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned()
+}
+
+/// Bring the catalog in step with the folder: load new and changed plugins, a few at a time
+/// and the smallest first, serving each as soon as it has loaded; keep a plugin whose new
+/// version fails (reporting why); withdraw removed ones. Calls in flight keep the version
+/// they started on. `_turn` is held until the pass ends.
+async fn reconcile(folder: &Folder, pass: Pass, _turn: OwnedMutexGuard<()>) {
+    let Folder { runtime, catalog, dir } = folder;
+    let started = Instant::now();
     let current = catalog.plugins();
     let files = match plugin::plugin_files(dir) {
         Ok(files) => files,
@@ -234,24 +308,75 @@ async fn reconcile(runtime: &Arc<PluginRuntime>, catalog: &Catalog, dir: &Path, 
             tracing::error!(folder = %dir.display(), %error, "cannot read the plugins folder");
             catalog
                 .set_plugins(current, vec![LoadFailure { path: dir.display().to_string(), reason: error.to_string() }]);
+            if pass == Pass::First {
+                catalog.loading().start(Vec::new());
+                tracing::info!(loaded = 0, failed = 1, "plugins ready: every plugin has loaded or failed");
+            }
             return;
         }
     };
-    let mut next = Vec::with_capacity(files.len());
-    let mut failures = Vec::new();
-    for path in &files {
-        let existing = current.iter().find(|p| &p.path == path);
-        if let Some(plugin) = existing
-            && plugin.stamp == SourceStamp::of(path)
-        {
-            next.push(plugin.clone());
-            continue;
+    for plugin in &current {
+        if !files.contains(&plugin.path) {
+            tracing::info!(plugin = %plugin.name, "plugin removed");
         }
-        if settle {
-            settled(path).await;
-        }
-        match runtime.load(path).await {
+    }
+    // Unchanged plugins stay; a changed one serves its previous version until its new one
+    // has loaded.
+    let mut next: Vec<Arc<Plugin>> = current.iter().filter(|p| files.contains(&p.path)).cloned().collect();
+    let mut pending: Vec<(u64, PathBuf)> = files
+        .iter()
+        .filter(|path| !current.iter().any(|p| &p.path == *path && p.stamp == SourceStamp::of(path)))
+        .map(|path| (std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX), path.clone()))
+        .collect();
+    pending.sort();
+    // A file's last failure stands until its new load ends.
+    let mut failures: Vec<LoadFailure> = catalog
+        .failures()
+        .into_iter()
+        .filter(|f| pending.iter().any(|(_, path)| path.display().to_string() == f.path))
+        .collect();
+    if pass == Pass::First {
+        catalog.loading().start(pending.iter().map(|(_, path)| plugin_name(path)).collect());
+    }
+    if pending.is_empty() || next.len() < current.len() {
+        catalog.set_plugins(next.clone(), failures.clone());
+    }
+    // Compiling is CPU-bound (and compiles in parallel itself): more loads at once than
+    // cores would only delay the small plugins behind the large ones. Loads start in order,
+    // the smallest first, each as soon as one ends.
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let mut queue = pending.into_iter().map(|(_, path)| path);
+    let mut loads = JoinSet::new();
+    // Which file each load is, to report a load that ended abnormally (a panic).
+    let mut loading_paths = HashMap::new();
+    let mut start_next = |loads: &mut JoinSet<_>, loading_paths: &mut HashMap<_, _>| {
+        let Some(path) = queue.next() else { return };
+        let (runtime, loaded_path) = (runtime.clone(), path.clone());
+        let load = loads.spawn(async move {
+            if pass == Pass::Change {
+                settled(&loaded_path).await;
+            }
+            runtime.load(&loaded_path).await
+        });
+        loading_paths.insert(load.id(), path);
+    };
+    for _ in 0..at_once {
+        start_next(&mut loads, &mut loading_paths);
+    }
+    let (mut loaded, mut failed) = (0usize, 0usize);
+    while let Some(joined) = loads.join_next_with_id().await {
+        start_next(&mut loads, &mut loading_paths);
+        let (path, result) = match joined {
+            Ok((id, result)) => (loading_paths.remove(&id), result.map_err(|e| e.to_string())),
+            Err(error) => (loading_paths.remove(&error.id()), Err(format!("the load ended abnormally: {error}"))),
+        };
+        let Some(path) = path else { continue };
+        let shown = path.display().to_string();
+        failures.retain(|f| f.path != shown);
+        let existing = next.iter().position(|p| p.path == path);
+        match result {
             Ok(plugin) => {
+                loaded += 1;
                 tracing::info!(
                     plugin = %plugin.name,
                     tools = plugin.tools.len(),
@@ -260,22 +385,30 @@ async fn reconcile(runtime: &Arc<PluginRuntime>, catalog: &Catalog, dir: &Path, 
                     "{}",
                     if existing.is_some() { "plugin replaced" } else { "plugin loaded" }
                 );
-                next.push(plugin);
-            }
-            Err(error) => {
-                let kept = existing.is_some();
-                tracing::error!(%error, kept_previous_version = kept, "plugin not loaded");
-                failures.push(LoadFailure { path: path.display().to_string(), reason: error.to_string() });
-                if let Some(plugin) = existing {
-                    next.push(plugin.clone());
+                match existing {
+                    Some(index) => next[index] = plugin,
+                    None => next.push(plugin),
                 }
             }
+            Err(reason) => {
+                failed += 1;
+                tracing::error!(error = %reason, kept_previous_version = existing.is_some(), "plugin not loaded");
+                failures.push(LoadFailure { path: shown, reason });
+            }
+        }
+        catalog.set_plugins(next.clone(), failures.clone());
+        if pass == Pass::First {
+            catalog.loading().done(&plugin_name(&path));
         }
     }
-    for plugin in &current {
-        if !files.contains(&plugin.path) {
-            tracing::info!(plugin = %plugin.name, "plugin removed");
-        }
+    if pass == Pass::First {
+        // Whatever ended abnormally is not loading any more either.
+        catalog.loading().start(Vec::new());
+        tracing::info!(
+            loaded,
+            failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plugins ready: every plugin has loaded or failed"
+        );
     }
-    catalog.set_plugins(next, failures);
 }

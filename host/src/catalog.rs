@@ -8,6 +8,7 @@
 //! keeps it and the collision is logged: never a silent overwrite.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rmcp::model::{
@@ -18,6 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::call::{CallContext, CallError, Outcome};
 use crate::federation::{Peer, PeerListing};
+use crate::plugin::loading::Loading;
 use crate::plugin::{ListKind, Plugin};
 
 mod merge;
@@ -162,6 +164,10 @@ pub struct Catalog {
     changes: broadcast::Sender<ListKind>,
     /// URIs of resources whose contents may have changed, for subscribed sessions.
     updates: broadcast::Sender<String>,
+    /// How many list changes have been announced: a session that subscribes after it was
+    /// created learns from it whether it missed one.
+    announced: AtomicU64,
+    loading: Loading,
 }
 
 impl Catalog {
@@ -175,7 +181,14 @@ impl Catalog {
             failures: RwLock::default(),
             changes,
             updates,
+            announced: AtomicU64::new(0),
+            loading: Loading::default(),
         }
+    }
+
+    /// The plugins of the first load still loading.
+    pub fn loading(&self) -> &Loading {
+        &self.loading
     }
 
     pub fn host_id(&self) -> &str {
@@ -276,11 +289,19 @@ impl Catalog {
 
     /// Tell every listener that a list changed.
     pub(crate) fn notify(&self, kind: ListKind) {
+        self.announced.fetch_add(1, Ordering::Release);
         // No receivers simply means nobody is listening.
         let _ = self.changes.send(kind);
     }
 
-    /// Changes of the catalog's lists, for sessions and subscriptions to forward.
+    /// How many list changes have been announced so far (see [`Catalog::subscribe`]).
+    pub fn announced(&self) -> u64 {
+        self.announced.load(Ordering::Acquire)
+    }
+
+    /// Changes of the catalog's lists, for sessions and subscriptions to forward. Changes
+    /// announced before the call are not received: compare [`Catalog::announced`] from before
+    /// with its value after subscribing to know whether one was missed.
     pub fn subscribe(&self) -> broadcast::Receiver<ListKind> {
         self.changes.subscribe()
     }

@@ -146,8 +146,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !stdio {
                 fedmcp::app::check_exposure(&config)?;
             }
-            let mut host = Host::start(&config).await?;
-            host.watch()?;
+            // Listen (or take the stdio client) at once; plugins load in the background and
+            // are served as each is ready.
+            let host = Host::launch(&config).await?;
             if stdio {
                 fedmcp::transport::serve_stdio(host.shared.clone()).await?;
                 return Ok(ExitCode::SUCCESS);

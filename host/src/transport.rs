@@ -137,11 +137,16 @@ struct Health {
 async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMap) -> axum::Json<serde_json::Value> {
     let shared = &health.shared;
     let (up, down) = shared.federation.health();
+    // Ready once every plugin of the first load has loaded or failed (a readiness probe's
+    // question); the host answers, and serves what has loaded, before that.
+    let loading = shared.catalog.loading().pending();
+    let ready = loading.is_empty();
     if let Some(gate) = &health.gate
         && gate.caller(&headers).is_none()
     {
         return axum::Json(json!({
-            "ready": true,
+            "ready": ready,
+            "loading": loading.len(),
             "plugins": { "loaded": shared.catalog.plugins().len(), "failed": shared.catalog.failures().len() },
             "peers": { "up": up.len(), "down": down.len() },
         }));
@@ -160,7 +165,8 @@ async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMa
         })
         .collect();
     axum::Json(json!({
-        "ready": true,
+        "ready": ready,
+        "loading": loading,
         "plugins": { "loaded": plugins, "failed": shared.catalog.failures() },
         "peers": { "up": up, "down": down },
         "relay": health.relay.counts(),
@@ -191,9 +197,10 @@ pub async fn serve_https(
     axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
-/// Serve one client over stdin/stdout until it disconnects.
+/// Serve one client over stdin/stdout until it disconnects. The client is answered at once;
+/// its list requests wait for the first load (see [`Session::for_stdio`]).
 pub async fn serve_stdio(shared: Arc<Shared>) -> anyhow::Result<()> {
-    let service = Session::new(shared).serve(rmcp::transport::stdio()).await?;
+    let service = Session::for_stdio(shared).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
 }

@@ -16,3 +16,4 @@ mod languages;
 mod reload;
 mod sandbox;
 mod scaffold;
+mod start;

@@ -90,6 +90,8 @@ pub(crate) struct Server {
     /// with a valid token).
     pub health_token: Option<String>,
     log: mpsc::Receiver<String>,
+    /// The end of the first load has been logged.
+    loaded: bool,
 }
 
 impl Server {
@@ -119,7 +121,16 @@ impl Server {
         Self::spawn(plugins, listen, &["--config", config], env)
     }
 
+    /// Start, and wait until every plugin of the first load has loaded or failed (what
+    /// `/health` calls ready), so no test races the background load.
     fn spawn(plugins: &Path, listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut server = Self::listening(plugins, listen, extra_args, env);
+        server.wait_until_ready();
+        server
+    }
+
+    /// Start, and return as soon as the server listens: its plugins may still be loading.
+    pub(crate) fn listening(plugins: &Path, listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         // reqwest is built with rustls and no provider of its own: the tests' clients use ring.
         fedmcp::tls::install_default_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fedmcp"))
@@ -140,12 +151,15 @@ impl Server {
                 let _ = sender.send(line);
             }
         });
-        let mut server = Self { child, address: String::new(), scheme: "http".into(), health_token: None, log };
+        let mut server =
+            Self { child, address: String::new(), scheme: "http".into(), health_token: None, log, loaded: false };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while server.address.is_empty() {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
             let line = server.log.recv_timeout(remaining).expect("fedmcp reports its address within 60 s");
             eprintln!("[fedmcp] {line}");
+            // An empty folder may be loaded before the address is printed.
+            server.loaded |= line.contains("plugins ready");
             for scheme in ["http", "https"] {
                 if let Some(rest) = line.split(&format!("serving MCP at {scheme}://")).nth(1) {
                     server.address = rest.split('/').next().unwrap_or_default().to_owned();
@@ -154,6 +168,18 @@ impl Server {
             }
         }
         server
+    }
+
+    /// Wait for the log line of the end of the first load (logged once `/health` says ready;
+    /// read from the log rather than `/health` so it works over HTTPS and with `[auth]`).
+    fn wait_until_ready(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !self.loaded {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.log.recv_timeout(remaining).expect("fedmcp loads its plugins within 120 s");
+            eprintln!("[fedmcp] {line}");
+            self.loaded = line.contains("plugins ready");
+        }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -490,14 +516,18 @@ impl LegacySession {
 
     /// Wait for a notification with this method on the GET stream; its params.
     pub(crate) async fn expect_notification(&mut self, method: &str) -> serde_json::Value {
-        const PATIENCE: Duration = Duration::from_secs(15);
-        let deadline = std::time::Instant::now() + PATIENCE;
+        self.expect_notification_within(method, Duration::from_secs(15)).await
+    }
+
+    /// `expect_notification`, waiting at most `patience`.
+    pub(crate) async fn expect_notification_within(&mut self, method: &str, patience: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + patience;
         loop {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
             match tokio::time::timeout(remaining, self.notifications.recv()).await {
                 Ok(Some(m)) if m["method"] == method => return m["params"].clone(),
                 Ok(Some(_)) => continue,
-                _ => panic!("no {method} on the GET stream within {PATIENCE:?}"),
+                _ => panic!("no {method} on the GET stream within {patience:?}"),
             }
         }
     }

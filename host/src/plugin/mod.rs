@@ -14,6 +14,7 @@ pub(crate) mod config;
 mod convert;
 mod engine;
 pub(crate) mod grants;
+pub(crate) mod loading;
 pub(crate) mod manifest;
 mod sandbox;
 pub(crate) mod watch;
@@ -221,19 +222,24 @@ impl PluginRuntime {
             LoadError::Manifest(manifest::ManifestError::Invalid { path: manifest_path.display().to_string(), message })
         })?;
         let stamp = SourceStamp::of(wasm_path);
-        let bytes =
-            tokio::fs::read(wasm_path).await.map_err(|source| LoadError::Read { path: shown.clone(), source })?;
-        let engine = self.engine.clone();
-        let cache = self.cache.clone();
+        let (engine, cache, path) = (self.engine.clone(), self.cache.clone(), wasm_path.to_owned());
         let started = std::time::Instant::now();
-        // Compiling is CPU-bound and can take seconds for large components.
+        // Reading, hashing and above all compiling are CPU-bound and can take seconds for
+        // large components.
         let (component, cached) = tokio::task::spawn_blocking(move || match cache {
-            Some(cache) => cache.load_or_compile(&engine, &bytes),
-            None => Component::new(&engine, &bytes).map(|c| (c, cache::CacheOutcome::Uncached)),
+            Some(cache) => cache.load_or_compile_file(&engine, &path),
+            None => {
+                let bytes = std::fs::read(&path).map_err(cache::FileError::Read)?;
+                let component = Component::new(&engine, &bytes).map_err(cache::FileError::Compile)?;
+                Ok((component, cache::CacheOutcome::Uncached))
+            }
         })
         .await
         .map_err(|e| LoadError::Compile { path: shown.clone(), reason: e.to_string() })?
-        .map_err(|e| LoadError::Compile { path: shown.clone(), reason: format!("{e:#}") })?;
+        .map_err(|error| match error {
+            cache::FileError::Read(source) => LoadError::Read { path: shown.clone(), source },
+            cache::FileError::Compile(e) => LoadError::Compile { path: shown.clone(), reason: format!("{e:#}") },
+        })?;
         tracing::debug!(plugin = %name, ?cached, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
         let pre = self
             .linker

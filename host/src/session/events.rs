@@ -63,6 +63,9 @@ impl Session {
         use tokio::sync::broadcast::error::RecvError;
         let mut changes = self.catalog().subscribe();
         let mut updates = self.catalog().subscribe_updates();
+        // A list changed between the session's start and now (a plugin of the first load
+        // arrived): the client may have listed before it, so it is told all the same.
+        let missed = self.catalog().announced() != self.announced_at_start;
         let subscriptions = self.subscriptions.clone();
         let latest = self.latest.clone();
         let caller = move || latest.lock().ok().and_then(|latest| latest.clone());
@@ -75,6 +78,16 @@ impl Session {
             caller().is_some_and(|identity| identity.allows(EntryKind::Resource, &catalog.resource_grant_name(uri)))
         };
         tokio::spawn(async move {
+            if missed && !expired() {
+                let told = async {
+                    peer.notify_tool_list_changed().await?;
+                    peer.notify_resource_list_changed().await?;
+                    peer.notify_prompt_list_changed().await
+                };
+                if told.await.is_err() {
+                    return; // the session is gone
+                }
+            }
             loop {
                 let sent = tokio::select! {
                     change = changes.recv() => match change {

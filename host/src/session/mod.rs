@@ -105,16 +105,71 @@ pub(crate) struct Session {
     /// nothing once that caller's token has expired (until a request with a fresh one comes),
     /// and a resource's updates only while that caller's grant covers it.
     latest: Arc<Mutex<Option<Arc<Identity>>>>,
+    /// Lists wait until every plugin of the first load has loaded or failed.
+    waits_for_plugins: bool,
+    /// The catalog's count of announced list changes when the session was created: one
+    /// announced before the session subscribed to them is passed on all the same.
+    announced_at_start: u64,
 }
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let announced_at_start = shared.catalog.announced();
         Self {
             shared,
             log_level: Arc::default(),
             subscriptions: Arc::default(),
             initialized: Arc::default(),
             latest: Arc::default(),
+            waits_for_plugins: false,
+            announced_at_start,
+        }
+    }
+
+    /// The session of a stdio client. It is answered at once and told of each plugin as it
+    /// loads, but its lists wait for the first load: a stdio client is the one that started
+    /// the host, has no readiness probe to ask, and may list once and never look again (the
+    /// Inspector CLI, scripts).
+    pub(crate) fn for_stdio(shared: Arc<Shared>) -> Self {
+        Self { waits_for_plugins: true, ..Self::new(shared) }
+    }
+
+    /// With `waits_for_plugins`, wait until the first load has ended.
+    async fn plugins_loaded(&self) {
+        if self.waits_for_plugins {
+            self.catalog().loading().ready().await;
+        }
+    }
+
+    /// The entry `find` looks up. While the first load runs, one not served yet may be on
+    /// its way: it is looked up again at each change of the catalog until it is found or the
+    /// load has ended, rather than refused as unknown at once. Nothing is waited for once the
+    /// host is ready, or for an entry it serves.
+    async fn after_first_load<T>(&self, find: impl Fn() -> Option<T>) -> Option<T> {
+        if let Some(found) = find() {
+            return Some(found);
+        }
+        let loading = self.catalog().loading();
+        if loading.is_ready() {
+            return None;
+        }
+        let mut changes = self.catalog().subscribe();
+        loop {
+            // Looked up after subscribing, so a plugin that arrives in between is not missed.
+            if let Some(found) = find() {
+                return Some(found);
+            }
+            if loading.is_ready() {
+                return find();
+            }
+            tokio::select! {
+                change = changes.recv() => {
+                    if matches!(change, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        loading.ready().await;
+                    }
+                }
+                () = loading.ready() => {}
+            }
         }
     }
 
@@ -216,6 +271,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        self.plugins_loaded().await;
         self.shared.federation.wake().await;
         let identity = self.identity(&cx)?;
         let mut tools = self.catalog().tools();
@@ -230,7 +286,7 @@ impl ServerHandler for Session {
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
         let identity = self.identity(&cx)?;
-        let route = self.catalog().tool(&name);
+        let route = self.after_first_load(|| self.catalog().tool(&name)).await;
         let entry = EntryUse {
             identity: &identity,
             used: Use {
@@ -262,6 +318,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        self.plugins_loaded().await;
         self.shared.federation.wake().await;
         let identity = self.identity(&cx)?;
         let mut prompts = self.catalog().prompts();
@@ -276,7 +333,7 @@ impl ServerHandler for Session {
     ) -> Result<GetPromptResponse, McpError> {
         let name = request.name.clone();
         let identity = self.identity(&cx)?;
-        let route = self.catalog().prompt(&name);
+        let route = self.after_first_load(|| self.catalog().prompt(&name)).await;
         let given = request.arguments.unwrap_or_default();
         // A prompt's arguments are strings; a client that sends another JSON value gets its text.
         let arguments: Vec<(String, String)> = given
@@ -320,6 +377,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.plugins_loaded().await;
         self.shared.federation.wake().await;
         let identity = self.identity(&cx)?;
         let mut resources = self.catalog().resources();
@@ -334,6 +392,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.plugins_loaded().await;
         self.shared.federation.wake().await;
         let identity = self.identity(&cx)?;
         let mut templates = self.catalog().resource_templates();
@@ -351,8 +410,8 @@ impl ServerHandler for Session {
         let uri = request.uri;
         let identity = self.identity(&cx)?;
         checked_uri(&uri)?;
+        let owner = self.after_first_load(|| self.catalog().resource_owner(&uri)).await;
         let grant_name = self.catalog().resource_grant_name(&uri);
-        let owner = self.catalog().resource_owner(&uri);
         let not_found = McpError::resource_not_found("Resource not found", Some(json!({ "uri": uri })));
         let entry = EntryUse {
             identity: &identity,
@@ -396,6 +455,7 @@ impl ServerHandler for Session {
         request: CompleteRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        self.plugins_loaded().await;
         self.serve_completion(request, &cx).await
     }
 

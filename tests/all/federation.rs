@@ -569,3 +569,44 @@ async fn a_session_in_use_stays_open_and_an_idle_one_is_ended() {
     let (status, messages) = idle.request_messages("tools/list", json!({})).await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the idle session is still open: {messages:?}");
 }
+
+/// A session whose client has gone quiet is ended after `http.session_idle_secs` (config/host.toml:
+/// "unused (no request) for this long"), even while the host keeps telling it of list changes:
+/// what the host sends is not the client's use.
+#[tokio::test]
+async fn a_quiet_session_is_ended_though_the_host_keeps_telling_it_of_changes() {
+    let empty = tempfile::tempdir().expect("a folder for the config");
+    let config = write_config(empty.path(), "[http]\nsession_idle_secs = 2\n");
+    let a = Server::start_configured(&example_plugins(), &config, "127.0.0.1:0");
+    let mut quiet = LegacySession::open(&a).await;
+    let other = StatelessClient::new(&a);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(4500) {
+        other.call("test_trigger_tool_change", json!({})).await.expect("a list change is announced");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let heard = quiet.count_notifications("notifications/tools/list_changed", Duration::from_millis(100)).await;
+    let (status, messages) = quiet.request_messages("tools/list", json!({})).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::NOT_FOUND,
+        "a session with no request for 4.5 s (idle limit 2 s) is still open; it heard {heard} list changes ({} messages)",
+        messages.len()
+    );
+}
+
+/// A call that runs longer than `http.session_idle_secs` without sending anything is use of its
+/// session: its answer arrives, and the session stays open.
+#[tokio::test]
+async fn a_call_longer_than_the_idle_limit_keeps_its_session() {
+    let plugins = plugins_for_cancellation();
+    let empty = tempfile::tempdir().expect("a folder for the config");
+    let config = write_config(empty.path(), "[http]\nsession_idle_secs = 1\n");
+    let a = Server::start_configured(plugins.path(), &config, "127.0.0.1:0");
+    let mut session = LegacySession::open(&a).await;
+    // Spins until its 3 s time limit stops it, sending nothing meanwhile.
+    let (status, messages) = session.request_messages("tools/call", json!({ "name": "hostile__spin" })).await;
+    let answered = messages.iter().any(|m| m.get("result").is_some() || m.get("error").is_some());
+    assert!(answered, "the call's stream ended without an answer ({status}): {messages:?}");
+    assert!(!session.tool_names().await.is_empty(), "the session was ended during its own call");
+}

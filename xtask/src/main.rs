@@ -337,14 +337,22 @@ fn test(args: Vec<String>) -> Result<(), String> {
     // What comes from package registries (the C toolchain from Debian, the test clients from
     // npm and PyPI) installs while the host and the plugins compile: it waits on the network,
     // the builds on the CPU.
-    let c_toolchain = std::thread::spawn(|| c_toolchain(true));
+    let c_installer = std::cell::Cell::new(Some(std::thread::spawn(|| c_toolchain(true))));
     let clients = std::thread::spawn(install_test_clients);
-    let joined = |result: std::thread::Result<Result<String, String>>| {
-        result.unwrap_or_else(|_| Err("the C toolchain's installer panicked".to_owned()))
+    let wait_for_clang = || match c_installer.take() {
+        Some(installer) => installer.join().unwrap_or_else(|_| Err("the C toolchain's installer panicked".to_owned())),
+        None => Err("the C toolchain's installer was already waited for".to_owned()),
     };
-    build_plugins(|| joined(c_toolchain.join()), true)?;
-    test_c_sdk()?;
-    clients.join().unwrap_or_else(|_| Err("the test clients' installer panicked".to_owned()))?;
+    let built = build_plugins(wait_for_clang, true).and_then(|()| test_c_sdk());
+    // Wait for the installers whatever the builds did: returning early would end xtask while
+    // apt-get and npm still run, printing after the prompt and holding dpkg's lock and
+    // tests/node_modules against the next run.
+    if let Some(installer) = c_installer.take() {
+        let _ = installer.join();
+    }
+    let clients = clients.join().unwrap_or_else(|_| Err("the test clients' installer panicked".to_owned()));
+    built?;
+    clients?;
     // Validate the example plugins and fill the compile cache once, so the tests' servers do
     // not all compile the Python and JavaScript components (12-18 MB each) at the same time.
     run(cargo().current_dir(root()).args([

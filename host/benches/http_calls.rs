@@ -23,57 +23,20 @@ use fedmcp::catalog::Catalog;
 use fedmcp::plugin::{PluginRuntime, RuntimeOptions};
 use fedmcp::session::Shared;
 use fedmcp::transport;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams, Tool};
-use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 
+#[path = "support/native.rs"]
+mod native;
+use native::NativeSlugify;
+
 /// B's slugify tool as A, which imports B under the namespace `b`, serves it.
 const HOP_TOOL: &str = "b__text-tools__slugify";
-
-/// The native baseline: one tool that does what the WASM tool does.
-#[derive(Clone)]
-struct NativeSlugify;
-
-fn slugify(text: &str) -> String {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-impl ServerHandler for NativeSlugify {
-    fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(rmcp::model::ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema = json!({ "type": "object", "properties": { "text": { "type": "string" } } });
-        let schema = schema.as_object().cloned().unwrap_or_default();
-        Ok(ListToolsResult::with_all_items(vec![Tool::new("slugify", "slugify", schema)]))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _cx: RequestContext<RoleServer>,
-    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
-        let text =
-            request.arguments.and_then(|a| a.get("text").and_then(Value::as_str).map(slugify)).unwrap_or_default();
-        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
-    }
-}
 
 async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");

@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams, Tool};
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use rmcp::ServiceExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -40,44 +38,9 @@ const NATIVE_SERVER_ARG: &str = "--native-stdio-server";
 
 const INPUT: &str = "Hello, WebAssembly World";
 
-/// The native baseline: one tool that does what the WASM tool does (the same code as
-/// text-tools' slugify and as the native tool of `http_calls`).
-#[derive(Clone)]
-struct NativeSlugify;
-
-fn slugify(text: &str) -> String {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-impl ServerHandler for NativeSlugify {
-    fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(rmcp::model::ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema = json!({ "type": "object", "properties": { "text": { "type": "string" } } });
-        let schema = schema.as_object().cloned().unwrap_or_default();
-        Ok(ListToolsResult::with_all_items(vec![Tool::new("slugify", "slugify", schema)]))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _cx: RequestContext<RoleServer>,
-    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
-        let text =
-            request.arguments.and_then(|a| a.get("text").and_then(Value::as_str).map(slugify)).unwrap_or_default();
-        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
-    }
-}
+#[path = "support/native.rs"]
+mod native;
+use native::NativeSlugify;
 
 /// This binary as the native server, on the rmcp stdio transport `fedmcp serve --stdio` uses
 /// (`stdio_pipes`: non-blocking pipes; rmcp's `stdio()` hands every read and write to the

@@ -65,9 +65,8 @@ fn rust_plugins(plugins: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// `require_c`: fail (after trying to install it) when there is no C toolchain, rather than
-/// skip the C plugins.
-/// `clang` finds (or installs) the C toolchain; with `require_c`, C plugins must build.
+/// `clang` finds (or installs) the C toolchain; with `require_c`, a missing one fails the build
+/// rather than skipping the C plugins.
 fn build_plugins(clang: impl FnOnce() -> Result<String, String>, require_c: bool) -> Result<(), String> {
     ensure_wasm_target()?;
     let plugins = root().join("plugins");

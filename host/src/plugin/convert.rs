@@ -6,8 +6,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rmcp::model::{
-    CallToolResult, CompleteResult, CompletionInfo, GetPromptResult, Prompt, ReadResourceResult, Resource,
-    ResourceTemplate, Tool,
+    CallToolResult, CompleteResult, CompletionInfo, ContentBlock, GetPromptResult, Prompt, ReadResourceResult,
+    Resource, ResourceTemplate, Tool,
 };
 use serde_json::{Map, Value, json};
 
@@ -141,6 +141,14 @@ fn content(raw: types::Content) -> Value {
     }
 }
 
+/// One content block of a result: text as is, the other kinds through their JSON form.
+fn content_block(plugin: &str, raw: types::Content) -> Result<ContentBlock, CallError> {
+    match raw {
+        types::Content::Text(text) => Ok(ContentBlock::text(text)),
+        other => from_wire(plugin, content(other)),
+    }
+}
+
 /// A finished result. 2026-07-28 requires `resultType`; rmcp removes it for older peers.
 fn complete_result() -> Map<String, Value> {
     let mut object = Map::new();
@@ -176,19 +184,18 @@ fn input_required(plugin: &str, raw: types::InputRequired) -> Result<InputRequir
 pub(super) fn call_outcome(plugin: &str, raw: tools::CallOutcome) -> Result<Outcome<CallToolResult>, CallError> {
     match raw {
         tools::CallOutcome::Complete(result) => {
-            let mut object = complete_result();
-            object.insert("content".into(), result.content.into_iter().map(content).collect::<Vec<_>>().into());
+            // Built as rmcp's type directly, not through a JSON value: this runs on every call.
+            let blocks = result.content.into_iter().map(|raw| content_block(plugin, raw)).collect::<Result<_, _>>()?;
+            let mut converted = CallToolResult::success(blocks);
+            converted.is_error = result.is_error.then_some(true);
             if let Some(structured) = result.structured_content {
                 let value: Value = serde_json::from_str(&structured).map_err(|e| CallError::BadOutput {
                     plugin: plugin.to_owned(),
                     reason: format!("structured content is not JSON: {e}"),
                 })?;
-                object.insert("structuredContent".into(), value);
+                converted.structured_content = Some(value);
             }
-            if result.is_error {
-                object.insert("isError".into(), true.into());
-            }
-            Ok(Outcome::Complete(from_wire(plugin, object.into())?))
+            Ok(Outcome::Complete(converted))
         }
         tools::CallOutcome::InputRequired(input) => Ok(Outcome::InputRequired(input_required(plugin, input)?)),
     }
@@ -438,5 +445,46 @@ mod proptests {
                 Err(other) => prop_assert!(false, "{}", other),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_call_result_reads_on_the_wire_as_the_plugin_returned_it() {
+        let raw = tools::CallOutcome::Complete(tools::CallResult {
+            content: vec![
+                types::Content::Text("plain".into()),
+                types::Content::Image(types::Media { data: vec![1, 2, 3], mime_type: "image/png".into() }),
+            ],
+            structured_content: Some(r#"{"n":1}"#.into()),
+            is_error: false,
+        });
+        let Ok(Outcome::Complete(result)) = call_outcome("p", raw) else { panic!("a complete result") };
+        assert_eq!(
+            serde_json::to_value(&result).expect("serialisable"),
+            json!({
+                "resultType": "complete",
+                "content": [
+                    { "type": "text", "text": "plain" },
+                    { "type": "image", "data": "AQID", "mimeType": "image/png" }
+                ],
+                "structuredContent": { "n": 1 }
+            })
+        );
+        let failed = tools::CallOutcome::Complete(tools::CallResult {
+            content: vec![types::Content::Text("no".into())],
+            structured_content: None,
+            is_error: true,
+        });
+        let Ok(Outcome::Complete(result)) = call_outcome("p", failed) else { panic!("a complete result") };
+        assert_eq!(
+            serde_json::to_value(&result).expect("serialisable"),
+            json!({ "resultType": "complete", "content": [{ "type": "text", "text": "no" }], "isError": true })
+        );
     }
 }

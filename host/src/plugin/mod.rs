@@ -426,7 +426,7 @@ impl Plugin {
                 }
                 grants::limits::input_required_size(input)
             }
-            Outcome::Complete(result) => serde_json::to_vec(result).map(|v| v.len()).unwrap_or(0),
+            Outcome::Complete(result) => grants::limits::json_size(result),
         };
         self.limits.check_response_size(&self.name, size)?;
         Ok(outcome)

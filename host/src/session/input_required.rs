@@ -47,8 +47,11 @@ pub(super) struct Request<'a> {
     pub identity: &'a Arc<Identity>,
     pub method: &'a str,
     pub target: &'a str,
-    /// What the plugin's sealed state is bound to.
-    pub binding: StateBinding,
+    /// What the plugin's sealed state is bound to besides method, target and caller (see
+    /// [`StateBinding`], built only when a state is opened or sealed).
+    pub arguments: &'a Value,
+    /// Whether a peer serves the entry: only then does the call carry the caller's `_meta`.
+    pub forwarded: bool,
     pub input_responses: Option<InputResponses>,
     pub request_state: Option<&'a str>,
 }
@@ -158,15 +161,21 @@ impl Session {
         Response: From<T> + From<InputRequiredResult>,
         Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
     {
-        let Request { identity, method, target, binding, input_responses, request_state } = request;
+        let Request { identity, method, target, arguments, forwarded, input_responses, request_state } = request;
+        let binding = || StateBinding::new(method, target, identity, arguments);
         let client = client_support(cx);
-        let meta = self.forwardable_meta(cx, identity);
+        // A plugin is not shown the caller's `_meta`; building it for every call would cost
+        // a copy of the map per plugin call for nothing.
+        let meta = if forwarded { self.forwardable_meta(cx, identity) } else { serde_json::Map::new() };
         let held_target = format!("{method}\n{target}");
         let held = request_state.and_then(|sealed| self.open_held(&held_target, sealed, identity));
         let mut call_cx = CallContext {
             client,
             input_responses: input_responses.unwrap_or_default().into_iter().collect(),
-            state: if held.is_some() { None } else { self.open_state(&binding, request_state)? },
+            state: match (held, request_state) {
+                (None, Some(sealed)) => self.open_state(&binding(), sealed)?,
+                _ => None,
+            },
             events: None,
             meta: meta.clone(),
         };
@@ -221,7 +230,7 @@ impl Session {
                 for (key, request) in &input.requests {
                     requests.insert(key.clone(), mcp_input_request(request)?);
                 }
-                let state = self.shared.seal_state(&binding, &input.state)?;
+                let state = self.shared.seal_state(&binding(), &input.state)?;
                 return Ok(InputRequiredResult::new(Some(requests), Some(state)).into());
             }
             let answers = self.fulfil(cx, &input).await?;

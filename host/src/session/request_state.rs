@@ -50,16 +50,29 @@ impl StateBinding {
 /// retry that sends the same arguments in another key order still matches.
 pub(crate) fn arguments_digest(arguments: &Value) -> String {
     use sha2::Digest;
+    /// Writes JSON text straight into the hasher, so no scalar or key is copied to be hashed.
+    struct Fed<'a>(&'a mut sha2::Sha256);
+    impl std::io::Write for Fed<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
     fn feed(hasher: &mut sha2::Sha256, value: &Value) {
         match value {
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 hasher.update(b"{");
-                for key in keys {
-                    feed(hasher, &Value::String(key.clone()));
+                for (key, value) in entries {
+                    // A key is fed as the JSON string it is on the wire, like a string value.
+                    // Writing into a hasher cannot fail.
+                    let _ = serde_json::to_writer(Fed(hasher), key);
                     hasher.update(b":");
-                    feed(hasher, &map[key]);
+                    feed(hasher, value);
                     hasher.update(b",");
                 }
                 hasher.update(b"}");
@@ -72,12 +85,25 @@ pub(crate) fn arguments_digest(arguments: &Value) -> String {
                 }
                 hasher.update(b"]");
             }
-            scalar => hasher.update(scalar.to_string().as_bytes()),
+            scalar => {
+                let _ = serde_json::to_writer(Fed(hasher), scalar);
+            }
         }
     }
     let mut hasher = sha2::Sha256::new();
     feed(&mut hasher, arguments);
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    hex(&hasher.finalize())
+}
+
+/// Lowercase hexadecimal of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// What a held call's `requestState` is bound to: the request and the caller it holds a call
@@ -103,10 +129,7 @@ impl Shared {
 
 impl Session {
     /// Verify and open the `requestState` of an MRTR retry.
-    pub(super) fn open_state(&self, binding: &StateBinding, sealed: Option<&str>) -> Result<Option<String>, McpError> {
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
+    pub(super) fn open_state(&self, binding: &StateBinding, sealed: &str) -> Result<Option<String>, McpError> {
         self.shared.codec.open_json_with::<Option<String>>(sealed, &binding.0).map_err(|e| {
             McpError::invalid_params(
                 format!(
@@ -137,6 +160,18 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_arguments_digest_is_lowercase_hex_sha256() {
+        // The canonical text: keys sorted at every depth, each member and item followed by a
+        // comma, keys and scalars as compact JSON (escapes included).
+        use sha2::Digest;
+        let canonical = r#"{"a\"b":[1,"x\n",null,true,2.5,],"z":{"k":-3,},}"#;
+        let expected: String =
+            sha2::Sha256::digest(canonical.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        let arguments = json!({ "z": { "k": -3 }, "a\"b": [1, "x\n", null, true, 2.5] });
+        assert_eq!(arguments_digest(&arguments), expected);
+    }
 
     #[test]
     fn a_state_binding_covers_caller_and_arguments_in_any_key_order() {

@@ -17,10 +17,11 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
+use super::Session;
 use super::input_required::Request;
-use super::{Session, StateBinding};
 use crate::auth::Identity;
 use crate::auth::gate::{Consent, Permit, Use};
+use crate::catalog::{Owner, Route};
 use crate::plugin::{CallContext, CallError, Outcome};
 
 /// One request that uses an entry, as [`Session::serve`] takes it: what differs between the
@@ -54,7 +55,7 @@ impl Session {
     /// the owner's `call` (given the route and the request's arguments) through
     /// input-required, and audit the outcome. The answer is the method's own response type:
     /// a result, or an MRTR `InputRequiredResult`.
-    pub(super) async fn serve<R, T, Response, Fut>(
+    pub(super) async fn serve<R: Served, T, Response, Fut>(
         &self,
         cx: &RequestContext<RoleServer>,
         entry: EntryUse<'_, R>,
@@ -85,7 +86,8 @@ impl Session {
             identity,
             method,
             target: used.entry,
-            binding: StateBinding::new(method, used.entry, identity, &arguments),
+            arguments: &arguments,
+            forwarded: matches!(route.owner(), Owner::Peer(_)),
             input_responses,
             request_state: request_state.as_deref(),
         };
@@ -96,6 +98,23 @@ impl Session {
             });
         finish(permit, &outcome);
         outcome
+    }
+}
+
+/// What serves a use: a tool's or prompt's route, or a resource's owner.
+pub(super) trait Served {
+    fn owner(&self) -> &Owner;
+}
+
+impl Served for Route {
+    fn owner(&self) -> &Owner {
+        &self.owner
+    }
+}
+
+impl Served for Owner {
+    fn owner(&self) -> &Owner {
+        self
     }
 }
 

@@ -51,6 +51,8 @@ impl Host {
     /// is served (and clients told) as soon as it has loaded; `/health` reports what is
     /// still loading until each has loaded or failed.
     pub async fn launch(config: &HostConfig) -> anyhow::Result<Self> {
+        // Before the first load, so `/metrics` counts it.
+        crate::metrics::install();
         let mut host = Self::new(config)?;
         // Held from before the watcher starts until the first load has ended: a change seen
         // meanwhile is loaded by the pass that follows it, never lost or undone.

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub(crate) mod held;
+pub(crate) mod metrics;
 pub mod plugin;
 pub(crate) mod relay;
 pub mod scaffold;

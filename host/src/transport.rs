@@ -56,6 +56,7 @@ pub struct HttpOptions {
 /// Cancelling `streams` ends every SSE stream and session; `requests` tracks each POST until
 /// its response has been sent in full (an SSE reply included), so shutdown can wait for them.
 pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationToken, requests: TaskTracker) -> Router {
+    crate::metrics::install();
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from).to_vec();
     hosts.extend(options.allowed_hosts);
     let relay_hosts = hosts.clone();
@@ -79,7 +80,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     if let Some(gate) = &options.gate {
         tokio::spawn(sessions::forget_ended_sessions(gate.clone(), manager.clone(), every, streams.child_token()));
     }
-    let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager, config);
+    let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager.clone(), config);
     let relay = Arc::new(RelayLayer::new(shared.clone(), &relay_hosts));
     // The layers of `/mcp`, outermost first: the bearer token (with `[auth]`; a request without
     // a valid one is answered before its body is read), the account of requests and sessions,
@@ -107,7 +108,8 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     mcp.merge(
         Router::new()
             .route("/health", get(health))
-            .with_state(Arc::new(Health { shared, gate, relay }))
+            .route("/metrics", get(metrics))
+            .with_state(Arc::new(Health { shared, gate, relay, sessions: manager }))
             .layer(from_fn_with_state(rebinding, rebinding::guard)),
     )
 }
@@ -128,6 +130,7 @@ struct Health {
     shared: Arc<Shared>,
     gate: Option<Arc<Gate>>,
     relay: Arc<RelayLayer>,
+    sessions: Arc<sessions::HostSessions>,
 }
 
 /// `GET /health`. With `[auth]`, a caller without a valid token (a liveness probe, say) gets
@@ -170,6 +173,36 @@ async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMa
         "peers": { "up": up, "down": down },
         "relay": health.relay.counts(),
     }))
+}
+
+/// `GET /metrics`: OpenMetrics text for Prometheus. With `[auth]`, only for a caller with a
+/// valid token (a scrape job sends one as its `authorization` credentials): the names of
+/// plugins and peers are not for anyone who can reach the port.
+async fn metrics(State(health): State<Arc<Health>>, headers: axum::http::HeaderMap) -> Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    if let Some(gate) = &health.gate
+        && gate.caller(&headers).is_none()
+    {
+        crate::metrics::denied("token");
+        let body = json!({ "error": "GET /metrics needs a valid bearer token when [auth] is configured" });
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], axum::Json(body)).into_response();
+    }
+    let shared = &health.shared;
+    let peers = shared.federation.up_by_name();
+    let snapshot = crate::metrics::Snapshot {
+        sessions_open: health.sessions.open(),
+        plugins_loaded: shared.catalog.plugins().len(),
+        plugins_failed: shared.catalog.failures().len(),
+        peers: &peers,
+    };
+    match crate::metrics::encode(&snapshot) {
+        Some(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        None => {
+            let body = json!({ "error": "another metrics recorder was installed in this process before the host's" });
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+    }
 }
 
 /// Serve HTTP on `listener` until `shutdown` is cancelled.

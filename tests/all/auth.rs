@@ -862,7 +862,8 @@ async fn metadata_and_health_refuse_a_foreign_host_or_origin() {
     let token = host.token(json!({}));
     let http = reqwest::Client::new();
     let base = format!("http://{}", host.server.address);
-    let routes = ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp", "/health"];
+    let routes =
+        ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp", "/health", "/metrics"];
     for route in routes {
         let own = http.get(format!("{base}{route}")).bearer_auth(&token).send().await.expect("answers");
         assert_eq!(own.status(), StatusCode::OK, "{route}");
@@ -878,6 +879,16 @@ async fn metadata_and_health_refuse_a_foreign_host_or_origin() {
             let body = refused.text().await.unwrap_or_default();
             assert!(!body.contains("authorization_servers") && !body.contains("plugins"), "{route}: {body}");
         }
+    }
+    // With [auth], /metrics names plugins and peers only to a caller with a valid token.
+    for token in [None, Some("not-a-jwt")] {
+        let mut request = http.get(format!("{base}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let refused = request.send().await.expect("answers");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "/metrics with {token:?}");
+        assert!(!refused.text().await.unwrap_or_default().contains("fedmcp_"), "/metrics with {token:?}");
     }
 }
 

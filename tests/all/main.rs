@@ -13,6 +13,7 @@ mod clients;
 mod conformance;
 mod federation;
 mod languages;
+mod metrics;
 mod reload;
 mod sandbox;
 mod scaffold;

@@ -144,14 +144,41 @@ fn c_toolchain(install: bool) -> Result<String, String> {
         return Err(advice);
     }
     println!("installing the C toolchain: apt-get install {}", C_PACKAGES.join(" "));
-    let quiet = |args: &[&str]| run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"));
-    let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install_args.extend(C_PACKAGES);
-    if quiet(&install_args).is_err() {
-        quiet(&["update", "-q"]).map_err(|e| format!("{e}\n{advice}"))?;
-        quiet(&install_args).map_err(|e| format!("{e}\n{advice}"))?;
-    }
+    apt_install(&C_PACKAGES).map_err(|e| format!("{e}\n{advice}"))?;
     found().ok_or(advice)
+}
+
+/// `apt-get install` of Debian `packages`, updating the package lists once if that fails.
+/// Installers run on several threads: each waits for dpkg's lock rather than failing on it.
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let quiet = |args: &[&str]| {
+        run(Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install_args.extend(packages);
+    if quiet(&install_args).is_err() {
+        quiet(&["update", "-q"])?;
+        quiet(&install_args)?;
+    }
+    Ok(())
+}
+
+/// The real servers the tests run (Prometheus and promtool, for `/metrics`), from Debian's
+/// packages when missing.
+fn install_test_servers() -> Result<(), String> {
+    let present = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if present("prometheus") && present("promtool") {
+        return Ok(());
+    }
+    let advice = "the /metrics tests need Prometheus and promtool (Debian 12: apt install prometheus)";
+    if Command::new("apt-get").arg("--version").output().is_err() {
+        return Err(advice.to_owned());
+    }
+    println!("installing the test servers: apt-get install prometheus");
+    apt_install(&["prometheus"]).map_err(|e| format!("{e}\n{advice}"))
 }
 
 /// A fresh temporary folder under the build's target folder.
@@ -317,7 +344,8 @@ fn install_test_clients() -> Result<(), String> {
     if !installed {
         run(Command::new("npm").current_dir(&tests).args(["ci", "--no-audit", "--no-fund"]))?;
     }
-    install_python_client()
+    install_python_client()?;
+    install_test_servers()
 }
 
 /// The official MCP Python SDK, in a virtual environment under tests/.

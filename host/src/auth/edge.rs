@@ -327,6 +327,7 @@ pub(crate) async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Req
             if let Some(session) = &session
                 && let Err(reason) = gate.sessions.session_use(session, &owner)
             {
+                crate::metrics::denied("session_owner");
                 gate.audit.record(Record {
                     identity: Some(&identity),
                     method: request.method().as_str(),
@@ -354,6 +355,7 @@ pub(crate) async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Req
             response
         }
         Err(error) => {
+            crate::metrics::denied("token");
             gate.audit.record(Record {
                 identity: None,
                 method: request.method().as_str(),

@@ -119,7 +119,8 @@ impl Guard {
     }
 
     fn judge(&self, identity: &Arc<Identity>, used: &Use<'_>, entries: &[(&str, &str)]) -> Result<Permit, McpError> {
-        let refuse = |entry: &str, message: String, error: McpError| {
+        let refuse = |entry: &str, reason: &'static str, message: String, error: McpError| {
+            crate::metrics::refused(used.method.as_str(), reason);
             self.audit.record(Record {
                 identity: Some(identity),
                 method: used.method.as_str(),
@@ -134,7 +135,7 @@ impl Guard {
             if !identity.allows(used.kind, grant_name) {
                 let message = super::edge::denied_message(identity, used.kind, grant_name);
                 let data = json!({ "required_scope": used.kind.scope_for(grant_name) });
-                return refuse(entry, message.clone(), McpError::invalid_request(message, Some(data)));
+                return refuse(entry, "grant", message.clone(), McpError::invalid_request(message, Some(data)));
             }
         }
         if let Some(limiter) = &self.limits
@@ -148,7 +149,7 @@ impl Guard {
             );
             let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
             let error = McpError::new(rmcp::model::ErrorCode(RATE_LIMITED), message.clone(), Some(data));
-            return refuse(used.entry, message, error);
+            return refuse(used.entry, "rate_limit", message, error);
         }
         let consent = match used.method {
             Method::CallTool => match self.consent.policy_for(used.entry, used.annotations) {
@@ -157,7 +158,7 @@ impl Guard {
                 Policy::Deny => {
                     let message = format!("the host's consent policy denies {}", used.entry);
                     let error = McpError::invalid_request(message.clone(), Some(json!({ "tool": used.entry })));
-                    return refuse(used.entry, message, error);
+                    return refuse(used.entry, "consent_policy", message, error);
                 }
             },
             _ => Consent::NotNeeded,
@@ -206,6 +207,7 @@ impl Permit {
         if accepted {
             return Ok(());
         }
+        crate::metrics::denied("consent_declined");
         self.record(None);
         let message = format!("the user did not allow {} to run", self.entry);
         Err(McpError::invalid_request(message, Some(json!({ "tool": self.entry }))))
@@ -229,6 +231,7 @@ impl Permit {
         let message =
             format!("{} runs only with the user's consent, and this client cannot be asked ({why})", self.entry);
         self.decision = Decision::Denied(message.clone());
+        crate::metrics::denied("cannot_ask");
         self.record(None);
         McpError::invalid_request(message, Some(json!({ "tool": self.entry })))
     }
@@ -243,6 +246,7 @@ impl Permit {
             return;
         }
         let duration = outcome.as_ref().map(|_| self.started.elapsed());
+        crate::metrics::use_ended(self.method.as_str(), outcome.as_deref());
         self.audit.record(Record {
             identity: Some(&self.identity),
             method: self.method.as_str(),

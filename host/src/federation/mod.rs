@@ -66,6 +66,11 @@ impl Federation {
         (up, down)
     }
 
+    /// Each peer's name and whether it is connected, for `/metrics`.
+    pub(crate) fn up_by_name(&self) -> Vec<(String, bool)> {
+        self.peers.iter().map(|peer| (peer.name().to_owned(), peer.health().0)).collect()
+    }
+
     /// Connect the peers configured to connect at first use, and give them a moment, so
     /// that the first list a client asks for already holds their entries.
     pub(crate) async fn wake(&self) {

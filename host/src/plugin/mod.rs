@@ -195,6 +195,19 @@ impl PluginRuntime {
 
     /// Compile, link and validate `wasm_path` (with its manifest beside it, if any).
     pub async fn load(self: &Arc<Self>, wasm_path: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let mut cached = None;
+        let loaded = self.load_counting(wasm_path, &mut cached).await;
+        crate::metrics::plugin_loaded(loaded.is_ok(), cached);
+        loaded
+    }
+
+    /// [`PluginRuntime::load`], telling `cached` whether the compile cache had the component
+    /// (left `None` when no cache was asked).
+    async fn load_counting(
+        self: &Arc<Self>,
+        wasm_path: &Path,
+        cached_out: &mut Option<bool>,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let shown = wasm_path.display().to_string();
         let name = wasm_path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned();
         let manifest_path = wasm_path.with_extension("toml");
@@ -240,6 +253,11 @@ impl PluginRuntime {
             cache::FileError::Read(source) => LoadError::Read { path: shown.clone(), source },
             cache::FileError::Compile(e) => LoadError::Compile { path: shown.clone(), reason: format!("{e:#}") },
         })?;
+        *cached_out = match cached {
+            cache::CacheOutcome::Hit => Some(true),
+            cache::CacheOutcome::Compiled => Some(false),
+            cache::CacheOutcome::Uncached => None,
+        };
         tracing::debug!(plugin = %name, ?cached, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
         let pre = self
             .linker
@@ -372,7 +390,9 @@ impl Plugin {
         // socket or HTTP origin that never answers) runs no code to interrupt, so the wait
         // itself is bounded too. Dropping the call's future mid-way is safe: the store goes next.
         let running = async {
+            let started = std::time::Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            crate::metrics::instantiated(started.elapsed());
             f(&mut store, &instance).await
         };
         let outcome = tokio::time::timeout(self.limits.timeout, running).await;
@@ -387,6 +407,7 @@ impl Plugin {
         let spent = store.data().budget_spent();
         drop(store);
         if spent.dropped > 0 {
+            crate::metrics::events_dropped(spent.dropped);
             let (method, target) = call;
             tracing::warn!(plugin = %self.name, %method, %target, dropped = spent.dropped,
                 dropped_bytes = spent.dropped_bytes, max_events = self.limits.max_events,

@@ -59,6 +59,7 @@ impl Session {
             "message": consent::question(tool, &sent.arguments),
             "requestedSchema": { "type": "object", "properties": {} },
         }));
+        crate::metrics::consent_asked();
         if is_stateless(cx) {
             let state = self.shared.seal_state(&binding, &None)?;
             let mut requests = InputRequests::new();

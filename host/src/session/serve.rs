@@ -91,11 +91,18 @@ impl Session {
             input_responses,
             request_state: request_state.as_deref(),
         };
-        let outcome =
-            self.with_input(cx, request, |c| call(route, &arguments, c)).await.map_err(|error| match &not_found {
-                Some(replacement) if error.code == ErrorCode::RESOURCE_NOT_FOUND => replacement.clone(),
-                _ => error,
-            });
+        let started = std::time::Instant::now();
+        let owner = route.owner();
+        let owner_kind = match owner {
+            Owner::Plugin(_) => "plugin",
+            Owner::Peer(_) => "peer",
+        };
+        let outcome = self.with_input(cx, request, |c| call(route, &arguments, c)).await;
+        crate::metrics::served(used.method.as_str(), owner_kind, owner.name(), started.elapsed());
+        let outcome = outcome.map_err(|error| match &not_found {
+            Some(replacement) if error.code == ErrorCode::RESOURCE_NOT_FOUND => replacement.clone(),
+            _ => error,
+        });
         finish(permit, &outcome);
         outcome
     }

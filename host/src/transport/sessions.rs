@@ -92,6 +92,11 @@ impl HostSessions {
         Self { local, uses: Arc::default() }
     }
 
+    /// How many sessions are open.
+    pub(super) fn open(&self) -> usize {
+        self.uses.lock().map(|uses| uses.len()).unwrap_or(0)
+    }
+
     fn used(&self, id: &SessionId) {
         if let Ok(mut uses) = self.uses.lock()
             && let Some(session) = uses.get_mut(id)

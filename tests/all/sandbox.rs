@@ -1,6 +1,6 @@
 //! The sandbox holds under attack: a hostile plugin tries what it was not granted and fails
 //! with a clear error while the host keeps serving; granted, the same plugin succeeds; two
-//! calls never share memory.
+//! calls never share memory, neither at once nor one after the other in a reused slot.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -244,6 +244,41 @@ async fn concurrent_calls_never_see_each_others_memory() {
     for _ in 0..2 {
         let counted = client.call("hostile__count_calls", json!({})).await;
         assert_eq!(counted.as_ref().map(text), Ok("1"), "a fresh instance serves every call: {counted:?}");
+    }
+}
+
+/// Every call's instance reuses a pooled slot whose memory the previous instance wrote: the
+/// slot's reset (PAGEMAP_SCAN finds the dirty pages and rewrites them; the rest is decommitted)
+/// must leave none of it. `mark_pages` dirties 64 separate runs of pages, more than the 32
+/// regions one scan records, so a reset that stopped after one scan's worth of regions without
+/// decommitting the rest would let the marks through to the next call (seen: 34 of the 64
+/// marks came back). Each mark is checked for by several calls: a call's instance may still be
+/// in its slot when the next call starts, which then takes another slot.
+#[tokio::test]
+async fn a_call_never_sees_pages_an_earlier_call_wrote() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture.plugins());
+    let client = StatelessClient::new(&server);
+    for round in 0..3 {
+        let marked = client.call("hostile__mark_pages", json!({})).await;
+        let marked: Value = serde_json::from_str(text(&marked.expect("mark_pages succeeds"))).expect("JSON");
+        assert_eq!(marked["pages"], 64, "{marked}");
+        let marked_to = marked["marked_to"].as_u64().expect("marked_to");
+        for check in 0..3 {
+            let checked = client.call("hostile__find_marked_pages", json!({})).await;
+            let checked: Value =
+                serde_json::from_str(text(&checked.expect("find_marked_pages succeeds"))).expect("JSON");
+            let scanned_to = checked["scanned_to"].as_u64().expect("scanned_to");
+            assert!(
+                scanned_to >= marked_to,
+                "round {round}, check {check}: the scan stops short of the marks: {checked}"
+            );
+            assert_eq!(
+                checked["found"],
+                json!([]),
+                "round {round}, check {check}: marks of an earlier call: {checked}"
+            );
+        }
     }
 }
 

@@ -124,6 +124,60 @@ fn lookup(name: &str) -> Result<String, Error> {
     Ok(found.join(", "))
 }
 
+/// Written by `mark_pages` at the start of each page it marks; `find_marked_pages` looks for it.
+/// Only ever an immediate in the code, never stored in linear memory except by `mark_pages`.
+const PAGE_MARKER: u64 = 0x4d41_524b_4544_2166;
+/// A WebAssembly page (64 KiB). Marking the first bytes of each of `MARKED_PAGES` fresh wasm
+/// pages dirties that many host pages (4 KiB) with clean pages between them: as many separate
+/// dirty runs, more than the 32 regions one PAGEMAP_SCAN of wasmtime's slot reset records.
+const WASM_PAGE: usize = 64 << 10;
+const MARKED_PAGES: usize = 64;
+/// The host page size the scan steps by (markers sit at wasm-page starts, which are host-page
+/// starts too).
+const HOST_PAGE: usize = 4 << 10;
+
+/// Grow linear memory by `pages` wasm pages; the byte address where the new pages start.
+fn grow_memory(pages: usize) -> Result<usize, Error> {
+    let previous = core::arch::wasm32::memory_grow(0, pages);
+    if previous == usize::MAX {
+        return Err(Error::internal(format!("growing memory by {pages} pages failed")));
+    }
+    Ok(previous * WASM_PAGE)
+}
+
+/// Write `PAGE_MARKER` at the start of `MARKED_PAGES` newly grown, 64 KiB apart pages.
+fn mark_pages() -> Result<String, Error> {
+    let from = grow_memory(MARKED_PAGES)?;
+    for page in 0..MARKED_PAGES {
+        let address = from + page * WASM_PAGE;
+        // SAFETY: the pages were just added to linear memory by `grow_memory` and nothing else
+        // (the allocator included) knows of them; `address` is 8-byte aligned and not null.
+        unsafe { core::ptr::write_volatile(address as *mut u64, PAGE_MARKER) };
+    }
+    let to = from + MARKED_PAGES * WASM_PAGE;
+    Ok(serde_json::json!({ "marked_from": from, "marked_to": to, "pages": MARKED_PAGES }).to_string())
+}
+
+/// Grow memory by twice what `mark_pages` grows (so this instance's memory reaches past where
+/// an earlier instance of the same slot marked, even if its heap grew a little differently),
+/// then read every host page of linear memory for `PAGE_MARKER`.
+fn find_marked_pages() -> Result<String, Error> {
+    let grown_from = grow_memory(2 * MARKED_PAGES)?;
+    let scanned_to = grown_from + 2 * MARKED_PAGES * WASM_PAGE;
+    let mut found = Vec::new();
+    // Address 0 is skipped: it is never marked (the first grown page is past the module's own
+    // memory), and Rust may not read through a null pointer.
+    for address in (HOST_PAGE..scanned_to).step_by(HOST_PAGE) {
+        // SAFETY: `address` lies inside linear memory (below its current size) and is 8-byte
+        // aligned; a volatile read of plain bytes is valid whatever they hold.
+        let word = unsafe { core::ptr::read_volatile(address as *const u64) };
+        if word == PAGE_MARKER {
+            found.push(address);
+        }
+    }
+    Ok(serde_json::json!({ "scanned_to": scanned_to, "found": found }).to_string())
+}
+
 struct Hostile;
 
 impl Plugin for Hostile {
@@ -211,6 +265,16 @@ impl Plugin for Hostile {
                 }
                 Ok(format!("sent {} progress and {} list-changed events", a.count, a.count))
             },
+        );
+        tools.add(
+            "mark_pages",
+            "Grow memory and write a marker into 64 widely separated pages (as many separate dirty runs)",
+            |_: Nothing, _cx| mark_pages(),
+        );
+        tools.add(
+            "find_marked_pages",
+            "Grow memory and report every page that holds the marker mark_pages writes",
+            |_: Nothing, _cx| find_marked_pages(),
         );
         tools.add("count_calls", "Count the calls this instance has served", |_: Nothing, _cx| {
             let n = CALLS.with(|c| {

@@ -17,3 +17,4 @@ mod reload;
 mod sandbox;
 mod scaffold;
 mod start;
+mod tasks;

@@ -214,7 +214,7 @@ async fn main() {
     let federation = Arc::new(fedmcp::federation::Federation::start(&[], "bench", 8, None));
     let guard = fedmcp::auth::Guard::permissive();
     let audit = guard.audit.clone();
-    let shared = Shared::new(catalog, federation, vec![7; 32], None, guard);
+    let shared = Shared::new(catalog, federation, vec![7; 32], None, guard, Default::default());
     let wasm_url =
         serve(transport::router(shared.clone(), http_options(None), CancellationToken::new(), TaskTracker::new()))
             .await;

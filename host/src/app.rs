@@ -121,7 +121,7 @@ impl Host {
             local: Arc::new(config.local_user.clone()),
             requires_token: config.auth.is_some(),
         };
-        let shared = Shared::new(catalog, federation, config.state_key(), None, guard);
+        let shared = Shared::new(catalog, federation, config.state_key(), None, guard, config.runtime.tasks);
         Ok(Self {
             shared,
             runtime,
@@ -195,7 +195,7 @@ impl Host {
             calls.clone(),
         );
         let drain = {
-            let (shutdown, streams) = (shutdown.clone(), streams.clone());
+            let (shutdown, streams, shared) = (shutdown.clone(), streams.clone(), self.shared.clone());
             tokio::spawn(async move {
                 shutdown.cancelled().await;
                 calls.close();
@@ -209,6 +209,12 @@ impl Host {
                         grace_s = grace.as_secs(),
                         "requests still in flight; closing them"
                     );
+                }
+                // Tasks outlive requests: those still open end failed, their calls stopped and
+                // their audit lines written.
+                let open = shared.fail_open_tasks();
+                if open > 0 {
+                    tracing::info!(tasks = open, "shutting down: open tasks failed");
                 }
                 streams.cancel();
             })

@@ -131,6 +131,8 @@ pub struct Route {
     pub annotations: Option<rmcp::model::ToolAnnotations>,
     /// A tool's input schema asks for some arguments in `Mcp-Param-*` headers (SEP-2243).
     pub param_headers: bool,
+    /// How a plugin's tool runs as an MCP task (its manifest's `[tasks]`); `None`: never.
+    pub(crate) task: Option<crate::plugin::manifest::TaskDeclaration>,
 }
 
 #[derive(Default)]
@@ -335,6 +337,17 @@ impl Catalog {
 
     pub fn tool(&self, name: &str) -> Option<Route> {
         self.current().tool_routes.get(name).cloned()
+    }
+
+    /// The listed definition of a tool whose input schema asks for `Mcp-Param-*` headers
+    /// (SEP-2243), for rmcp to check a request's headers against; `None` for any other tool,
+    /// whose requests carry no such headers to check.
+    pub(crate) fn tool_with_param_headers(&self, name: &str) -> Option<Tool> {
+        let snapshot = self.current();
+        if !snapshot.tool_routes.get(name)?.param_headers {
+            return None;
+        }
+        snapshot.tools.iter().find(|tool| tool.name == name).cloned()
     }
 
     pub(crate) fn prompt(&self, name: &str) -> Option<Route> {

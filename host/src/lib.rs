@@ -19,6 +19,7 @@ pub mod plugin;
 pub(crate) mod relay;
 pub mod scaffold;
 pub mod session;
+pub mod tasks;
 pub mod tls;
 pub mod transport;
 

@@ -1109,3 +1109,45 @@ async fn a_resource_uri_cannot_climb_out_of_its_grant() {
         assert!(message.contains("dot-segment") || message.contains("encoded path separator"), "{climbing}: {refused}");
     }
 }
+
+/// A task is its creator's: another identity's `tasks/get`, `tasks/update` and `tasks/cancel`
+/// of it are answered exactly as those of an id that does not exist, and leave it alone.
+#[tokio::test]
+async fn a_task_is_unknown_to_every_identity_but_its_creators() {
+    let host = Protected::start("");
+    let alice = StatelessClient {
+        token: Some(host.token(json!({ "sub": "alice" }))),
+        ..crate::tasks::tasks_client(&host.server)
+    };
+    let bob = StatelessClient {
+        token: Some(host.token(json!({ "sub": "bob" }))),
+        ..crate::tasks::tasks_client(&host.server)
+    };
+    let task = crate::tasks::start_task(&alice, "confirm_delete", json!({ "filename": "alice.txt" })).await;
+    let answers = json!({ "confirm": { "action": "accept", "content": { "confirm": true } } });
+    for (method, params) in [
+        ("tasks/get", json!({ "taskId": task })),
+        ("tasks/update", json!({ "taskId": task, "inputResponses": answers })),
+        ("tasks/cancel", json!({ "taskId": task })),
+    ] {
+        let (_, reply) = bob.request(method, params).await;
+        assert_eq!(reply["error"]["code"], -32602, "{method}: {reply}");
+        assert_eq!(reply["error"]["message"], format!("unknown task: {task}"), "{method}: {reply}");
+    }
+    let (_, none) = bob.request("tasks/get", json!({ "taskId": "no-such-task" })).await;
+    assert_eq!(none["error"]["message"], "unknown task: no-such-task", "{none}");
+    // Alice's task was neither answered nor cancelled by Bob.
+    support::eventually("alice's task asks its question", Duration::from_secs(20), async || {
+        let (_, reply) = alice.request("tasks/get", json!({ "taskId": task })).await;
+        reply["result"]["status"] == "input_required"
+    })
+    .await;
+    // Alice's polls are uses of the task's tool, audited as such; Bob's left no trace of it.
+    let audit = host.audit();
+    let polled = |sub: &str| {
+        audit
+            .iter()
+            .any(|l| l["identity"]["sub"] == sub && l["method"] == "tasks/get" && l["entry"] == "confirm_delete")
+    };
+    assert!(polled("alice") && !polled("bob"), "{audit:?}");
+}

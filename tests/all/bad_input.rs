@@ -198,3 +198,44 @@ async fn health_refuses_a_foreign_host_or_origin_as_mcp_does() {
     let local = http.get(&health).header("origin", "http://localhost:3000").send().await.expect("/health answers");
     assert_eq!(local.status(), StatusCode::OK);
 }
+
+/// SEP-2243: a tool argument its schema marks with `x-mcp-header` must come in its
+/// `Mcp-Param-*` header too (plain or `=?base64?...?=`), equal to the argument; otherwise the
+/// request is refused with HTTP 400 and -32020 before the tool runs.
+#[tokio::test]
+async fn mcp_param_headers_must_match_the_arguments_they_mirror() {
+    let server = Server::start(&example_plugins());
+    let client = Client::new(&server);
+    let call = |header: Option<&str>| {
+        let meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "test_param_header", "arguments": { "region": "eu-west" }, "_meta": meta } });
+        let mut request = client
+            .post()
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "test_param_header");
+        if let Some(value) = header {
+            request = request.header("mcp-param-region", value);
+        }
+        request.body(body.to_string())
+    };
+    for (case, header) in [("plain", "eu-west"), ("Base64", "=?base64?ZXUtd2VzdA==?=")] {
+        let (status, reply) = client.raw(call(Some(header))).await;
+        assert_eq!(status, StatusCode::OK, "{case}: {reply}");
+        assert_eq!(reply["result"]["content"][0]["text"], "Region: eu-west", "{case}: {reply}");
+    }
+    for (case, header) in [
+        ("another value", Some("us-east")),
+        ("invalid Base64", Some("=?base64?ZXUtd2VzdA?=")),
+        ("no header for a given argument", None),
+    ] {
+        let (status, reply) = client.raw(call(header)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {reply}");
+        assert_eq!(error_code(&reply), Some(-32020), "{case}: {reply}");
+    }
+    client.still_serving().await;
+}

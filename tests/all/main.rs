@@ -18,3 +18,4 @@ mod reload;
 mod sandbox;
 mod scaffold;
 mod start;
+mod tasks;

@@ -60,8 +60,9 @@ pub(crate) fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// Run the official conformance suite's scored scenarios of `requirements` against `url`.
-pub(crate) fn run_conformance(url: &str, requirements: &str) {
+/// Run the official conformance suite's scored scenarios of `requirements` against `url`;
+/// its summary (every scenario it ran, scored or not).
+pub(crate) fn run_conformance(url: &str, requirements: &str) -> String {
     let cli = node_package_bin("@modelcontextprotocol/conformance/dist/index.js");
     let work = tempfile::tempdir().expect("a temporary folder for results");
     let output = Command::new(node())
@@ -78,6 +79,16 @@ pub(crate) fn run_conformance(url: &str, requirements: &str) {
         "conformance --requirements {requirements} against {url} failed:\n{summary}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    summary.to_owned()
+}
+
+/// The scenarios a conformance summary lists as failing (`✗ name: ...`), scored or not.
+pub(crate) fn failing_scenarios(summary: &str) -> Vec<&str> {
+    summary
+        .lines()
+        .filter_map(|line| line.strip_prefix("✗ "))
+        .map(|rest| rest.split(':').next().unwrap_or(rest))
+        .collect()
 }
 
 /// A running `fedmcp serve`; killed when dropped.
@@ -324,7 +335,9 @@ impl StatelessClient {
         }
         params["_meta"] = meta;
         let mut request = self.post().header("mcp-protocol-version", "2026-07-28").header("mcp-method", method);
-        if let Some(name) = params.get("name").or_else(|| params.get("uri")).and_then(serde_json::Value::as_str) {
+        // What SEP-2243 (and SEP-2663 for `tasks/*`) mirrors into `Mcp-Name`.
+        let name = params.get("name").or_else(|| params.get("uri")).or_else(|| params.get("taskId"));
+        if let Some(name) = name.and_then(serde_json::Value::as_str) {
             request = request.header("mcp-name", name);
         }
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params });

@@ -34,6 +34,10 @@ pub(crate) enum Method {
     Complete,
     Subscribe,
     Listen,
+    /// `tasks/get`, `tasks/update`, `tasks/cancel`: uses of the tool whose task they name.
+    GetTask,
+    UpdateTask,
+    CancelTask,
 }
 
 impl Method {
@@ -45,6 +49,9 @@ impl Method {
             Self::Complete => "completion/complete",
             Self::Subscribe => "resources/subscribe",
             Self::Listen => "subscriptions/listen",
+            Self::GetTask => "tasks/get",
+            Self::UpdateTask => "tasks/update",
+            Self::CancelTask => "tasks/cancel",
         }
     }
 }

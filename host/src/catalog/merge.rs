@@ -98,8 +98,13 @@ pub(super) fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntri
             loops::stamp(&mut tool.meta, host_id);
             let annotations = tool.annotations.clone();
             let param_headers = mentions_param_headers(&tool.input_schema);
+            // Only a plugin's tools run as tasks here: a peer's task would need forwarding.
+            let task = match owner {
+                Owner::Plugin(plugin) => plugin.manifest.tasks.get(&local_name).copied(),
+                Owner::Peer(_) => None,
+            };
             snapshot.tools.push(tool);
-            let route = Route { owner: owner.clone(), local_name, annotations, param_headers };
+            let route = Route { owner: owner.clone(), local_name, annotations, param_headers, task };
             snapshot.tool_routes.insert(exposed, route);
         }
         for prompt in entries.prompts {
@@ -115,7 +120,7 @@ pub(super) fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntri
             let local_name = std::mem::replace(&mut prompt.name, exposed.clone());
             loops::stamp(&mut prompt.meta, host_id);
             snapshot.prompts.push(prompt);
-            let route = Route { owner: owner.clone(), local_name, annotations: None, param_headers: false };
+            let route = Route { owner: owner.clone(), local_name, annotations: None, param_headers: false, task: None };
             snapshot.prompt_routes.insert(exposed, route);
         }
         for resource in entries.resources {

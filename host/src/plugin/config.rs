@@ -29,6 +29,9 @@ pub(crate) struct RawPluginDefaults {
     allow_private_networks: Option<bool>,
     max_events: Option<u64>,
     max_event_kb: Option<u64>,
+    task_ttl_secs: Option<u64>,
+    max_tasks_per_identity: Option<u64>,
+    max_tasks: Option<u64>,
 }
 
 impl RawPluginDefaults {
@@ -66,6 +69,27 @@ impl RawPluginDefaults {
                 }
                 *slot = value;
             }
+        }
+        // A task keeps its result in memory until its TTL: the bounds keep that within reason.
+        if let Some(secs) = self.task_ttl_secs {
+            if !(1..=86_400).contains(&secs) {
+                return Err(FieldError::new("task_ttl_secs", format!("{secs} is out of range (1 to 86400)")));
+            }
+            runtime.tasks.ttl = std::time::Duration::from_secs(secs);
+        }
+        for (field, value, slot) in [
+            ("max_tasks_per_identity", self.max_tasks_per_identity, &mut runtime.tasks.per_identity),
+            ("max_tasks", self.max_tasks, &mut runtime.tasks.total),
+        ] {
+            if let Some(value) = value {
+                *slot = usize::try_from(value)
+                    .ok()
+                    .filter(|v| (1..=100_000).contains(v))
+                    .ok_or_else(|| FieldError::new(field, format!("{value} is out of range (1 to 100000)")))?;
+            }
+        }
+        if runtime.tasks.per_identity > runtime.tasks.total {
+            return Err(FieldError::new("max_tasks_per_identity", "larger than plugins.max_tasks"));
         }
         if let Some(dir) = self.cache_dir {
             // An empty path turns the cache off.
@@ -106,6 +130,15 @@ mod tests {
         assert_eq!((runtime.max_events, runtime.max_event_kb, runtime.allow_private_networks), (50, 8, true));
         let default = parse("").unwrap();
         assert_eq!((default.max_events, default.max_event_kb, default.allow_private_networks), (1_000, 1_024, false));
+    }
+
+    #[test]
+    fn task_limits_are_read_and_checked() {
+        let runtime = parse("task_ttl_secs = 60\nmax_tasks_per_identity = 2\nmax_tasks = 10").unwrap();
+        assert_eq!(runtime.tasks.ttl, std::time::Duration::from_secs(60));
+        assert_eq!((runtime.tasks.per_identity, runtime.tasks.total), (2, 10));
+        assert_eq!(parse("max_tasks = 0").unwrap_err().field, "max_tasks");
+        assert_eq!(parse("max_tasks_per_identity = 20\nmax_tasks = 10").unwrap_err().field, "max_tasks_per_identity");
     }
 
     #[test]

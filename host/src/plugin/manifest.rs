@@ -1,10 +1,11 @@
 //! `plugins/<name>.toml`: what a plugin is called in the catalog and what it is granted.
-//! This module keeps the manifest's shape (`namespace`, `description`, `[capabilities]`);
+//! This module keeps the manifest's shape (`namespace`, `description`, `[capabilities]`, `[tasks]`);
 //! each capability under `[capabilities]` is its own module in [`super::grants`].
 //!
 //! Deny by default: without a manifest (or with an empty one) a plugin gets no files, no
 //! environment, no network, no client round-trips, and the host's default limits.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -41,6 +42,53 @@ pub struct Manifest {
     pub(crate) namespace: Option<String>,
     /// What `[capabilities]` grants.
     pub(crate) grants: Grants,
+    /// The tools `[tasks]` declares may (or must) run as MCP tasks, by their name in the plugin.
+    pub(crate) tasks: BTreeMap<String, TaskDeclaration>,
+}
+
+/// How a tool runs as an MCP task (SEP-2663, `io.modelcontextprotocol/tasks`), as the
+/// manifest's `[tasks]` declares it. A tool not named there never runs as a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskDeclaration {
+    /// Only as a task: a client that did not declare the tasks extension is refused (-32021).
+    pub(crate) required: bool,
+    /// Its input-required rounds are answered inline (MRTR) while the request brings no
+    /// answers; the request that brings them starts the task.
+    pub(crate) input_first: bool,
+}
+
+/// `[tasks]` as written: lists of the plugin's own tool names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTasks {
+    #[serde(default)]
+    optional: Vec<String>,
+    #[serde(default)]
+    required: Vec<String>,
+    #[serde(default)]
+    input_first: Vec<String>,
+}
+
+impl RawTasks {
+    fn parse(self) -> Result<BTreeMap<String, TaskDeclaration>, String> {
+        let mut tasks = BTreeMap::new();
+        for (list, required) in [(self.optional, false), (self.required, true)] {
+            for name in list {
+                if tasks.insert(name.clone(), TaskDeclaration { required, input_first: false }).is_some() {
+                    return Err(format!("tasks: tool {name:?} is named twice (in optional and required)"));
+                }
+            }
+        }
+        for name in self.input_first {
+            let Some(declaration) = tasks.get_mut(&name) else {
+                return Err(format!(
+                    "tasks.input_first: tool {name:?} is in neither tasks.optional nor tasks.required"
+                ));
+            };
+            declaration.input_first = true;
+        }
+        Ok(tasks)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +98,8 @@ struct RawManifest {
     description: Option<String>,
     #[serde(default)]
     capabilities: RawCapabilities,
+    #[serde(default)]
+    tasks: RawTasks,
 }
 
 /// A manifest that cannot be used, with the file and the reason.
@@ -93,12 +143,18 @@ impl Manifest {
             }
         }
         let grants = Grants::parse(raw.capabilities, base)?;
-        Ok(Self { namespace: raw.namespace, grants })
+        let tasks = raw.tasks.parse()?;
+        Ok(Self { namespace: raw.namespace, grants, tasks })
     }
 
     /// Refuse grants beyond what the host allows any plugin.
     pub(crate) fn check_ceilings(&self, ceilings: &Ceilings) -> Result<(), String> {
         self.grants.check_ceilings(ceilings)
+    }
+
+    /// A tool `[tasks]` names that the plugin does not list (checked once its tools are known).
+    pub(crate) fn unknown_task_tool<'a>(&'a self, tools: &[rmcp::model::Tool]) -> Option<&'a str> {
+        self.tasks.keys().map(String::as_str).find(|name| !tools.iter().any(|tool| tool.name == *name))
     }
 
     /// One line a person can read: what this manifest grants.
@@ -176,6 +232,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Manifest, String> {
         Manifest::parse(text, Path::new(env!("CARGO_MANIFEST_DIR")))
+    }
+
+    #[test]
+    fn tasks_declare_which_tools_run_as_tasks() {
+        let manifest = parse("[tasks]\noptional = [\"a\"]\nrequired = [\"b\"]\ninput_first = [\"b\"]").unwrap();
+        let declared = |name: &str| manifest.tasks.get(name).map(|d| (d.required, d.input_first));
+        assert_eq!((declared("a"), declared("b"), declared("c")), (Some((false, false)), Some((true, true)), None));
+        let twice = parse("[tasks]\noptional = [\"a\"]\nrequired = [\"a\"]").unwrap_err();
+        assert!(twice.contains("named twice"), "{twice}");
+        let stray = parse("[tasks]\ninput_first = [\"a\"]").unwrap_err();
+        assert!(stray.starts_with("tasks.input_first"), "{stray}");
+        assert!(parse("[tasks]\nsometimes = []").is_err());
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct RuntimeOptions {
     /// in KiB; a manifest may ask for less, never more.
     pub max_events: u64,
     pub max_event_kb: u64,
+    /// How long MCP tasks of plugin tools are kept, and how many there may be.
+    pub tasks: crate::tasks::TaskLimits,
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/fedmcp` or `~/.cache/fedmcp`.
@@ -90,6 +92,7 @@ impl Default for RuntimeOptions {
             // what waits in the host for the caller stays near 1 MiB per call.
             max_events: 1_000,
             max_event_kb: 1_024,
+            tasks: crate::tasks::TaskLimits::default(),
         }
     }
 }
@@ -299,6 +302,13 @@ impl PluginRuntime {
             what,
             reason: error.to_string(),
         })?;
+        if let Some(name) = plugin.manifest.unknown_task_tool(&plugin.tools) {
+            let message = format!("tasks: {name:?} is not a tool of this plugin");
+            return Err(LoadError::Manifest(manifest::ManifestError::Invalid {
+                path: manifest_path.display().to_string(),
+                message,
+            }));
+        }
         Ok(Arc::new(plugin))
     }
 }

@@ -114,6 +114,11 @@ pub(super) fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Va
         return None;
     }
     let capabilities = meta.get(META_CAPABILITIES)?.as_object()?.clone();
+    // A caller that declares the tasks extension takes the normal path, which forwards the
+    // call without it (this host does not follow a peer's tasks).
+    if capabilities.get("extensions").and_then(|e| e.get(rmcp::model::TASKS_EXTENSION_ID)).is_some() {
+        return None;
+    }
     let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
     let progress_token = params.get("_meta").and_then(|meta| meta.get("progressToken")).cloned();
     Some(Call { headers, id, name, arguments, progress_token, capabilities })
@@ -214,7 +219,10 @@ mod tests {
         notification.as_object_mut().map(|m| m.remove("id"));
         let mut bad_arguments = message.clone();
         bad_arguments["params"]["arguments"] = json!([1]);
-        for refused in [retry, task, legacy_meta, no_capabilities, notification, bad_arguments] {
+        let mut declares_tasks = message.clone();
+        declares_tasks["params"]["_meta"][META_CAPABILITIES] =
+            json!({ "extensions": { rmcp::model::TASKS_EXTENSION_ID: {} } });
+        for refused in [retry, task, legacy_meta, no_capabilities, notification, bad_arguments, declares_tasks] {
             assert!(eligible(&scope(), &parts, &refused).is_none(), "{refused}");
         }
     }

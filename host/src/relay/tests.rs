@@ -43,7 +43,7 @@ async fn relaying() -> Relaying {
     let federation = Arc::new(Federation { peers: vec![peer] });
     let audit = AuditBuffer::default();
     let guard = Guard { audit: audit.log(), ..Guard::permissive() };
-    let shared = Shared::new(catalog, federation, vec![7; 32], None, guard);
+    let shared = Shared::new(catalog, federation, vec![7; 32], None, guard, Default::default());
     Relaying { relay: RelayLayer::new(shared, &["127.0.0.1".to_owned()]), mock, audit }
 }
 

@@ -242,7 +242,7 @@ impl Session {
 }
 
 /// The capabilities a plugin's requests need that the client did not declare.
-fn missing_capabilities(input: &InputRequired, client: ClientSupport) -> Option<ClientCapabilities> {
+pub(super) fn missing_capabilities(input: &InputRequired, client: ClientSupport) -> Option<ClientCapabilities> {
     let mut missing = serde_json::Map::new();
     for (_, request) in &input.requests {
         let (name, declared) = match request {

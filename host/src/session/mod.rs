@@ -25,6 +25,7 @@ mod input_required;
 mod request_state;
 mod serve;
 mod subscriptions;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -32,11 +33,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, LoggingLevel, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, RequestStateCodec, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, RequestStateCodec, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    UpdateTaskParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -60,6 +62,8 @@ pub struct Shared {
     pub guard: Guard,
     /// Forwarded calls waiting for a 2026-07-28 caller's answer to their peer's question.
     held: Arc<HeldCalls>,
+    /// The MCP tasks of plugin tools, each its creator's.
+    tasks: Arc<crate::tasks::Tasks>,
 }
 
 impl Shared {
@@ -70,9 +74,16 @@ impl Shared {
         state_key: Vec<u8>,
         instructions: Option<String>,
         guard: Guard,
+        task_limits: crate::tasks::TaskLimits,
     ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
-        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default() })
+        let tasks = Arc::new(crate::tasks::Tasks::new(task_limits));
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks })
+    }
+
+    /// Fail the MCP tasks still running (the host is shutting down); how many there were.
+    pub(crate) fn fail_open_tasks(&self) -> usize {
+        self.tasks.fail_open("the task was stopped: the host is shutting down")
     }
 
     /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).
@@ -232,6 +243,7 @@ impl ServerHandler for Session {
             .enable_resources_subscribe()
             .enable_tools()
             .enable_tool_list_changed()
+            .enable_tasks()
             .build();
         let mut info =
             ServerConfig::new(capabilities).with_server_info(Implementation::new("fedmcp", env!("CARGO_PKG_VERSION")));
@@ -239,6 +251,13 @@ impl ServerHandler for Session {
             info = info.with_instructions(instructions.clone());
         }
         info
+    }
+
+    /// The tool rmcp checks a 2026-07-28 request's `Mcp-Param-*` headers against (SEP-2243:
+    /// a header that does not match its argument, or is missing while the argument is given,
+    /// is refused with HTTP 400 and `-32020` before the call reaches [`Session::call_tool`]).
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.catalog().tool_with_param_headers(name)
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
@@ -287,6 +306,7 @@ impl ServerHandler for Session {
         let name = request.name.to_string();
         let identity = self.identity(&cx)?;
         let route = self.after_first_load(|| self.catalog().tool(&name)).await;
+        let dispatch = tasks::Dispatch::of(route.as_ref(), &cx, request.input_responses.is_some());
         let entry = EntryUse {
             identity: &identity,
             used: Use {
@@ -306,6 +326,9 @@ impl ServerHandler for Session {
                 request_state: request.request_state,
             },
         };
+        if dispatch != tasks::Dispatch::Inline {
+            return self.serve_task(&cx, entry, dispatch).await;
+        }
         self.serve(&cx, entry, |route, arguments, c| {
             let (route, arguments) = (route.clone(), arguments.clone());
             async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
@@ -457,6 +480,22 @@ impl ServerHandler for Session {
     ) -> Result<CompleteResult, McpError> {
         self.plugins_loaded().await;
         self.serve_completion(request, &cx).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        self.get_own_task(request, &cx)
+    }
+
+    async fn update_task(&self, request: UpdateTaskParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.update_own_task(request, &cx)
+    }
+
+    async fn cancel_task(&self, request: CancelTaskParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.cancel_own_task(request, &cx)
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {

@@ -66,20 +66,10 @@ impl Session {
         Response: From<T> + From<InputRequiredResult> + Audited,
         Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
     {
-        let EntryUse { identity, used, route, not_found, mut sent } = entry;
-        let mut permit = self.shared.guard.admit(identity, &used)?;
-        let route = match route {
-            Ok(route) => route,
-            Err(error) => return Err(failed(permit, error)),
+        let Admitted { permit, route, used, sent, not_found, identity } = match self.admit(cx, entry).await? {
+            Ok(admitted) => admitted,
+            Err(answered) => return Ok(answered),
         };
-        // A consent error leaves the permit to its drop, which records the use as abandoned.
-        if permit.consent() == Consent::Ask
-            && let Some(question) = self.consent(cx, &mut permit, used.entry, &mut sent).await?
-        {
-            let response = Response::from(question);
-            permit.finish(response.outcome());
-            return Ok(response);
-        }
         let Sent { arguments, input_responses, request_state } = sent;
         let method = used.method.as_str();
         let request = Request {
@@ -106,6 +96,46 @@ impl Session {
         finish(permit, &outcome);
         outcome
     }
+
+    /// The part of [`Session::serve`] before the call runs, which a call run as a task
+    /// (`session/tasks.rs`) shares: admit the use through the gate, find its route, and ask
+    /// for consent if the policy says to. `Err` of the inner result: the use was answered
+    /// already (the consent question), and its audit line written.
+    pub(super) async fn admit<'a, R, Response>(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        entry: EntryUse<'a, R>,
+    ) -> Result<Result<Admitted<'a, R>, Response>, McpError>
+    where
+        Response: From<InputRequiredResult> + Audited,
+    {
+        let EntryUse { identity, used, route, not_found, mut sent } = entry;
+        let mut permit = self.shared.guard.admit(identity, &used)?;
+        let route = match route {
+            Ok(route) => route,
+            Err(error) => return Err(failed(permit, error)),
+        };
+        // A consent error leaves the permit to its drop, which records the use as abandoned.
+        if permit.consent() == Consent::Ask
+            && let Some(question) = self.consent(cx, &mut permit, used.entry, &mut sent).await?
+        {
+            let response = Response::from(question);
+            permit.finish(response.outcome());
+            return Ok(Err(response));
+        }
+        Ok(Ok(Admitted { permit, route, used, sent, not_found, identity }))
+    }
+}
+
+/// A use the gate admitted, with its route: what runs its call needs.
+pub(super) struct Admitted<'a, R> {
+    /// Writes the use's audit line when it ends.
+    pub permit: Permit,
+    pub route: &'a R,
+    pub used: Use<'a>,
+    pub sent: Sent,
+    pub not_found: Option<McpError>,
+    pub identity: &'a Arc<Identity>,
 }
 
 /// What serves a use: a tool's or prompt's route, or a resource's owner.
@@ -136,6 +166,7 @@ impl Audited for CallToolResponse {
         match self {
             Self::Complete(result) if result.is_error == Some(true) => "tool error",
             Self::InputRequired(_) => "input required",
+            Self::Task(_) => "task created",
             _ => "ok",
         }
     }

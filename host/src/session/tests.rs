@@ -42,7 +42,7 @@ async fn text_tools() -> Arc<Plugin> {
 fn shared(plugins: Vec<Arc<Plugin>>, guard: Guard) -> Arc<Shared> {
     let catalog = Arc::new(Catalog::new("host-under-test".to_owned()));
     catalog.set_plugins(plugins, Vec::new());
-    Shared::new(catalog, Arc::new(Federation { peers: Vec::new() }), vec![7; 32], None, guard)
+    Shared::new(catalog, Arc::new(Federation { peers: Vec::new() }), vec![7; 32], None, guard, Default::default())
 }
 
 /// A guard whose audit lines the test reads, with `consent` rules and the local user's grant.

@@ -80,6 +80,8 @@ impl Plugin for Conformance {
         register_round_trip_tools(tools);
         register_input_required_tools(tools);
         register_diagnostic_tools(tools);
+        register_header_tools(tools);
+        register_task_tools(tools);
     }
 
     fn resources(resources: &mut Resources) {
@@ -671,6 +673,133 @@ fn register_diagnostic_tools(tools: &mut Tools) {
                 None => Ok(InputRequired::new()
                     .request("sample", InputRequest::sample("Say hello", 20))
                     .into()),
+            }
+        },
+    );
+}
+
+/// The fixture of `http-custom-header-server-validation` (SEP-2243): a parameter the client
+/// mirrors into an `Mcp-Param-Region` header, which the host checks against the argument.
+fn register_header_tools(tools: &mut Tools) {
+    tools.add_raw(
+        "test_param_header",
+        "Echoes a region that the client also sends as the Mcp-Param-Region header",
+        json!({
+            "type": "object",
+            "properties": {
+                "region": { "type": "string", "description": "A region name", "x-mcp-header": "Region" }
+            },
+            "required": ["region"]
+        }),
+        |args, _cx| Ok(format!("Region: {}", args["region"].as_str().unwrap_or_default())),
+    );
+}
+
+fn sleep_seconds(seconds: f64) {
+    if seconds > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(seconds.min(600.0)));
+    }
+}
+
+/// The fixtures of the Tasks extension scenarios (SEP-2663). Which of them run as tasks is
+/// declared in `plugins/conformance.toml` (`[tasks]`); the code is that of any tool.
+fn register_task_tools(tools: &mut Tools) {
+    tools.add_raw(
+        "greet",
+        "Greets someone (never a task)",
+        json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+        |args, _cx| Ok(format!("Hello, {}!", args["name"].as_str().unwrap_or("World"))),
+    );
+    tools.add_raw(
+        "slow_compute",
+        "Sleeps for `seconds`, then answers (may run as a task)",
+        json!({
+            "type": "object",
+            "properties": { "seconds": { "type": "number" }, "label": { "type": "string" } }
+        }),
+        |args, _cx| {
+            let seconds = args["seconds"].as_f64().unwrap_or(0.0);
+            sleep_seconds(seconds);
+            let label = args["label"].as_str().unwrap_or("compute");
+            Ok(format!("{label}: done after {seconds} s"))
+        },
+    );
+    tools.add_raw(
+        "failing_job",
+        "Reports a tool error after about a second (runs only as a task)",
+        no_arguments(),
+        |_args, _cx| {
+            sleep_seconds(1.0);
+            Ok(ToolResult::error("failing_job failed, as it always does"))
+        },
+    );
+    tools.add_raw(
+        "protocol_error_job",
+        "Traps after about a second, so its task fails (runs only as a task)",
+        no_arguments(),
+        |_args, _cx| -> Result<ToolResult, Error> {
+            sleep_seconds(1.0);
+            panic!("protocol_error_job traps on purpose");
+        },
+    );
+    tools.add_raw(
+        "confirm_delete",
+        "Asks the user to confirm before it deletes a file (may run as a task)",
+        json!({ "type": "object", "properties": { "filename": { "type": "string" } } }),
+        |args, cx| -> Result<ToolOutcome, Error> {
+            let filename = args["filename"].as_str().unwrap_or("the file");
+            match cx.response("confirm") {
+                Some(answer) if answer["action"] == "accept" => Ok(format!("Deleted {filename}").into()),
+                Some(_) => Ok(format!("Kept {filename}").into()),
+                None => Ok(InputRequired::new()
+                    .request(
+                        "confirm",
+                        InputRequest::elicit(
+                            format!("Delete {filename}?"),
+                            json!({ "type": "object", "properties": { "confirm": { "type": "boolean" } }, "required": ["confirm"] }),
+                        ),
+                    )
+                    .into()),
+            }
+        },
+    );
+    tools.add_raw(
+        "multi_input",
+        "Asks two questions at once (may run as a task)",
+        no_arguments(),
+        |_args, cx| -> Result<ToolOutcome, Error> {
+            match (cx.response("name"), cx.response("confirm")) {
+                (Some(name), Some(confirm)) => {
+                    let name = accepted_field(name, "name").unwrap_or("someone");
+                    let confirmed = confirm["content"]["confirm"] == true;
+                    Ok(format!("name={name}, confirmed={confirmed}").into())
+                }
+                _ => Ok(ask_name("name", "What is your name?")
+                    .request(
+                        "confirm",
+                        InputRequest::elicit(
+                            "Confirm?",
+                            json!({ "type": "object", "properties": { "confirm": { "type": "boolean" } }, "required": ["confirm"] }),
+                        ),
+                    )
+                    .into()),
+            }
+        },
+    );
+    tools.add_raw(
+        "test_tool_with_task",
+        "Asks for a name by MRTR, then runs as a task with it",
+        no_arguments(),
+        |_args, cx| -> Result<ToolOutcome, Error> {
+            match cx
+                .response("user_name")
+                .and_then(|r| accepted_field(r, "name"))
+            {
+                Some(name) => {
+                    sleep_seconds(0.2);
+                    Ok(format!("Hello, {name}! (from a task)").into())
+                }
+                None => Ok(ask_name("user_name", "What is your name?").into()),
             }
         },
     );

@@ -136,6 +136,14 @@ impl Peer {
                     "io.modelcontextprotocol/protocolVersion" | "io.modelcontextprotocol/clientInfo"
                 )
         });
+        // This host does not follow a peer's tasks (yet): without the tasks extension the peer
+        // runs a call inline, or refuses a tool that runs only as a task with -32021, rather
+        // than answering with a task nobody here could poll.
+        if let Some(Value::Object(capabilities)) = meta.get_mut(CAPABILITIES)
+            && let Some(Value::Object(extensions)) = capabilities.get_mut("extensions")
+        {
+            extensions.remove(rmcp::model::TASKS_EXTENSION_ID);
+        }
         if !meta.contains_key(CAPABILITIES) {
             let mut capabilities = serde_json::Map::new();
             for (name, declared) in

@@ -38,7 +38,7 @@ static RECORDER: LazyLock<Option<PrometheusHandle>> = LazyLock::new(|| {
 fn describe() {
     describe_counter!(
         "fedmcp_requests_total",
-        "Uses of tools, resources and prompts (tools/call, resources/read, prompts/get, completion/complete, subscriptions), by method and outcome (ok, tool_error, input_required, error, abandoned, refused)"
+        "Uses of tools, resources and prompts (tools/call, resources/read, prompts/get, completion/complete, subscriptions), by method and outcome (ok, tool_error, input_required, task_created, cancelled, error, abandoned, refused)"
     );
     describe_histogram!(
         "fedmcp_request_duration_seconds",
@@ -82,6 +82,11 @@ pub(crate) fn use_ended(method: &'static str, outcome: Option<&str>) {
         Some("ok") => "ok",
         Some("tool error") => "tool_error",
         Some("input required") => "input_required",
+        Some("task created") => "task_created",
+        // A call run as a task is counted once, when the task ends.
+        Some("task completed") => "ok",
+        Some("task completed: tool error") => "tool_error",
+        Some(other) if other.starts_with("task stopped") => "cancelled",
         Some(other) if other.starts_with("error: abandoned") => "abandoned",
         Some(_) => "error",
     };

@@ -94,10 +94,15 @@ impl Session {
             Err(answered) => return Ok(answered),
         };
         let Sent { arguments, input_responses, request_state } = sent;
-        let binding = StateBinding::new(used.method.as_str(), used.entry, identity, &arguments);
-        let state = match self.open_state(&binding, request_state.as_deref()) {
-            Ok(state) => state,
-            Err(error) => return Err(failed(permit, error)),
+        let state = match request_state.as_deref() {
+            Some(sealed) => {
+                let binding = StateBinding::new(used.method.as_str(), used.entry, identity, &arguments);
+                match self.open_state(&binding, sealed) {
+                    Ok(state) => state,
+                    Err(error) => return Err(failed(permit, error)),
+                }
+            }
+            None => None,
         };
         let created = match self.shared.tasks.create(&identity.limit_key(), used.entry) {
             Ok(created) => created,

@@ -22,6 +22,10 @@ const LATENCY_BUCKETS: [f64; 19] = [
     0.204_8, 0.409_6, 0.819_2, 1.638_4, 3.276_8, 6.553_6, 13.107_2,
 ];
 
+/// The thread that drains histogram samples into their buckets every [`UPKEEP_EVERY`].
+const UPKEEP_THREAD: &str = "fedmcp-metrics";
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The process's recorder, installed on first use. `None` if another recorder was installed
 /// first (an embedding program's): the host then records into that one and `/metrics` says so.
 static RECORDER: LazyLock<Option<PrometheusHandle>> = LazyLock::new(|| {
@@ -32,6 +36,18 @@ static RECORDER: LazyLock<Option<PrometheusHandle>> = LazyLock::new(|| {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).ok()?;
     describe();
+    // `build_recorder` starts no upkeep: a histogram holds every sample until a scrape or
+    // `run_upkeep` drains it, so a host nobody scrapes would keep two samples of every call.
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new().name(UPKEEP_THREAD.to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep thread: histogram samples are drained only when /metrics is scraped");
+    }
     Some(handle)
 });
 
@@ -158,6 +174,29 @@ pub(crate) fn encode(snapshot: &Snapshot<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A histogram keeps every sample recorded until something drains it: a scrape, or the
+    /// recorder's upkeep. A host nobody scrapes (stdio, or no Prometheus configured) records
+    /// two samples per call, so without an upkeep of its own its memory grows with every call.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn histograms_are_drained_without_a_scrape() {
+        install();
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("this process's threads")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread bears its creator's name until it first runs and names itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !threads().iter().any(|name| name == UPKEEP_THREAD) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let threads = threads();
+        assert!(threads.iter().any(|name| name == UPKEEP_THREAD), "no {UPKEEP_THREAD} thread among {threads:?}");
+    }
 
     #[test]
     fn uses_are_counted_by_method_and_outcome_and_state_is_read_at_scrape() {

@@ -40,7 +40,8 @@ impl Prometheus {
     /// The value of PromQL `query` once it equals `expected`, or the last one seen when `limit`
     /// passes first.
     async fn wait_for(&self, query: &str, expected: &str, limit: Duration) -> Option<String> {
-        let http = reqwest::Client::new();
+        // Each query bounded too: a Prometheus that accepts but never answers must not hang the test.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client");
         // Percent-encoded by hand: every byte but unreserved ones.
         let encoded: String = query
             .bytes()

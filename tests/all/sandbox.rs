@@ -282,6 +282,38 @@ async fn a_call_never_sees_pages_an_earlier_call_wrote() {
     }
 }
 
+/// As above, with more separate dirty pages (320) than the host keeps resident per slot (1 MiB,
+/// 256 pages): the reset rewrites what its budget covers and must decommit the rest, so the
+/// marks past the budget are gone too.
+#[tokio::test]
+async fn a_call_never_sees_pages_an_earlier_call_wrote_past_keep_resident() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture.plugins());
+    let client = StatelessClient::new(&server);
+    for round in 0..3 {
+        let marked = client.call("hostile__mark_pages_past_keep_resident", json!({})).await;
+        let marked: Value =
+            serde_json::from_str(text(&marked.expect("mark_pages_past_keep_resident succeeds"))).expect("JSON");
+        assert_eq!(marked["pages"], 320, "{marked}");
+        let marked_to = marked["marked_to"].as_u64().expect("marked_to");
+        for check in 0..3 {
+            let checked = client.call("hostile__find_marked_pages", json!({})).await;
+            let checked: Value =
+                serde_json::from_str(text(&checked.expect("find_marked_pages succeeds"))).expect("JSON");
+            let scanned_to = checked["scanned_to"].as_u64().expect("scanned_to");
+            assert!(
+                scanned_to >= marked_to,
+                "round {round}, check {check}: the scan stops short of the marks: {checked}"
+            );
+            assert_eq!(
+                checked["found"],
+                json!([]),
+                "round {round}, check {check}: marks of an earlier call: {checked}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_cancelled_call_stops_the_plugin() {
     let fixture = Fixture::new("[capabilities]\ntimeout_ms = 2000\n");

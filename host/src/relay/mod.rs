@@ -144,6 +144,8 @@ async fn try_relay(
         binding: Arc::new(StateBinding::new("tools/call", call.name, &identity, &call.arguments)),
         identity,
         permit: Arc::new(std::sync::Mutex::new(Some(permit))),
+        peer: Arc::from(peer.name()),
+        started: std::time::Instant::now(),
     };
     tracing::debug!(tool = call.name, peer = peer.name(), "relaying a stateless tools/call");
     counts.relayed.fetch_add(1, Ordering::Relaxed);
@@ -167,11 +169,16 @@ struct Audit {
     pub(super) identity: Arc<Identity>,
     pub(super) binding: Arc<StateBinding>,
     pub(super) permit: Arc<std::sync::Mutex<Option<Permit>>>,
+    /// The peer that serves the call, and when the call was admitted: a relayed call is timed
+    /// like one the session serves.
+    pub(super) peer: Arc<str>,
+    pub(super) started: std::time::Instant,
 }
 
 impl Audit {
     fn done(&self, outcome: String) {
         if let Some(permit) = self.permit.lock().ok().and_then(|mut permit| permit.take()) {
+            crate::metrics::served(Method::CallTool.as_str(), "peer", &self.peer, self.started.elapsed());
             permit.finish(outcome);
         }
     }

@@ -75,13 +75,25 @@ async fn answer_of(response: axum::response::Response) -> Value {
     response_message(&body)
 }
 
+/// How many tools/call uses the mock peer served the latency histogram holds (other tests of
+/// this process may add to it too, never take from it).
+fn relayed_calls_timed() -> u64 {
+    crate::metrics::install();
+    let snapshot = crate::metrics::Snapshot { sessions_open: 0, plugins_loaded: 0, plugins_failed: 0, peers: &[] };
+    let text = crate::metrics::encode(&snapshot).expect("the recorder is this process's");
+    let series = r#"fedmcp_request_duration_seconds_count{method="tools/call",owner_kind="peer",owner="mock"} "#;
+    text.lines().find_map(|line| line.strip_prefix(series)).and_then(|count| count.trim().parse().ok()).unwrap_or(0)
+}
+
 #[tokio::test]
 async fn an_eligible_stateless_call_is_relayed_to_the_peer_that_owns_the_tool_and_counted() {
     let Relaying { relay, mock, audit } = relaying().await;
+    let timed_before = relayed_calls_timed();
     let (parts, message) = stateless_call("m__echo", &[]);
     let response = within("the relay", relay.pre_dispatch(&parts, &message)).await.expect("the relay takes it");
     let answer = answer_of(response).await;
     assert_eq!(answer["id"], 7, "{answer}");
+    assert!(relayed_calls_timed() > timed_before, "a relayed call is in the latency histogram");
     let text = answer["result"]["content"][0]["text"].as_str().expect("the peer's answer");
     let echoed: Value = serde_json::from_str(text).expect("the echo's JSON");
     assert_eq!(echoed["arguments"], json!({ "text": "hi" }));

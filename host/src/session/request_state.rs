@@ -173,6 +173,60 @@ mod tests {
         assert_eq!(arguments_digest(&arguments), expected);
     }
 
+    /// The digest as versions before 2026-12-03 computed it (each key and scalar through
+    /// `Value::to_string`): a state sealed by such a version must still open.
+    fn arguments_digest_before(arguments: &Value) -> String {
+        use sha2::Digest;
+        fn feed(hasher: &mut sha2::Sha256, value: &Value) {
+            match value {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    hasher.update(b"{");
+                    for key in keys {
+                        feed(hasher, &Value::String(key.clone()));
+                        hasher.update(b":");
+                        feed(hasher, &map[key]);
+                        hasher.update(b",");
+                    }
+                    hasher.update(b"}");
+                }
+                Value::Array(items) => {
+                    hasher.update(b"[");
+                    for item in items {
+                        feed(hasher, item);
+                        hasher.update(b",");
+                    }
+                    hasher.update(b"]");
+                }
+                scalar => hasher.update(scalar.to_string().as_bytes()),
+            }
+        }
+        let mut hasher = sha2::Sha256::new();
+        feed(&mut hasher, arguments);
+        hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    #[test]
+    fn the_arguments_digest_is_the_one_earlier_versions_sealed_under() {
+        let cases = [
+            json!(null),
+            json!("top-level string with \u{2028} and \u{0} and \"quotes\""),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(-0.0),
+            json!(1e300),
+            json!(0.1),
+            json!({}),
+            json!([]),
+            json!({ "é": 1, "e": 2, "Z": 3, "": [null, false, { "b": "\u{1F600}", "a": "\t\r\u{7f}" }] }),
+            json!({ "nested": { "deeper": { "x": [1.5, -2, "s"], "a\u{0}b": true } } }),
+        ];
+        for arguments in &cases {
+            assert_eq!(arguments_digest(arguments), arguments_digest_before(arguments), "{arguments}");
+        }
+    }
+
     #[test]
     fn a_state_binding_covers_caller_and_arguments_in_any_key_order() {
         let alice = Identity::local();

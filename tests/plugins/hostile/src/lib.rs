@@ -158,6 +158,26 @@ fn mark_pages() -> Result<String, Error> {
     Ok(serde_json::json!({ "marked_from": from, "marked_to": to, "pages": MARKED_PAGES }).to_string())
 }
 
+/// Host pages `mark_pages_past_keep_resident` marks, every other one: more than the 256 (1 MiB)
+/// the host keeps resident per memory slot, so a slot's reset runs out of its budget among them
+/// and must decommit the rest.
+const MARKS_PAST_KEEP_RESIDENT: usize = 320;
+
+/// Write `PAGE_MARKER` at the start of every other host page of newly grown memory, for
+/// `MARKS_PAST_KEEP_RESIDENT` pages (as many separate dirty runs).
+fn mark_pages_past_keep_resident() -> Result<String, Error> {
+    let bytes = MARKS_PAST_KEEP_RESIDENT * 2 * HOST_PAGE;
+    let from = grow_memory(bytes.div_ceil(WASM_PAGE))?;
+    for mark in 0..MARKS_PAST_KEEP_RESIDENT {
+        let address = from + mark * 2 * HOST_PAGE;
+        // SAFETY: as in `mark_pages`: freshly grown memory nothing else knows of, and
+        // `address` is 8-byte aligned and not null.
+        unsafe { core::ptr::write_volatile(address as *mut u64, PAGE_MARKER) };
+    }
+    let to = from + bytes;
+    Ok(serde_json::json!({ "marked_from": from, "marked_to": to, "pages": MARKS_PAST_KEEP_RESIDENT }).to_string())
+}
+
 /// Grow memory by twice what `mark_pages` grows (so this instance's memory reaches past where
 /// an earlier instance of the same slot marked, even if its heap grew a little differently),
 /// then read every host page of linear memory for `PAGE_MARKER`.
@@ -270,6 +290,11 @@ impl Plugin for Hostile {
             "mark_pages",
             "Grow memory and write a marker into 64 widely separated pages (as many separate dirty runs)",
             |_: Nothing, _cx| mark_pages(),
+        );
+        tools.add(
+            "mark_pages_past_keep_resident",
+            "Grow memory and write a marker into every other page of 640, more than the host keeps resident",
+            |_: Nothing, _cx| mark_pages_past_keep_resident(),
         );
         tools.add(
             "find_marked_pages",

@@ -115,13 +115,18 @@ impl Session {
             Ok(route) => route,
             Err(error) => return Err(failed(permit, error)),
         };
-        // A consent error leaves the permit to its drop, which records the use as abandoned.
-        if permit.consent() == Consent::Ask
-            && let Some(question) = self.consent(cx, &mut permit, used.entry, &mut sent).await?
-        {
-            let response = Response::from(question);
-            permit.finish(response.outcome());
-            return Ok(Err(response));
+        if permit.consent() == Consent::Ask {
+            // A consent error (a forged or stale answer, a client that failed the question)
+            // ends the use with that error, not as abandoned: the caller did not go away.
+            match self.consent(cx, &mut permit, used.entry, &mut sent).await {
+                Ok(Some(question)) => {
+                    let response = Response::from(question);
+                    permit.finish(response.outcome());
+                    return Ok(Err(response));
+                }
+                Ok(None) => {}
+                Err(error) => return Err(failed(permit, error)),
+            }
         }
         Ok(Ok(Admitted { permit, route, used, sent, not_found, identity }))
     }

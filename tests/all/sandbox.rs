@@ -256,30 +256,7 @@ async fn concurrent_calls_never_see_each_others_memory() {
 /// in its slot when the next call starts, which then takes another slot.
 #[tokio::test]
 async fn a_call_never_sees_pages_an_earlier_call_wrote() {
-    let fixture = Fixture::new("");
-    let server = start(&fixture.plugins());
-    let client = StatelessClient::new(&server);
-    for round in 0..3 {
-        let marked = client.call("hostile__mark_pages", json!({})).await;
-        let marked: Value = serde_json::from_str(text(&marked.expect("mark_pages succeeds"))).expect("JSON");
-        assert_eq!(marked["pages"], 64, "{marked}");
-        let marked_to = marked["marked_to"].as_u64().expect("marked_to");
-        for check in 0..3 {
-            let checked = client.call("hostile__find_marked_pages", json!({})).await;
-            let checked: Value =
-                serde_json::from_str(text(&checked.expect("find_marked_pages succeeds"))).expect("JSON");
-            let scanned_to = checked["scanned_to"].as_u64().expect("scanned_to");
-            assert!(
-                scanned_to >= marked_to,
-                "round {round}, check {check}: the scan stops short of the marks: {checked}"
-            );
-            assert_eq!(
-                checked["found"],
-                json!([]),
-                "round {round}, check {check}: marks of an earlier call: {checked}"
-            );
-        }
-    }
+    no_call_sees_marks_of("hostile__mark_pages", 64).await;
 }
 
 /// As above, with more separate dirty pages (320) than the host keeps resident per slot (1 MiB,
@@ -287,14 +264,20 @@ async fn a_call_never_sees_pages_an_earlier_call_wrote() {
 /// marks past the budget are gone too.
 #[tokio::test]
 async fn a_call_never_sees_pages_an_earlier_call_wrote_past_keep_resident() {
+    no_call_sees_marks_of("hostile__mark_pages_past_keep_resident", 320).await;
+}
+
+/// Three rounds: `marking` writes markers into `pages` separate pages, then three calls of
+/// `find_marked_pages` each scan their whole memory and must find none.
+async fn no_call_sees_marks_of(marking: &str, pages: u64) {
     let fixture = Fixture::new("");
     let server = start(&fixture.plugins());
     let client = StatelessClient::new(&server);
     for round in 0..3 {
-        let marked = client.call("hostile__mark_pages_past_keep_resident", json!({})).await;
+        let marked = client.call(marking, json!({})).await;
         let marked: Value =
-            serde_json::from_str(text(&marked.expect("mark_pages_past_keep_resident succeeds"))).expect("JSON");
-        assert_eq!(marked["pages"], 320, "{marked}");
+            serde_json::from_str(text(&marked.unwrap_or_else(|e| panic!("{marking} fails: {e:?}")))).expect("JSON");
+        assert_eq!(marked["pages"], pages, "{marked}");
         let marked_to = marked["marked_to"].as_u64().expect("marked_to");
         for check in 0..3 {
             let checked = client.call("hostile__find_marked_pages", json!({})).await;

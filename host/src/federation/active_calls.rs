@@ -15,7 +15,7 @@ use rmcp::service::InboundStreamOrigin;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::call::{CallEvent, Charge, EventBudget, EventsSpent, ListKind};
+use crate::call::{CallEvent, Charge, EventBudget, EventsSpent, ListKind, json_len};
 
 /// What the peer may report during one forwarded call, like a plugin call's default budget:
 /// the session drains the call's events from an unbounded channel, so without a budget a peer
@@ -290,24 +290,6 @@ impl ActiveCalls {
     pub(super) fn dropped(&self) -> (u64, u64) {
         (self.unattributed.load(Ordering::Relaxed), self.over_budget.load(Ordering::Relaxed))
     }
-}
-
-/// The length of `value` as JSON, without building the text.
-pub(super) fn json_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 = self.0.saturating_add(bytes.len());
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Writing a `Value` to a writer that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
 }
 
 /// Lists a peer said changed, waiting to be fetched again: one pending change per kind, so a

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::call::{CallEvent, InputRequest, ListKind};
+use crate::call::{CallEvent, InputRequest, ListKind, json_len};
 
 use super::active_calls::*;
 

@@ -457,7 +457,7 @@ impl Plugin {
                 }
                 grants::limits::input_required_size(input)
             }
-            Outcome::Complete(result) => grants::limits::json_size(result),
+            Outcome::Complete(result) => crate::call::json_len(result),
         };
         self.limits.check_response_size(&self.name, size)?;
         Ok(outcome)

@@ -139,26 +139,6 @@ impl Limits {
     }
 }
 
-/// The length of `value`'s compact JSON text, counted without building it. A value that
-/// cannot be serialised counts 0: it fails where it is sent, not here.
-pub(in crate::plugin) fn json_size<T: serde::Serialize + ?Sized>(value: &T) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 = self.0.saturating_add(bytes.len());
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => 0,
-    }
-}
-
 /// The size an input request counts for against the response cap: its requests and opaque
 /// state travel to the client and back (sealed, a third larger) like a result does.
 pub(in crate::plugin) fn input_required_size(input: &InputRequired) -> usize {
@@ -169,7 +149,9 @@ pub(in crate::plugin) fn input_required_size(input: &InputRequired) -> usize {
             .map(|(key, request)| {
                 key.len()
                     + match request {
-                        InputRequest::Sampling(params) | InputRequest::Elicitation(params) => json_size(params),
+                        InputRequest::Sampling(params) | InputRequest::Elicitation(params) => {
+                            crate::call::json_len(params)
+                        }
                         InputRequest::Roots => 0,
                     }
             })
@@ -180,15 +162,16 @@ pub(in crate::plugin) fn input_required_size(input: &InputRequired) -> usize {
 mod tests {
     use std::time::Duration;
 
-    use super::{LimitRequests, Limits, input_required_size, json_size};
+    use super::{LimitRequests, Limits, input_required_size};
+    use crate::call::json_len;
     use crate::call::{CallError, InputRequest, InputRequired};
     use crate::plugin::RuntimeOptions;
 
     #[test]
-    fn json_size_is_the_length_of_the_compact_text() {
+    fn json_len_is_the_length_of_the_compact_text() {
         let value = serde_json::json!({ "text": "héllo \"quoted\"\n", "n": [1, 2.5, null] });
         let text = serde_json::to_vec(&value).expect("serialisable");
-        assert_eq!(json_size(&value), text.len());
+        assert_eq!(json_len(&value), text.len());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, StatelessClient as Client, eventually, example_plugins};
+use crate::support::{Server, StatelessClient as Client, eventually, example_plugins, fixture};
 
 /// A client that declares the tasks extension (and elicitation, for a task's questions).
 pub(crate) fn tasks_client(server: &Server) -> Client {
@@ -108,4 +108,33 @@ async fn the_task_limits_refuse_with_a_clear_error() {
     // Tools that do not run as tasks are not limited by them.
     let greeting = client.call("greet", json!({ "name": "limits" })).await.expect("served");
     assert_eq!(greeting["content"][0]["text"], "Hello, limits!");
+}
+
+/// A task keeps the plugin version it started on: the plugin is replaced while the task runs,
+/// new calls get the new version, and the task completes with the old version's answer.
+#[tokio::test]
+async fn a_task_survives_a_hot_reload_of_its_plugin_and_completes_on_its_version() {
+    let dir = tempfile::tempdir().expect("plugins folder");
+    std::fs::write(dir.path().join("greeter.toml"), "[tasks]\noptional = [\"slow_version\"]\n")
+        .expect("manifest written");
+    let greeter = dir.path().join("greeter.wasm");
+    // Written beside it, then renamed over it, as deploy tools do.
+    let install = |from: &str| {
+        let incoming = dir.path().join(".incoming.tmp");
+        std::fs::copy(fixture(from), &incoming).expect("copy");
+        std::fs::rename(&incoming, &greeter).expect("rename");
+    };
+    install("version-one");
+    let server = Server::start(dir.path());
+    let client = tasks_client(&server);
+    let task = start_task(&client, "greeter__slow_version", json!({ "millis": 3000 })).await;
+
+    install("version-two");
+    eventually("the replaced plugin serving", Duration::from_secs(15), async || {
+        client.call("greeter__version", json!({})).await.is_ok_and(|r| r["content"][0]["text"] == "two")
+    })
+    .await;
+    assert_eq!(get(&client, &task).await["status"], "working", "the task ended before the reload took effect");
+    let done = until(&client, &task, "completed").await;
+    assert_eq!(done["result"]["content"][0]["text"], "one", "the task switched versions: {done}");
 }

@@ -115,6 +115,24 @@ pub struct InputRequired {
     pub state: Option<String>,
 }
 
+/// What a peer answered a `tools/call` with when the caller declared the tasks extension: the
+/// tool's result, or a task the peer created and runs (SEP-2663), which this host passes on
+/// under an id of its own.
+#[derive(Debug, Clone)]
+pub enum ToolAnswer {
+    Result(rmcp::model::CallToolResult),
+    Task(rmcp::model::CreateTaskResult),
+}
+
+impl From<ToolAnswer> for rmcp::model::CallToolResponse {
+    fn from(answer: ToolAnswer) -> Self {
+        match answer {
+            ToolAnswer::Result(result) => result.into(),
+            ToolAnswer::Task(created) => Self::Task(created),
+        }
+    }
+}
+
 /// A call's outcome.
 #[derive(Debug, Clone)]
 pub enum Outcome<T> {

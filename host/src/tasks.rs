@@ -7,13 +7,15 @@
 //! `tasks/cancel` of it is answered exactly as one of an unknown id.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{DetailedTask, InputRequest as McpInputRequest, JsonObject, Task, TaskPayload, TaskStatus};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use crate::federation::Peer;
 
 /// How long a task and its result are kept, and how many tasks there may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,29 @@ struct Entry {
     plugin_keys: HashMap<String, String>,
     /// Stops the task's run (`tasks/cancel`, expiry).
     stop: CancellationToken,
+    /// Kept this long from its creation (a peer's task: no longer than the peer keeps it).
+    ttl: Duration,
+    /// A task a peer runs, which this host passes requests on to.
+    delegated: Option<Delegated>,
+}
+
+/// A task that a peer created for a `tools/call` this host forwarded: its `tasks/*` requests
+/// go on to the peer, for the task's id there. This host keeps whose it is, and its TTL.
+#[derive(Clone)]
+pub(crate) struct Delegated {
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) remote_id: String,
+    /// Who the task is for, as the peer was told (the caller `_meta` of the request that
+    /// created it), so that a cancel this host sends on its own is the same caller's.
+    pub(crate) caller: Value,
+}
+
+/// What a `tasks/*` request of a caller's task is a use of, and where it goes.
+pub(crate) struct TaskRef {
+    /// The tool the task runs, as its caller named it.
+    pub(crate) tool: String,
+    /// `Some`: the task runs on a peer.
+    pub(crate) delegated: Option<Delegated>,
 }
 
 impl Entry {
@@ -147,13 +172,51 @@ impl Tasks {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while the lock was held leaves entries that are each whole: go on with them.
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        sweep(&mut entries, self.limits.ttl);
+        sweep(&mut entries);
         entries
     }
 
     /// Create a task of `tool` for `owner`, working, visible to `get` before this returns.
     pub(crate) fn create(&self, owner: &str, tool: &str) -> Result<Created, CreateError> {
+        let now = timestamp();
+        let ttl_ms = u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX);
+        let task = Task::new(String::new(), TaskStatus::Working, now.clone(), now)
+            .with_ttl_ms(ttl_ms)
+            .with_poll_interval_ms(POLL_INTERVAL_MS);
+        self.insert(owner, tool, task, self.limits.ttl, None)
+    }
+
+    /// Record a task `peer` created (as its `CreateTaskResult` says) for `owner`'s call of
+    /// `tool`, under an id of this host's; counted against the same limits as this host's own
+    /// tasks. Kept for the shorter of the peer's TTL and this host's.
+    pub(crate) fn delegate(
+        &self,
+        owner: &str,
+        tool: &str,
+        peer: Arc<Peer>,
+        caller: Value,
+        remote: &Task,
+    ) -> Result<Created, CreateError> {
+        let ttl = match remote.ttl_ms {
+            Some(ms) => self.limits.ttl.min(Duration::from_millis(ms)),
+            None => self.limits.ttl,
+        };
+        let mut task = remote.clone();
+        task.ttl_ms = Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let delegated = Delegated { peer, remote_id: remote.task_id.clone(), caller };
+        self.insert(owner, tool, task, ttl, Some(delegated))
+    }
+
+    fn insert(
+        &self,
+        owner: &str,
+        tool: &str,
+        mut task: Task,
+        ttl: Duration,
+        delegated: Option<Delegated>,
+    ) -> Result<Created, CreateError> {
         let id = random_task_id().map_err(CreateError::NoRandom)?;
+        task.task_id = id.clone();
         let mut entries = self.lock();
         if entries.len() >= self.limits.total {
             return Err(CreateError::Total { limit: self.limits.total });
@@ -166,11 +229,6 @@ impl Tasks {
                 ttl_secs: self.limits.ttl.as_secs(),
             });
         }
-        let now = timestamp();
-        let ttl_ms = u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX);
-        let task = Task::new(id.clone(), TaskStatus::Working, now.clone(), now)
-            .with_ttl_ms(ttl_ms)
-            .with_poll_interval_ms(POLL_INTERVAL_MS);
         let stop = CancellationToken::new();
         entries.insert(
             id.clone(),
@@ -186,15 +244,33 @@ impl Tasks {
                 used_keys: HashSet::new(),
                 plugin_keys: HashMap::new(),
                 stop: stop.clone(),
+                ttl,
+                delegated,
             },
         );
         Ok(Created { id, task, stop })
     }
 
-    /// The tool an owner's task runs (what the gate judges a `tasks/*` request as a use of).
-    pub(crate) fn tool_of(&self, owner: &str, id: &str) -> Result<String, UnknownTask> {
+    /// The tool an owner's task runs (what the gate judges a `tasks/*` request as a use of),
+    /// and the peer that runs it, if one does.
+    pub(crate) fn find(&self, owner: &str, id: &str) -> Result<TaskRef, UnknownTask> {
         let entries = self.lock();
-        Ok(owned(&entries, owner, id)?.tool.clone())
+        let entry = owned(&entries, owner, id)?;
+        Ok(TaskRef { tool: entry.tool.clone(), delegated: entry.delegated.clone() })
+    }
+
+    /// Note that a peer's task has ended (as its `tasks/get` said): it is then kept no
+    /// longer than a finished task of this host's.
+    pub(crate) fn delegated_ended(&self, id: &str, status: TaskStatus) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(id).filter(|entry| entry.delegated.is_some()) {
+            let payload = match status {
+                TaskStatus::Cancelled => TaskPayload::Cancelled,
+                TaskStatus::Failed => TaskPayload::Failed { error: JsonObject::new() },
+                _ => TaskPayload::Completed { result: JsonObject::new() },
+            };
+            entry.settle(payload);
+        }
     }
 
     /// The task as its owner sees it.
@@ -287,6 +363,9 @@ impl Tasks {
         for entry in entries.values_mut() {
             if entry.settle(TaskPayload::Failed { error: error_object(-32603, reason) }) {
                 failed += 1;
+                if let Some(delegated) = &entry.delegated {
+                    cancel_at_peer(delegated.clone());
+                }
             }
         }
         failed
@@ -307,16 +386,33 @@ fn owned_mut<'a>(entries: &'a mut HashMap<String, Entry>, owner: &str, id: &str)
 }
 
 /// Fail the tasks past their TTL that still run, and forget the finished ones past it.
-fn sweep(entries: &mut HashMap<String, Entry>, ttl: Duration) {
+/// A peer's task past its TTL here is forgotten (the peer expires its own) and cancelled at
+/// the peer in case it still runs.
+fn sweep(entries: &mut HashMap<String, Entry>) {
     for entry in entries.values_mut() {
-        if entry.terminal.is_none() && entry.created.elapsed() >= ttl {
-            let reason = format!("the task expired: it did not finish within its TTL of {} ms", ttl.as_millis());
+        if entry.terminal.is_none() && entry.created.elapsed() >= entry.ttl {
+            let reason = format!("the task expired: it did not finish within its TTL of {} ms", entry.ttl.as_millis());
             entry.settle(TaskPayload::Failed { error: error_object(-32603, &reason) });
+            if let Some(delegated) = &entry.delegated {
+                cancel_at_peer(delegated.clone());
+            }
         }
     }
     entries.retain(|_, entry| match &entry.terminal {
-        Some((_, finished)) => entry.created.elapsed() < ttl || finished.elapsed() < RESULT_GRACE,
+        Some((_, finished)) => entry.created.elapsed() < entry.ttl || finished.elapsed() < RESULT_GRACE,
         None => true,
+    });
+}
+
+/// Cancel a peer's task this host no longer follows, in the background (when a runtime runs).
+pub(crate) fn cancel_at_peer(delegated: Delegated) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let mut cx = crate::call::CallContext::default();
+        cx.meta.insert(crate::federation::credentials::CALLER_KEY.to_owned(), delegated.caller.clone());
+        if let Err(error) = delegated.peer.cancel_task(&delegated.remote_id, &cx).await {
+            tracing::debug!(peer = delegated.peer.name(), %error, "cancelling an expired task at its peer failed");
+        }
     });
 }
 

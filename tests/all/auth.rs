@@ -1151,3 +1151,56 @@ async fn a_task_is_unknown_to_every_identity_but_its_creators() {
     };
     assert!(polled("alice") && !polled("bob"), "{audit:?}");
 }
+
+/// A task a peer runs, through A: A passes the peer's task on under an id of its own, which
+/// only its creator can poll, answer or cancel (another identity's requests are answered as
+/// for an unknown id and reach nobody); the creator's polls, answers and cancel reach the
+/// peer's task, and each is a use of the tool that A's gate admits and audits.
+#[tokio::test]
+async fn a_peers_task_is_polled_answered_and_cancelled_through_a_by_its_creator_only() {
+    let b = Server::start(&support::example_plugins());
+    let peer = format!("[[peers]]\nname = \"b\"\nnamespace = \"b\"\nurl = \"{}\"\ntimeout_ms = 10000\n", b.url());
+    let mut a = Protected::start_serving(&peer, &support::repo_root().join("tests/plugins/empty"));
+    a.server.health_token = Some(a.token(json!({ "sub": "operator" })));
+    a.server.wait_for_peer("b").await;
+    let client = |sub: &str| StatelessClient {
+        token: Some(a.token(json!({ "sub": sub }))),
+        ..crate::tasks::tasks_client(&a.server)
+    };
+    let (alice, bob) = (client("alice"), client("bob"));
+
+    let task = crate::tasks::start_task(&alice, "b__slow_compute", json!({ "seconds": 0.3, "label": "via-a" })).await;
+    let done = crate::tasks::until(&alice, &task, "completed").await;
+    assert_eq!(done["taskId"], task.as_str(), "A's id, not the peer's: {done}");
+    assert!(done["result"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("via-a: done")), "{done}");
+
+    let task = crate::tasks::start_task(&alice, "b__confirm_delete", json!({ "filename": "peer.txt" })).await;
+    let answers = json!({ "confirm": { "action": "accept", "content": { "confirm": true } } });
+    for (method, params) in [
+        ("tasks/get", json!({ "taskId": task })),
+        ("tasks/update", json!({ "taskId": task, "inputResponses": answers })),
+        ("tasks/cancel", json!({ "taskId": task })),
+    ] {
+        let (_, reply) = bob.request(method, params).await;
+        assert_eq!(reply["error"]["message"], format!("unknown task: {task}"), "{method}: {reply}");
+    }
+    let waiting = crate::tasks::until(&alice, &task, "input_required").await;
+    assert_eq!(waiting["inputRequests"]["confirm"]["method"], "elicitation/create", "{waiting}");
+    let (_, ack) = alice.request("tasks/update", json!({ "taskId": task, "inputResponses": answers })).await;
+    assert_eq!(ack["result"], json!({ "resultType": "complete" }), "{ack}");
+    let done = crate::tasks::until(&alice, &task, "completed").await;
+    assert_eq!(done["result"]["content"][0]["text"], "Deleted peer.txt", "{done}");
+
+    // Cancelled through A while it runs on B: B's task says so.
+    let task = crate::tasks::start_task(&alice, "b__slow_compute", json!({ "seconds": 30 })).await;
+    let (_, ack) = alice.request("tasks/cancel", json!({ "taskId": task })).await;
+    assert_eq!(ack["result"], json!({ "resultType": "complete" }), "{ack}");
+    assert_eq!(crate::tasks::get(&alice, &task).await["status"], "cancelled");
+
+    let audit = a.audit();
+    let used = |sub: &str, method: &str| {
+        audit.iter().any(|l| l["identity"]["sub"] == sub && l["method"] == method && l["entry"] == "b__slow_compute")
+    };
+    assert!(used("alice", "tasks/get") && used("alice", "tasks/cancel"), "{audit:?}");
+    assert!(!audit.iter().any(|l| l["identity"]["sub"] == "bob"), "bob's requests reached no task: {audit:?}");
+}

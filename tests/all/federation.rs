@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    self, LegacySession, Server, StatelessClient, eventually, example_plugins, fixture, free_port, node,
-    node_package_bin, run_conformance,
+    self, LegacySession, Server, StatelessClient, eventually, example_plugins, failing_scenarios, fixture, free_port,
+    node, node_package_bin, run_conformance,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -51,8 +51,11 @@ async fn conformance_passes_through_a_host_that_imports_another() {
     let a = Server::start_configured(empty.path(), &config, "127.0.0.1:0");
     a.wait_for_peer("b").await;
     // Sampling, elicitation, MRTR, progress and logging all cross A to reach B's plugin.
-    run_conformance(&a.url(), "2025-11-25");
-    run_conformance(&a.url(), "2026-07-28");
+    // Every scenario of both runs, Tasks and pending ones included: B's tasks are passed on.
+    for revision in ["2025-11-25", "2026-07-28"] {
+        let summary = run_conformance(&a.url(), revision);
+        assert_eq!(failing_scenarios(&summary), Vec::<&str>::new(), "{revision} through A: {summary}");
+    }
 }
 
 /// The reference "everything" server over Streamable HTTP, killed when dropped.

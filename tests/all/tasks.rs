@@ -24,13 +24,13 @@ pub(crate) async fn start_task(client: &Client, tool: &str, arguments: Value) ->
     created["taskId"].as_str().expect("a task id").to_owned()
 }
 
-async fn get(client: &Client, task: &str) -> Value {
+pub(crate) async fn get(client: &Client, task: &str) -> Value {
     let (_, reply) = client.request("tasks/get", json!({ "taskId": task })).await;
     reply["result"].clone()
 }
 
 /// Poll the task until its status is `status`; the task as then seen.
-async fn until(client: &Client, task: &str, status: &str) -> Value {
+pub(crate) async fn until(client: &Client, task: &str, status: &str) -> Value {
     let mut seen = Value::Null;
     eventually(&format!("task {task} reaching {status}"), Duration::from_secs(20), async || {
         seen = get(client, task).await;

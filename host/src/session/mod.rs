@@ -307,6 +307,13 @@ impl ServerHandler for Session {
         let identity = self.identity(&cx)?;
         let route = self.after_first_load(|| self.catalog().tool(&name)).await;
         let dispatch = tasks::Dispatch::of(route.as_ref(), &cx, request.input_responses.is_some());
+        // A peer's tool may run as a task there when the caller can follow one.
+        let peer_for_tasks = match route.as_ref().map(|route| &route.owner) {
+            Some(crate::catalog::Owner::Peer(peer)) if cx.client_capabilities().is_some_and(|c| c.supports_tasks()) => {
+                Some(peer.clone())
+            }
+            _ => None,
+        };
         let entry = EntryUse {
             identity: &identity,
             used: Use {
@@ -328,6 +335,9 @@ impl ServerHandler for Session {
         };
         if dispatch != tasks::Dispatch::Inline {
             return self.serve_task(&cx, entry, dispatch).await;
+        }
+        if let Some(peer) = peer_for_tasks {
+            return self.serve_peer_task(&cx, entry, peer).await;
         }
         self.serve(&cx, entry, |route, arguments, c| {
             let (route, arguments) = (route.clone(), arguments.clone());
@@ -487,15 +497,15 @@ impl ServerHandler for Session {
         request: GetTaskParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        self.get_own_task(request, &cx)
+        self.get_own_task(request, &cx).await
     }
 
     async fn update_task(&self, request: UpdateTaskParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.update_own_task(request, &cx)
+        self.update_own_task(request, &cx).await
     }
 
     async fn cancel_task(&self, request: CancelTaskParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.cancel_own_task(request, &cx)
+        self.cancel_own_task(request, &cx).await
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {

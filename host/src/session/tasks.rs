@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CallToolResponse, CallToolResult, CancelTaskParams, ClientCapabilities, CreateTaskResult, GetTaskParams,
-    GetTaskResult, JsonObject, TaskPayload, UpdateTaskParams,
+    GetTaskResult, JsonObject, TaskPayload, TaskStatus, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::input_required::{mcp_input_request, missing_capabilities};
@@ -29,9 +29,11 @@ use super::serve::{Admitted, EntryUse, Sent, failed};
 use super::{Session, StateBinding, call_error, client_support};
 use crate::auth::EntryKind;
 use crate::auth::gate::{Method, Permit, Use};
+use crate::call::ToolAnswer;
 use crate::catalog::{Catalog, Route};
+use crate::federation::Peer;
 use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, Outcome};
-use crate::tasks::{Tasks, UnknownTask, error_object};
+use crate::tasks::{Delegated, Tasks, UnknownTask, cancel_at_peer, error_object};
 
 /// How many rounds of input one task may ask for.
 const MAX_TASK_ROUNDS: usize = 32;
@@ -132,55 +134,160 @@ impl Session {
         Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)))
     }
 
-    pub(super) fn get_own_task(
+    /// A `tools/call` of a peer's tool from a caller that declared the tasks extension: it is
+    /// forwarded with the extension, and when the peer answers with a task, the caller gets
+    /// it under an id of this host's, owned by the caller and counted against the task
+    /// limits; its `tasks/*` requests then go on to the peer ([`Session::task_use`]).
+    pub(super) async fn serve_peer_task(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        entry: EntryUse<'_, Route>,
+        peer: Arc<Peer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let tasks = self.shared.tasks.clone();
+        let owner = entry.identity.limit_key();
+        let caller = crate::federation::credentials::caller_meta(entry.identity);
+        let tool = entry.used.entry.to_owned();
+        self.serve(cx, entry, move |route: &Route, arguments: &Value, c| {
+            let (peer, local_name, arguments) = (peer.clone(), route.local_name.clone(), arguments.clone());
+            let (tasks, owner, caller, tool) = (tasks.clone(), owner.clone(), caller.clone(), tool.clone());
+            async move {
+                let created = match peer.call_tool_or_task(&local_name, &arguments, c).await? {
+                    Outcome::Complete(ToolAnswer::Task(created)) => created,
+                    other => return Ok(other),
+                };
+                match tasks.delegate(&owner, &tool, peer.clone(), caller.clone(), &created.task) {
+                    Ok(local) => {
+                        tracing::debug!(task = %local.id, peer = peer.name(), "a peer's task passed on");
+                        Ok(Outcome::Complete(ToolAnswer::Task(CreateTaskResult::new(local.task))))
+                    }
+                    Err(error) => {
+                        // Nobody could poll it: the peer need not run it.
+                        cancel_at_peer(Delegated { peer, remote_id: created.task.task_id, caller });
+                        Err(CallError::Upstream(McpError::invalid_request(error.to_string(), None)))
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn get_own_task(
         &self,
         request: GetTaskParams,
         cx: &RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        self.task_use(cx, Method::GetTask, &request.task_id, |tasks, owner| {
-            tasks.get(owner, &request.task_id).map(GetTaskResult::new)
-        })
+        let id = &request.task_id;
+        let tasks = &self.shared.tasks;
+        self.task_use(
+            cx,
+            Method::GetTask,
+            id,
+            |tasks, owner| tasks.get(owner, id).map(GetTaskResult::new),
+            async |delegated, call_cx| {
+                let mut result = delegated.peer.get_task(&delegated.remote_id, &call_cx).await?;
+                result.task.task.task_id.clone_from(id);
+                let status = result.task.status();
+                if status.is_terminal() {
+                    tasks.delegated_ended(id, status);
+                }
+                Ok(result)
+            },
+        )
+        .await
     }
 
-    pub(super) fn update_own_task(
+    pub(super) async fn update_own_task(
         &self,
         request: UpdateTaskParams,
         cx: &RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let UpdateTaskParams { task_id, input_responses, .. } = request;
-        self.task_use(cx, Method::UpdateTask, &task_id, |tasks, owner| tasks.update(owner, &task_id, input_responses))
+        let answers = input_responses.clone();
+        self.task_use(
+            cx,
+            Method::UpdateTask,
+            &task_id,
+            |tasks, owner| tasks.update(owner, &task_id, input_responses),
+            async |delegated, call_cx| delegated.peer.update_task(&delegated.remote_id, answers, &call_cx).await,
+        )
+        .await
     }
 
-    pub(super) fn cancel_own_task(
+    pub(super) async fn cancel_own_task(
         &self,
         request: CancelTaskParams,
         cx: &RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.task_use(cx, Method::CancelTask, &request.task_id, |tasks, owner| tasks.cancel(owner, &request.task_id))
+        let id = &request.task_id;
+        let tasks = &self.shared.tasks;
+        self.task_use(
+            cx,
+            Method::CancelTask,
+            id,
+            |tasks, owner| tasks.cancel(owner, id),
+            async |delegated, call_cx| {
+                delegated.peer.cancel_task(&delegated.remote_id, &call_cx).await?;
+                tasks.delegated_ended(id, TaskStatus::Cancelled);
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// One `tasks/*` request of the caller's own task `id`: a use of the task's tool, admitted
-    /// by the gate (grant, rate limit) and audited like any. A task that is not the caller's
-    /// is unknown, whoever created it.
-    fn task_use<T>(
+    /// by the gate (grant, rate limit) and audited like any, then answered from this host's
+    /// store (`local`) or by the peer that runs the task (`remote`). A task that is not the
+    /// caller's is unknown, whoever created it.
+    async fn task_use<T>(
         &self,
         cx: &RequestContext<RoleServer>,
         method: Method,
         id: &str,
-        act: impl FnOnce(&Tasks, &str) -> Result<T, UnknownTask>,
+        local: impl FnOnce(&Tasks, &str) -> Result<T, UnknownTask>,
+        remote: impl AsyncFnOnce(Delegated, CallContext) -> Result<T, CallError>,
     ) -> Result<T, McpError> {
         let identity = self.identity(cx)?;
         let owner = identity.limit_key();
-        let tool = self.shared.tasks.tool_of(&owner, id).map_err(unknown)?;
-        let used = Use { method, kind: EntryKind::Tool, entry: &tool, grant_name: &tool, annotations: None };
+        let found = self.shared.tasks.find(&owner, id).map_err(unknown)?;
+        let used =
+            Use { method, kind: EntryKind::Tool, entry: &found.tool, grant_name: &found.tool, annotations: None };
         let permit = self.shared.guard.admit(&identity, &used)?;
-        let result = act(&self.shared.tasks, &owner).map_err(unknown);
+        let result = match found.delegated {
+            None => local(&self.shared.tasks, &owner).map_err(unknown),
+            Some(delegated) => {
+                let remote_id = delegated.remote_id.clone();
+                let call_cx = CallContext {
+                    client: client_support(cx),
+                    input_responses: Vec::new(),
+                    state: None,
+                    events: None,
+                    meta: self.forwardable_meta(cx, &identity),
+                };
+                remote(delegated, call_cx).await.map_err(|error| in_local_terms(call_error(error), &remote_id, id))
+            }
+        };
         match &result {
             Ok(_) => permit.finish("ok"),
             Err(error) => permit.finish(format!("error: {}", error.message)),
         }
         result
     }
+}
+
+/// A peer's error about its task, naming the task by the id its caller knows.
+fn in_local_terms(mut error: McpError, remote_id: &str, local_id: &str) -> McpError {
+    if error.message.contains(remote_id) {
+        error.message = error.message.replace(remote_id, local_id).into();
+    }
+    if let Some(data) = &mut error.data
+        && let Ok(text) = serde_json::to_string(data)
+        && text.contains(remote_id)
+        && let Ok(rewritten) = serde_json::from_str(&text.replace(remote_id, local_id))
+    {
+        *data = rewritten;
+    }
+    error
 }
 
 /// A task's run in the background: the plugin's rounds, until a result, an error, or a stop.

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResult,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelTaskParams, CancelTaskRequest,
+    CancelledNotificationParam, ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult,
+    GetPromptRequest, GetPromptRequestParams, GetPromptResult, GetTaskParams, GetTaskRequest, GetTaskResult,
     InputRequiredResult, InputResponses, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult, RequestId,
-    RequestMetaObject, ServerResult,
+    RequestMetaObject, ServerResult, UpdateTaskParams, UpdateTaskRequest,
 };
 use rmcp::service::{PeerRequestOptions, ServiceError};
 use serde_json::{Value, json};
 
-use crate::call::{CallContext, CallError, InputRequest, InputRequired, Outcome};
+use crate::call::{CallContext, CallError, InputRequest, InputRequired, Outcome, ToolAnswer};
 use crate::federation::credentials::{CALLER_KEY, Caller, with_causes};
 use crate::federation::loops;
 
@@ -123,7 +124,11 @@ impl Peer {
     /// protocol version and client info aside, which rmcp sets for this connection), the
     /// capabilities of the caller rather than this host's (so a 2026-07-28 peer asks only for
     /// input the caller can give), and the hosts crossed.
-    fn forwarded_meta(&self, cx: &CallContext) -> Result<RequestMetaObject, CallError> {
+    ///
+    /// `tasks`: the caller's tasks extension goes with the request (the peer may answer with a
+    /// task this host passes on); otherwise it is removed, and the peer runs a call inline or
+    /// refuses a tool that runs only as a task with -32021.
+    fn forwarded_meta(&self, cx: &CallContext, tasks: bool) -> Result<RequestMetaObject, CallError> {
         const CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
         let mut meta = cx.meta.clone();
         // Only a token this host mints says who the caller is; nobody else gets the marker.
@@ -136,10 +141,8 @@ impl Peer {
                     "io.modelcontextprotocol/protocolVersion" | "io.modelcontextprotocol/clientInfo"
                 )
         });
-        // This host does not follow a peer's tasks (yet): without the tasks extension the peer
-        // runs a call inline, or refuses a tool that runs only as a task with -32021, rather
-        // than answering with a task nobody here could poll.
-        if let Some(Value::Object(capabilities)) = meta.get_mut(CAPABILITIES)
+        if !tasks
+            && let Some(Value::Object(capabilities)) = meta.get_mut(CAPABILITIES)
             && let Some(Value::Object(extensions)) = capabilities.get_mut("extensions")
         {
             extensions.remove(rmcp::model::TASKS_EXTENSION_ID);
@@ -165,8 +168,8 @@ impl Peer {
 
     /// Send one request to the peer and wait for its answer, with the peer's time limit.
     /// Dropping the future (the caller cancelled) cancels the request at the peer.
-    async fn request(&self, request: ClientRequest, cx: &CallContext) -> Result<ServerResult, CallError> {
-        let meta = self.forwarded_meta(cx)?;
+    async fn request(&self, request: ClientRequest, cx: &CallContext, tasks: bool) -> Result<ServerResult, CallError> {
+        let meta = self.forwarded_meta(cx, tasks)?;
         let upstream = self.upstream().await?;
         let call = self.calls.begin(&self.config.name, cx.events.clone());
         let mut options = PeerRequestOptions::no_options();
@@ -191,12 +194,62 @@ impl Peer {
         params.arguments = arguments.as_object().cloned();
         params.input_responses = input_responses(&cx)?;
         params.request_state = cx.state.clone();
-        let result = self.request(ClientRequest::CallToolRequest(CallToolRequest::new(params)), &cx).await?;
+        let result = self.request(ClientRequest::CallToolRequest(CallToolRequest::new(params)), &cx, false).await?;
         match result {
             ServerResult::CallToolResult(result) => Ok(Outcome::Complete(result)),
             ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
             other => Err(self.unexpected("tools/call", &other)),
         }
+    }
+
+    /// A `tools/call` for a caller that declared the tasks extension: the peer may run the
+    /// tool as a task, whose `CreateTaskResult` comes back as it is (the session gives it an
+    /// id of this host's).
+    pub(crate) async fn call_tool_or_task(
+        &self,
+        name: &str,
+        arguments: &Value,
+        cx: CallContext,
+    ) -> Result<Outcome<ToolAnswer>, CallError> {
+        let mut params = CallToolRequestParams::new(name.to_owned());
+        params.arguments = arguments.as_object().cloned();
+        params.input_responses = input_responses(&cx)?;
+        params.request_state = cx.state.clone();
+        let result = self.request(ClientRequest::CallToolRequest(CallToolRequest::new(params)), &cx, true).await?;
+        match result {
+            ServerResult::CallToolResult(result) => Ok(Outcome::Complete(ToolAnswer::Result(result))),
+            ServerResult::CreateTaskResult(created) => Ok(Outcome::Complete(ToolAnswer::Task(created))),
+            ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
+            other => Err(self.unexpected("tools/call", &other)),
+        }
+    }
+
+    /// `tasks/get` of the peer's task `remote_id`.
+    pub(crate) async fn get_task(&self, remote_id: &str, cx: &CallContext) -> Result<GetTaskResult, CallError> {
+        let request = ClientRequest::GetTaskRequest(GetTaskRequest::new(GetTaskParams::new(remote_id.to_owned())));
+        match self.request(request, cx, true).await? {
+            ServerResult::GetTaskResult(result) => Ok(result),
+            other => Err(self.unexpected("tasks/get", &other)),
+        }
+    }
+
+    /// `tasks/update` of the peer's task `remote_id`: the caller's answers to its questions.
+    pub(crate) async fn update_task(
+        &self,
+        remote_id: &str,
+        answers: InputResponses,
+        cx: &CallContext,
+    ) -> Result<(), CallError> {
+        let params = UpdateTaskParams::new(remote_id.to_owned(), answers);
+        self.request(ClientRequest::UpdateTaskRequest(UpdateTaskRequest::new(params)), cx, true).await?;
+        Ok(())
+    }
+
+    /// `tasks/cancel` of the peer's task `remote_id`.
+    pub(crate) async fn cancel_task(&self, remote_id: &str, cx: &CallContext) -> Result<(), CallError> {
+        let params = CancelTaskParams::new(remote_id.to_owned());
+        self.request(ClientRequest::CancelTaskRequest(CancelTaskRequest::new(params)), cx, true).await?;
+        Ok(())
     }
 
     pub(crate) async fn get_prompt(
@@ -211,7 +264,7 @@ impl Peer {
         }
         params.input_responses = input_responses(&cx)?;
         params.request_state = cx.state.clone();
-        let result = self.request(ClientRequest::GetPromptRequest(GetPromptRequest::new(params)), &cx).await?;
+        let result = self.request(ClientRequest::GetPromptRequest(GetPromptRequest::new(params)), &cx, false).await?;
         match result {
             ServerResult::GetPromptResult(result) => Ok(Outcome::Complete(result)),
             ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
@@ -227,7 +280,8 @@ impl Peer {
         let mut params = ReadResourceRequestParams::new(uri.to_owned());
         params.input_responses = input_responses(&cx)?;
         params.request_state = cx.state.clone();
-        let result = self.request(ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)), &cx).await?;
+        let result =
+            self.request(ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)), &cx, false).await?;
         match result {
             ServerResult::ReadResourceResult(result) => Ok(Outcome::Complete(result)),
             ServerResult::InputRequiredResult(result) => Ok(Outcome::InputRequired(input_required(result)?)),
@@ -240,7 +294,7 @@ impl Peer {
         params: CompleteRequestParams,
         cx: CallContext,
     ) -> Result<CompleteResult, CallError> {
-        let result = self.request(ClientRequest::CompleteRequest(CompleteRequest::new(params)), &cx).await?;
+        let result = self.request(ClientRequest::CompleteRequest(CompleteRequest::new(params)), &cx, false).await?;
         match result {
             ServerResult::CompleteResult(result) => Ok(result),
             other => Err(self.unexpected("completion/complete", &other)),

@@ -41,6 +41,9 @@ pub struct HostConfig {
     pub session_idle: std::time::Duration,
     /// Hex-encoded key that signs MRTR request states; random per start when unset.
     pub request_state_key: Option<String>,
+    /// Where `request_state_key` was read from, when the file named it by path
+    /// (`http.request_state_key_file`, e.g. a mounted Secret).
+    pub request_state_key_file: Option<PathBuf>,
     pub runtime: RuntimeOptions,
     /// Other MCP servers whose entries this host serves too.
     pub peers: Vec<PeerConfig>,
@@ -147,6 +150,7 @@ impl Default for HostConfig {
             max_request_body_bytes: http.max_request_body_bytes,
             session_idle: http.session_idle,
             request_state_key: http.request_state_key,
+            request_state_key_file: http.request_state_key_file,
             runtime: RuntimeOptions::default(),
             peers: Vec::new(),
             max_hops: crate::federation::loops::DEFAULT_MAX_HOPS,
@@ -168,17 +172,34 @@ impl HostConfig {
         let shown = path.display().to_string();
         let error = |message: String| ConfigError { path: shown.clone(), message };
         let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
-        let mut config = Self::parse(&text).map_err(error)?;
+        let mut config = Self::parse_sections(&text).map_err(error)?;
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
+        config.read_key_files().map_err(|e| error(e.to_string()))?;
         Ok(config)
     }
 
     /// Read the text of a config file; an error names the field by its path from the root.
+    /// Files it names are relative to the current folder.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let mut config = Self::parse_sections(text)?;
+        config.read_key_files().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    fn parse_sections(text: &str) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         Self::from_sections(raw).map_err(|e| e.to_string())
+    }
+
+    /// Read the keys the file names by path rather than holds (once its paths are resolved).
+    fn read_key_files(&mut self) -> Result<(), FieldError> {
+        if let Some(path) = &self.request_state_key_file {
+            let key = crate::transport::config::read_state_key(path).map_err(|e| e.under("http"))?;
+            self.request_state_key = Some(key);
+        }
+        Ok(())
     }
 
     fn from_sections(raw: RawConfig) -> Result<Self, FieldError> {
@@ -197,6 +218,7 @@ impl HostConfig {
         config.max_request_body_bytes = http.max_request_body_bytes;
         config.session_idle = http.session_idle;
         config.request_state_key = http.request_state_key;
+        config.request_state_key_file = http.request_state_key_file;
         config.allow_unauthenticated_public = http.allow_unauthenticated_public;
         config.runtime = raw.plugins.parse().map_err(|e| e.under("plugins"))?;
         config.max_hops = raw.federation.max_hops().map_err(|e| e.under("federation"))?;
@@ -219,6 +241,9 @@ impl HostConfig {
     /// Make every relative path in the file relative to `base`, the file's folder.
     fn resolve_paths(&mut self, base: &Path) {
         resolve(base, &mut self.plugins_dir);
+        if let Some(path) = self.request_state_key_file.as_mut() {
+            resolve(base, path);
+        }
         crate::plugin::config::resolve_paths(&mut self.runtime, base);
         self.peers.iter_mut().for_each(|peer| peer.resolve_paths(base));
         if let Some(auth) = self.auth.as_mut() {

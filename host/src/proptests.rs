@@ -102,6 +102,7 @@ const CONFIG_KEYS: &[&str] = &[
     "max_request_body_bytes",
     "session_idle_secs",
     "request_state_key",
+    "request_state_key_file",
     "allow_unauthenticated_public",
     "pooling",
     "default_memory_mb",

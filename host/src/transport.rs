@@ -1,5 +1,6 @@
 //! How clients reach the host: Streamable HTTP at `/mcp` (both protocol eras on one
-//! endpoint, chosen per request), `GET /health`, and stdio for one local client.
+//! endpoint, chosen per request), `GET /health` and `GET /ready`, and stdio for one local
+//! client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +53,7 @@ pub struct HttpOptions {
     pub gate: Option<Arc<Gate>>,
 }
 
-/// The axum router: `/mcp` and `/health`.
+/// The axum router: `/mcp`, `/health`, `/ready` and `/metrics`.
 /// Cancelling `streams` ends every SSE stream and session; `requests` tracks each POST until
 /// its response has been sent in full (an SSE reply included), so shutdown can wait for them.
 pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationToken, requests: TaskTracker) -> Router {
@@ -108,6 +109,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     mcp.merge(
         Router::new()
             .route("/health", get(health))
+            .route("/ready", get(ready))
             .route("/metrics", get(metrics))
             .with_state(Arc::new(Health { shared, gate, relay, sessions: manager }))
             .layer(from_fn_with_state(rebinding, rebinding::guard)),
@@ -173,6 +175,18 @@ async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMa
         "peers": { "up": up, "down": down },
         "relay": health.relay.counts(),
     }))
+}
+
+/// `GET /ready`, for a readiness probe (which judges the status alone, any 2xx or 3xx being
+/// success): 200 once every plugin of the first load has loaded or failed, 503 until then,
+/// with the same small JSON either way. `/health` answers 200 whatever its `ready` says (a
+/// liveness probe's question: the process answers). Counts only, so no token is needed.
+async fn ready(State(health): State<Arc<Health>>) -> Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let loading = health.shared.catalog.loading().pending().len();
+    let status = if loading == 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(json!({ "ready": loading == 0, "loading": loading }))).into_response()
 }
 
 /// `GET /metrics`: OpenMetrics text for Prometheus. With `[auth]`, only for a caller with a

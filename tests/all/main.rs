@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod clients;
 mod conformance;
+mod deploy;
 mod federation;
 mod languages;
 mod metrics;

@@ -1,6 +1,7 @@
 //! A start that does not wait: the host listens before its plugins are compiled, `/health`
-//! says what is still loading until each has loaded or failed, and each plugin is served (and
-//! connected clients told) as soon as it is ready.
+//! says what is still loading until each has loaded or failed (and `/ready` answers 503 until
+//! then, for a readiness probe), and each plugin is served (and connected clients told) as
+//! soon as it is ready.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,13 @@ fn loaded(health: &Value) -> Vec<String> {
         .as_array()
         .map(|l| l.iter().filter_map(|p| p["name"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
+}
+
+/// `GET /ready`: its status and body.
+async fn ready(server: &Server) -> (reqwest::StatusCode, Value) {
+    let response = reqwest::get(format!("http://{}/ready", server.address)).await.expect("/ready answers");
+    let status = response.status();
+    (status, response.json().await.expect("/ready is JSON"))
 }
 
 async fn health_until(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -63,6 +71,13 @@ async fn listens_at_once_and_serves_each_plugin_as_it_is_ready() {
     assert_eq!(first["ready"], false, "ready before the Python plugin compiled: {first}");
     assert!(loading(&first).contains(&"unit-convert-python".to_owned()), "{first}");
     assert!(first["plugins"]["failed"].as_array().is_some_and(Vec::is_empty), "{first}");
+    // A readiness probe judges the status alone: 503 while loading; `/health` stays 200.
+    let (status, body) = ready(&server).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "/ready before the Python plugin compiled: {body}");
+    assert_eq!(body["ready"], false, "{body}");
+    assert!(body["loading"].as_u64().is_some_and(|n| n >= 1), "{body}");
+    let health_status = reqwest::get(format!("http://{}/health", server.address)).await.expect("answers").status();
+    assert_eq!(health_status, reqwest::StatusCode::OK, "/health answers 200 while loading");
 
     // The small plugin serves while the large one still compiles.
     let mut client = LegacySession::open(&server).await;
@@ -90,6 +105,7 @@ async fn listens_at_once_and_serves_each_plugin_as_it_is_ready() {
     let ready = health_until(&server, "ready", |h| h["ready"] == true).await;
     println!("ready {} ms after start: {ready}", started.elapsed().as_millis());
     assert!(loading(&ready).is_empty(), "{ready}");
+    assert_eq!(self::ready(&server).await, (reqwest::StatusCode::OK, json!({ "ready": true, "loading": 0 })));
     assert!(loaded(&ready).contains(&"unit-convert-python".to_owned()), "{ready}");
     assert!(client.tool_names().await.contains(&"unit-convert-python__convert".to_owned()));
     let converted =

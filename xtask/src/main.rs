@@ -7,7 +7,8 @@
 //!   JavaScript toolchains are installed on first use, under sdk/python/.venv and
 //!   sdk/js/node_modules. C needs clang with wasi-libc: without it C plugins are skipped with
 //!   a note, except by `test`, which installs it with apt-get where it can.
-//! - `serve`: build the plugins, then run `fedmcp serve` on the default config.
+//! - `serve`: build the plugins, then run `fedmcp serve` on the default config (`--release`:
+//!   an optimised build).
 //! - `test`: install what the tests need (the wasm target, the Node.js clients), build the
 //!   plugins, then run every test.
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
             build_plugins(|| c_toolchain(false), false).and_then(|()| serve(std::env::args().skip(2).collect()))
         }
         Some("test") => test(std::env::args().skip(2).collect()),
-        _ => Err("usage: cargo xtask plugins | serve [ARGS] | test [CARGO TEST ARGS]".to_owned()),
+        _ => Err("usage: cargo xtask plugins | serve [--release] [-- SERVE ARGS] | test [CARGO TEST ARGS]".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -329,8 +330,32 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// `cargo xtask serve [--release] [-- FEDMCP SERVE ARGS]`: `--release` before any `--` runs
+/// an optimised build (target/release/fedmcp); everything else goes to `fedmcp serve`.
 fn serve(args: Vec<String>) -> Result<(), String> {
-    run(cargo().current_dir(root()).args(["run", "--bin", "fedmcp", "--", "serve"]).args(args))
+    let (release, args) = serve_args(args);
+    let mut command = cargo();
+    command.current_dir(root()).arg("run");
+    if release {
+        command.arg("--release");
+    }
+    run(command.args(["--bin", "fedmcp", "--", "serve"]).args(args))
+}
+
+/// Whether `--release` comes before a `--`, and the arguments for `fedmcp serve` (those
+/// after a `--`, and any others before it).
+fn serve_args(args: Vec<String>) -> (bool, Vec<String>) {
+    let mut release = false;
+    let mut rest = Vec::new();
+    let mut after_separator = false;
+    for arg in args {
+        match arg.as_str() {
+            "--release" if !after_separator => release = true,
+            "--" if !after_separator => after_separator = true,
+            _ => rest.push(arg),
+        }
+    }
+    (release, rest)
 }
 
 /// The real clients the end-to-end tests drive: the conformance suite and the MCP Inspector
@@ -417,4 +442,23 @@ fn test_c_sdk() -> Result<(), String> {
         .arg(sdk.join("tests/json_test.c"))
         .arg(sdk.join("json.c")))?;
     run(&mut Command::new(&binary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_args;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn release_is_taken_before_the_separator_only() {
+        assert_eq!(serve_args(strings(&[])), (false, vec![]));
+        assert_eq!(serve_args(strings(&["--release"])), (true, vec![]));
+        assert_eq!(serve_args(strings(&["--release", "--", "--stdio"])), (true, strings(&["--stdio"])));
+        assert_eq!(serve_args(strings(&["--", "--stdio"])), (false, strings(&["--stdio"])));
+        assert_eq!(serve_args(strings(&["--listen", "127.0.0.1:0"])), (false, strings(&["--listen", "127.0.0.1:0"])));
+        assert_eq!(serve_args(strings(&["--", "--release"])), (false, strings(&["--release"])));
+    }
 }

@@ -1,10 +1,12 @@
 //! The `[http]` section of `host.toml`: what the HTTP listener accepts (hosts, origins, body
-//! size), how long an idle legacy session lives, the key that seals MRTR request states, and
-//! whether it may serve a public address without `[auth]`.
+//! size), how long an idle legacy session lives, the key that seals MRTR request states (or
+//! the file holding it, such as a mounted Kubernetes Secret), and whether it may serve a
+//! public address without `[auth]`.
 //!
 //! Errors name fields relative to the section (`session_idle_secs`); `crate::config` adds
 //! `http.`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +22,7 @@ pub(crate) struct RawHttp {
     max_request_body_bytes: Option<usize>,
     session_idle_secs: Option<u64>,
     request_state_key: Option<String>,
+    request_state_key_file: Option<PathBuf>,
     allow_unauthenticated_public: Option<bool>,
 }
 
@@ -31,6 +34,9 @@ pub(crate) struct HttpSettings {
     pub max_request_body_bytes: usize,
     pub session_idle: Duration,
     pub request_state_key: Option<String>,
+    /// A file holding the key (hex), read when the whole file is known (relative paths are
+    /// relative to it); `request_state_key` and this are not both set.
+    pub request_state_key_file: Option<PathBuf>,
     pub allow_unauthenticated_public: bool,
 }
 
@@ -42,6 +48,7 @@ impl Default for HttpSettings {
             max_request_body_bytes: 4 << 20,
             session_idle: Duration::from_secs(300),
             request_state_key: None,
+            request_state_key_file: None,
             allow_unauthenticated_public: false,
         }
     }
@@ -69,15 +76,46 @@ impl RawHttp {
             http.session_idle = Duration::from_secs(seconds);
         }
         if let Some(key) = self.request_state_key {
-            if key.len() < 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
-                let message = "must be at least 32 bytes written as hex (64+ hex digits)";
-                return Err(FieldError::new("request_state_key", message));
+            if self.request_state_key_file.is_some() {
+                let message = "set request_state_key or request_state_key_file, not both";
+                return Err(FieldError::new("request_state_key_file", message));
             }
+            check_state_key(&key).map_err(|message| FieldError::new("request_state_key", message))?;
             http.request_state_key = Some(key);
         }
+        http.request_state_key_file = self.request_state_key_file;
         http.allow_unauthenticated_public = self.allow_unauthenticated_public.unwrap_or(false);
         Ok(http)
     }
+}
+
+/// The most of `request_state_key_file` that is read.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
+
+/// Why `key` cannot sign request states, if it cannot.
+fn check_state_key(key: &str) -> Result<(), &'static str> {
+    if key.len() < 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("must be at least 32 bytes written as hex (64+ hex digits)");
+    }
+    Ok(())
+}
+
+/// The key in `request_state_key_file`: its text without surrounding whitespace (a Secret
+/// written with `echo` ends in a newline), checked as `request_state_key` is. The error
+/// names the file, never its content.
+pub(crate) fn read_state_key(path: &std::path::Path) -> Result<String, FieldError> {
+    use std::io::Read;
+    let field = "request_state_key_file";
+    let cannot_read = |e: std::io::Error| FieldError::new(field, format!("cannot read {}: {e}", path.display()));
+    // A key is a few hundred bytes at most; a path to something endless (a device, a pipe)
+    // must not hang the start.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE_BYTES).read_to_string(&mut text))
+        .map_err(cannot_read)?;
+    let key = text.trim();
+    check_state_key(key).map_err(|message| FieldError::new(field, format!("{}: {message}", path.display())))?;
+    Ok(key.to_owned())
 }
 
 /// The key that signs MRTR request states: `request_state_key` decoded, or fresh random
@@ -122,5 +160,20 @@ mod tests {
         assert!(parse(&format!("request_state_key = \"{}\"", "zz".repeat(32))).is_err());
         assert_eq!(state_key(Some(&"0a".repeat(32))), vec![10; 32]);
         assert_eq!(state_key(None).len(), 32);
+        let both = format!("request_state_key = \"{}\"\nrequest_state_key_file = \"key\"", "ab".repeat(32));
+        assert_eq!(parse(&both).unwrap_err().field, "request_state_key_file");
+    }
+
+    #[test]
+    fn a_state_key_file_is_trimmed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, format!("{}\n", "0a".repeat(32))).unwrap();
+        assert_eq!(read_state_key(&good).unwrap(), "0a".repeat(32));
+        let short = dir.path().join("short");
+        std::fs::write(&short, "abcd").unwrap();
+        let error = read_state_key(&short).unwrap_err();
+        assert!(error.message.contains("64+ hex digits") && !error.message.contains("abcd"), "{error:?}");
+        assert_eq!(read_state_key(&dir.path().join("missing")).unwrap_err().field, "request_state_key_file");
     }
 }

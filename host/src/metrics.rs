@@ -6,10 +6,11 @@
 //! state rather than events (sessions open, peers up, plugins loaded) are set when scraped
 //! ([`Snapshot`]), so they never drift from the state they describe.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The content type of [`encode`]'s text.
@@ -120,10 +121,35 @@ pub(crate) fn denied(reason: &'static str) {
     counter!("fedmcp_denials_total", "reason" => reason).increment(1);
 }
 
+/// The latency histogram of each (method, owner kind) and owner, looked up on every call
+/// without building its key (the owner's name copied, the labels hashed) again.
+type ServedHistograms = HashMap<(&'static str, &'static str), HashMap<String, Histogram>>;
+static SERVED: LazyLock<RwLock<ServedHistograms>> = LazyLock::new(RwLock::default);
+/// Owners remembered per (method, owner kind); past this (plugins renamed again and again)
+/// the others are looked up the slow way.
+const MAX_REMEMBERED_OWNERS: usize = 1024;
+
 /// How long an admitted use took to answer, and what served it.
 pub(crate) fn served(method: &'static str, owner_kind: &'static str, owner: &str, took: Duration) {
-    histogram!("fedmcp_request_duration_seconds", "method" => method, "owner_kind" => owner_kind, "owner" => owner.to_owned())
-        .record(took.as_secs_f64());
+    let seconds = took.as_secs_f64();
+    if let Ok(known) = SERVED.read()
+        && let Some(histogram) = known.get(&(method, owner_kind)).and_then(|owners| owners.get(owner))
+    {
+        histogram.record(seconds);
+        return;
+    }
+    // A handle taken before the recorder is installed would record nowhere, for good.
+    install();
+    let histogram = histogram!(
+        "fedmcp_request_duration_seconds", "method" => method, "owner_kind" => owner_kind, "owner" => owner.to_owned()
+    );
+    histogram.record(seconds);
+    if let Ok(mut known) = SERVED.write() {
+        let owners = known.entry((method, owner_kind)).or_default();
+        if owners.len() < MAX_REMEMBERED_OWNERS {
+            owners.insert(owner.to_owned(), histogram);
+        }
+    }
 }
 
 pub(crate) fn instantiated(took: Duration) {

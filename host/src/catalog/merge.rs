@@ -98,7 +98,8 @@ pub(super) fn build(host_id: &str, plugins: Vec<Arc<Plugin>>, peers: &[PeerEntri
             loops::stamp(&mut tool.meta, host_id);
             let annotations = tool.annotations.clone();
             let param_headers = mentions_param_headers(&tool.input_schema);
-            // Only a plugin's tools run as tasks here: a peer's task would need forwarding.
+            // Only a plugin's tools run as this host's tasks; a peer runs its own, which the
+            // session passes on (`serve_peer_task`).
             let task = match owner {
                 Owner::Plugin(plugin) => plugin.manifest.tasks.get(&local_name).copied(),
                 Owner::Peer(_) => None,

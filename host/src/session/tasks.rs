@@ -116,7 +116,9 @@ impl Session {
             input_responses: input_responses.unwrap_or_default().into_iter().collect(),
             state,
             events: None,
-            meta: self.forwardable_meta(cx, identity),
+            // Only a plugin's tools run as this host's tasks (a peer's run on the peer:
+            // `serve_peer_task`), and a plugin is not shown the caller's `_meta`.
+            meta: serde_json::Map::new(),
         };
         let run = TaskRun {
             tasks: self.shared.tasks.clone(),

@@ -138,3 +138,36 @@ async fn a_task_survives_a_hot_reload_of_its_plugin_and_completes_on_its_version
     let done = until(&client, &task, "completed").await;
     assert_eq!(done["result"]["content"][0]["text"], "one", "the task switched versions: {done}");
 }
+
+/// A 2025-11-25 session declares the extension at `initialize`: its calls of a peer's task
+/// tools through A become tasks on the peer, polled through A like a 2026-07-28 caller's; a
+/// session that did not declare it gets them inline, or refused when they run only as tasks.
+#[tokio::test]
+async fn a_legacy_session_runs_a_peers_tools_as_tasks_through_a_when_it_declared_them() {
+    let b = Server::start(&example_plugins());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = empty.path().join("host.toml");
+    std::fs::write(&config, format!("[[peers]]\nname = \"b\"\nnamespace = \"b\"\nurl = \"{}\"\n", b.url()))
+        .expect("config written");
+    let a = Server::start_configured(empty.path(), &config, "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+    let declared = json!({ "elicitation": {}, "extensions": { "io.modelcontextprotocol/tasks": {} } });
+    let mut session = crate::support::LegacySession::open_with(&a, declared).await;
+    let created = session.request("tools/call", json!({ "name": "b__failing_job", "arguments": {} })).await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"].as_str().expect("a task id").to_owned();
+    let mut seen = Value::Null;
+    eventually("the peer's task completes", Duration::from_secs(20), async || {
+        seen = session.request("tasks/get", json!({ "taskId": task })).await;
+        seen["result"]["status"] == "completed"
+    })
+    .await;
+    assert_eq!(seen["result"]["taskId"], task.as_str(), "{seen}");
+    assert_eq!(seen["result"]["result"]["isError"], true, "failing_job's tool error: {seen}");
+
+    let mut plain = crate::support::LegacySession::open(&a).await;
+    let inline = plain.request("tools/call", json!({ "name": "b__slow_compute", "arguments": { "seconds": 0 } })).await;
+    assert!(inline["result"]["content"].is_array() && inline["result"].get("taskId").is_none(), "{inline}");
+    let refused = plain.request("tools/call", json!({ "name": "b__failing_job", "arguments": {} })).await;
+    assert_eq!(refused["error"]["code"], -32021, "{refused}");
+}

@@ -156,6 +156,10 @@ impl Peer {
                     capabilities.insert(name.to_owned(), json!({}));
                 }
             }
+            // A 2025-11-25 caller declared the extension at `initialize`, not in each request.
+            if tasks {
+                capabilities.insert("extensions".to_owned(), json!({ rmcp::model::TASKS_EXTENSION_ID: {} }));
+            }
             meta.insert(CAPABILITIES.to_owned(), Value::Object(capabilities));
         }
         let mut via = loops::via(&cx.meta);

@@ -102,6 +102,7 @@ const CONFIG_KEYS: &[&str] = &[
     "max_request_body_bytes",
     "session_idle_secs",
     "request_state_key",
+    "replica_id",
     "allow_unauthenticated_public",
     "pooling",
     "default_memory_mb",
@@ -143,6 +144,7 @@ const CONFIG_KEYS: &[&str] = &[
     "policy",
     "per_minute",
     "burst",
+    "redis",
     "cert",
     "subject",
 ];

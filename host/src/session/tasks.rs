@@ -86,7 +86,7 @@ impl Session {
         if dispatch == Dispatch::NeedsTasks {
             // Admitted (and audited) by the gate, but refused before any consent question: the
             // call could not run whatever the answer.
-            let permit = self.shared.guard.admit(entry.identity, &entry.used)?;
+            let permit = self.shared.guard.admit(entry.identity, &entry.used).await?;
             return Err(failed(permit, needs_tasks(entry.used.entry)));
         }
         let Admitted { permit, route, used, sent, identity, .. } = match self.admit(cx, entry).await? {
@@ -132,7 +132,7 @@ impl Session {
         Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)))
     }
 
-    pub(super) fn get_own_task(
+    pub(super) async fn get_own_task(
         &self,
         request: GetTaskParams,
         cx: &RequestContext<RoleServer>,
@@ -140,29 +140,32 @@ impl Session {
         self.task_use(cx, Method::GetTask, &request.task_id, |tasks, owner| {
             tasks.get(owner, &request.task_id).map(GetTaskResult::new)
         })
+        .await
     }
 
-    pub(super) fn update_own_task(
+    pub(super) async fn update_own_task(
         &self,
         request: UpdateTaskParams,
         cx: &RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let UpdateTaskParams { task_id, input_responses, .. } = request;
         self.task_use(cx, Method::UpdateTask, &task_id, |tasks, owner| tasks.update(owner, &task_id, input_responses))
+            .await
     }
 
-    pub(super) fn cancel_own_task(
+    pub(super) async fn cancel_own_task(
         &self,
         request: CancelTaskParams,
         cx: &RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.task_use(cx, Method::CancelTask, &request.task_id, |tasks, owner| tasks.cancel(owner, &request.task_id))
+            .await
     }
 
     /// One `tasks/*` request of the caller's own task `id`: a use of the task's tool, admitted
     /// by the gate (grant, rate limit) and audited like any. A task that is not the caller's
     /// is unknown, whoever created it.
-    fn task_use<T>(
+    async fn task_use<T>(
         &self,
         cx: &RequestContext<RoleServer>,
         method: Method,
@@ -173,7 +176,7 @@ impl Session {
         let owner = identity.limit_key();
         let tool = self.shared.tasks.tool_of(&owner, id).map_err(unknown)?;
         let used = Use { method, kind: EntryKind::Tool, entry: &tool, grant_name: &tool, annotations: None };
-        let permit = self.shared.guard.admit(&identity, &used)?;
+        let permit = self.shared.guard.admit(&identity, &used).await?;
         let result = act(&self.shared.tasks, &owner).map_err(unknown);
         match &result {
             Ok(_) => permit.finish("ok"),

@@ -117,11 +117,19 @@ impl Host {
         let guard = Guard {
             audit: Arc::new(audit),
             consent: config.consent.clone(),
-            limits: config.rate_limit.map(RateLimiter::new),
+            limits: config.rate_limit.clone().map(RateLimiter::new).transpose().map_err(|e| anyhow::anyhow!(e))?,
             local: Arc::new(config.local_user.clone()),
             requires_token: config.auth.is_some(),
         };
-        let shared = Shared::new(catalog, federation, config.state_key(), None, guard, config.runtime.tasks);
+        let shared = Shared::replica(
+            catalog,
+            federation,
+            config.state_key(),
+            None,
+            guard,
+            config.runtime.tasks,
+            config.replica_id.clone(),
+        );
         Ok(Self {
             shared,
             runtime,

@@ -44,6 +44,8 @@ pub struct HostConfig {
     /// Where `request_state_key` was read from, when the file named it by path
     /// (`http.request_state_key_file`, e.g. a mounted Secret).
     pub request_state_key_file: Option<PathBuf>,
+    /// This replica's tag, which starts the ids of the tasks it creates; `None`: untagged.
+    pub replica_id: Option<String>,
     pub runtime: RuntimeOptions,
     /// Other MCP servers whose entries this host serves too.
     pub peers: Vec<PeerConfig>,
@@ -151,6 +153,7 @@ impl Default for HostConfig {
             session_idle: http.session_idle,
             request_state_key: http.request_state_key,
             request_state_key_file: http.request_state_key_file,
+            replica_id: http.replica_id,
             runtime: RuntimeOptions::default(),
             peers: Vec::new(),
             max_hops: crate::federation::loops::DEFAULT_MAX_HOPS,
@@ -219,6 +222,7 @@ impl HostConfig {
         config.session_idle = http.session_idle;
         config.request_state_key = http.request_state_key;
         config.request_state_key_file = http.request_state_key_file;
+        config.replica_id = http.replica_id;
         config.allow_unauthenticated_public = http.allow_unauthenticated_public;
         config.runtime = raw.plugins.parse().map_err(|e| e.under("plugins"))?;
         config.max_hops = raw.federation.max_hops().map_err(|e| e.under("federation"))?;
@@ -296,6 +300,7 @@ mod tests {
             ("[http]\nmax_request_body_bytes = 10", "http.max_request_body_bytes"),
             ("[http]\nsession_idle_secs = 0", "http.session_idle_secs"),
             ("[http]\nrequest_state_key = \"abc\"", "http.request_state_key"),
+            ("[http]\nreplica_id = \"a.b\"", "http.replica_id"),
             ("[plugins]\ndefault_memory_mb = 1024\nmax_memory_mb = 64", "plugins.default_memory_mb"),
             ("colour = \"blue\"", "colour"),
             ("[[peers]]\nname = \"b\"", "peers[0].url"),
@@ -313,6 +318,7 @@ mod tests {
             ("[consent]\ndestructive = \"maybe\"", "consent.destructive"),
             ("[[consent.rules]]\ntools = \"x\"\npolicy = \"never\"", "consent.rules[0].policy"),
             ("[limits]\nper_minute = 0", "limits.per_minute"),
+            ("[limits]\nper_minute = 5\nredis = \"http://x\"", "limits.redis"),
             ("[local_user]\nscopes = [\"everything\"]", "local_user.scopes"),
             ("[auth]\naudience = \"x\"", "auth.issuers"),
             ("[auth]\naudience = \"x\"\nalgorithms = [\"none\"]", "auth.algorithms"),

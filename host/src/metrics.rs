@@ -67,7 +67,7 @@ fn describe() {
     );
     describe_counter!(
         "fedmcp_denials_total",
-        "Requests refused by authentication or authorization, by reason (token, session_owner, grant, rate_limit, consent_policy, consent_declined, cannot_ask)"
+        "Requests refused by authentication or authorization, by reason (token, session_owner, grant, rate_limit, rate_limit_unavailable, consent_policy, consent_declined, cannot_ask)"
     );
     describe_counter!("fedmcp_consent_asks_total", "Consent questions asked of a caller's user");
     describe_counter!("fedmcp_plugin_loads_total", "Plugin loads and reloads, by outcome (loaded, failed)");

@@ -103,6 +103,7 @@ const CONFIG_KEYS: &[&str] = &[
     "session_idle_secs",
     "request_state_key",
     "request_state_key_file",
+    "replica_id",
     "allow_unauthenticated_public",
     "pooling",
     "default_memory_mb",
@@ -144,6 +145,7 @@ const CONFIG_KEYS: &[&str] = &[
     "policy",
     "per_minute",
     "burst",
+    "redis",
     "cert",
     "subject",
 ];

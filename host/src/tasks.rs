@@ -151,6 +151,10 @@ impl Entry {
 pub(crate) struct Tasks {
     limits: TaskLimits,
     entries: Mutex<HashMap<String, Entry>>,
+    /// This replica's tag (`[http] replica_id`): task ids are `<tag>.<random>`, so a load
+    /// balancer routes `tasks/*` (whose `Mcp-Name` header is the task id) to the replica that
+    /// holds the task. `None`: plain random ids.
+    replica: Option<String>,
 }
 
 /// A new task: its id, what `tools/call` answers with, and the token that stops its run.
@@ -162,7 +166,12 @@ pub(crate) struct Created {
 
 impl Tasks {
     pub(crate) fn new(limits: TaskLimits) -> Self {
-        Self { limits, entries: Mutex::default() }
+        Self { limits, entries: Mutex::default(), replica: None }
+    }
+
+    /// The same store, creating ids tagged with `replica`.
+    pub(crate) fn tagged(self, replica: Option<String>) -> Self {
+        Self { replica, ..self }
     }
 
     pub(crate) fn limits(&self) -> TaskLimits {
@@ -215,7 +224,11 @@ impl Tasks {
         ttl: Duration,
         delegated: Option<Delegated>,
     ) -> Result<Created, CreateError> {
-        let id = random_task_id().map_err(CreateError::NoRandom)?;
+        let random = random_hex().map_err(CreateError::NoRandom)?;
+        let id = match &self.replica {
+            Some(replica) => format!("{replica}.{random}"),
+            None => random,
+        };
         task.task_id = id.clone();
         let mut entries = self.lock();
         if entries.len() >= self.limits.total {
@@ -424,8 +437,9 @@ pub(crate) fn error_object(code: i32, message: &str) -> JsonObject {
     error
 }
 
-/// 128 random bits: a task id cannot be guessed (and is checked against its owner anyway).
-fn random_task_id() -> Result<String, String> {
+/// 16 random bytes as hex. In a task id, 128 random bits: it cannot be guessed (and is
+/// checked against its owner anyway).
+pub(crate) fn random_hex() -> Result<String, String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -438,6 +452,17 @@ fn timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replicas_task_ids_start_with_its_tag() {
+        let tagged = Tasks::new(TaskLimits::default()).tagged(Some("r2".to_owned()));
+        let created = tagged.create("alice", "t__slow").expect("created");
+        let (tag, random) = created.id.split_once('.').expect("tag.random");
+        assert_eq!((tag, random.len()), ("r2", 32), "{}", created.id);
+        assert!(tagged.get("alice", &created.id).is_ok());
+        let plain = Tasks::new(TaskLimits::default()).create("alice", "t__slow").expect("created");
+        assert!(!plain.id.contains('.'), "{}", plain.id);
+    }
 
     fn tasks(per_identity: usize, total: usize) -> Tasks {
         Tasks::new(TaskLimits { ttl: Duration::from_secs(60), per_identity, total })

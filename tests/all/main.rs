@@ -16,6 +16,7 @@ mod federation;
 mod languages;
 mod metrics;
 mod reload;
+mod replicas;
 mod sandbox;
 mod scaffold;
 mod start;

@@ -167,19 +167,35 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The real servers the tests run (Prometheus and promtool, for `/metrics`), from Debian's
-/// packages when missing.
+/// The real servers the tests run, from Debian's packages when missing: Prometheus and
+/// promtool (for `/metrics`), HAProxy and Redis (three replicas behind a load balancer, with
+/// rate limits shared through Redis).
 fn install_test_servers() -> Result<(), String> {
-    let present = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if present("prometheus") && present("promtool") {
+    let present =
+        |tool: &str, version: &str| Command::new(tool).arg(version).output().is_ok_and(|o| o.status.success());
+    // (package, the commands it brings, how each prints its version)
+    let servers: [(&str, &[(&str, &str)]); 3] = [
+        ("prometheus", &[("prometheus", "--version"), ("promtool", "--version")]),
+        ("haproxy", &[("haproxy", "-v")]),
+        ("redis-server", &[("redis-server", "--version")]),
+    ];
+    let missing: Vec<&str> = servers
+        .iter()
+        .filter(|(_, tools)| !tools.iter().all(|(tool, version)| present(tool, version)))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    let advice = "the /metrics tests need Prometheus and promtool (Debian 12: apt install prometheus)";
+    let advice = format!(
+        "the /metrics and replicas tests need Prometheus, promtool, HAProxy and Redis (Debian 12: apt install {})",
+        missing.join(" ")
+    );
     if Command::new("apt-get").arg("--version").output().is_err() {
-        return Err(advice.to_owned());
+        return Err(advice);
     }
-    println!("installing the test servers: apt-get install prometheus");
-    apt_install(&["prometheus"]).map_err(|e| format!("{e}\n{advice}"))
+    println!("installing the test servers: apt-get install {}", missing.join(" "));
+    apt_install(&missing).map_err(|e| format!("{e}\n{advice}"))
 }
 
 /// A fresh temporary folder under the build's target folder.

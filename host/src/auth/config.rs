@@ -92,6 +92,8 @@ struct RawConsentRule {
 pub(crate) struct RawLimits {
     per_minute: u32,
     burst: Option<u32>,
+    /// `redis://host:port`: share every caller's budget with the other replicas using it.
+    redis: Option<String>,
 }
 
 const DEFAULT_ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
@@ -239,7 +241,10 @@ impl RawLimits {
         if burst == 0 {
             return Err(FieldError::new("burst", "must be at least 1"));
         }
-        Ok(RateSettings { per_minute: self.per_minute, burst })
+        if let Some(url) = &self.redis {
+            super::limits::check_redis_url(url).map_err(|message| FieldError::new("redis", message))?;
+        }
+        Ok(RateSettings { per_minute: self.per_minute, burst, redis: self.redis })
     }
 }
 
@@ -265,7 +270,10 @@ mod tests {
     #[test]
     fn limits_default_to_a_tenth_of_a_minute_as_burst() {
         let limits = toml::from_str::<RawLimits>("per_minute = 5").unwrap().parse().unwrap();
-        assert_eq!(limits, RateSettings { per_minute: 5, burst: 1 });
+        assert_eq!(limits, RateSettings { per_minute: 5, burst: 1, redis: None });
+        let shared = "per_minute = 5\nredis = \"redis://127.0.0.1:6379\"";
+        let limits = toml::from_str::<RawLimits>(shared).unwrap().parse().unwrap();
+        assert_eq!(limits.redis.as_deref(), Some("redis://127.0.0.1:6379"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::audit::{AuditLog, Decision, Record};
 use super::consent::Policy;
+use super::limits::Refused;
 use super::{EntryKind, Guard, Identity};
 
 /// The JSON-RPC error code of a refused use over the rate limit.
@@ -103,14 +104,14 @@ impl Guard {
     /// Judge one use: refused (and audited) if the caller's grant does not cover it, its rate
     /// limit is exhausted or the consent policy denies it; otherwise a permit that records the
     /// use when it ends.
-    pub(crate) fn admit(&self, identity: &Arc<Identity>, used: &Use<'_>) -> Result<Permit, McpError> {
-        self.judge(identity, used, &[(used.entry, used.grant_name)])
+    pub(crate) async fn admit(&self, identity: &Arc<Identity>, used: &Use<'_>) -> Result<Permit, McpError> {
+        self.judge(identity, used, &[(used.entry, used.grant_name)]).await
     }
 
     /// Judge a `subscriptions/listen` stream: every resource its filter names (each as
     /// `(uri, grant name)`) must be within the caller's grant; the stream takes one use of the
     /// rate limit and gets one audit line.
-    pub(crate) fn admit_listen(
+    pub(crate) async fn admit_listen(
         &self,
         identity: &Arc<Identity>,
         resources: &[(&str, &str)],
@@ -122,10 +123,15 @@ impl Guard {
             grant_name: "",
             annotations: None,
         };
-        self.judge(identity, &used, resources)
+        self.judge(identity, &used, resources).await
     }
 
-    fn judge(&self, identity: &Arc<Identity>, used: &Use<'_>, entries: &[(&str, &str)]) -> Result<Permit, McpError> {
+    async fn judge(
+        &self,
+        identity: &Arc<Identity>,
+        used: &Use<'_>,
+        entries: &[(&str, &str)],
+    ) -> Result<Permit, McpError> {
         let refuse = |entry: &str, reason: &'static str, message: String, error: McpError| {
             crate::metrics::refused(used.method.as_str(), reason);
             self.audit.record(Record {
@@ -145,18 +151,31 @@ impl Guard {
                 return refuse(entry, "grant", message.clone(), McpError::invalid_request(message, Some(data)));
             }
         }
-        if let Some(limiter) = &self.limits
-            && let Err(exceeded) = limiter.check(&identity.limit_key())
-        {
-            let message = format!(
-                "rate limit exceeded for {}: {} uses a minute; retry in {:.1} s",
-                identity.describe(),
-                exceeded.per_minute,
-                exceeded.retry_after.as_secs_f64()
-            );
-            let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
-            let error = McpError::new(rmcp::model::ErrorCode(RATE_LIMITED), message.clone(), Some(data));
-            return refuse(used.entry, "rate_limit", message, error);
+        if let Some(limiter) = &self.limits {
+            match limiter.check(&identity.limit_key()).await {
+                Ok(()) => {}
+                Err(Refused::Exceeded(exceeded)) => {
+                    let message = format!(
+                        "rate limit exceeded for {}: {} uses a minute; retry in {:.1} s",
+                        identity.describe(),
+                        exceeded.per_minute,
+                        exceeded.retry_after.as_secs_f64()
+                    );
+                    let data = json!({ "retry_after_ms": exceeded.retry_after.as_millis() as u64 });
+                    let error = McpError::new(rmcp::model::ErrorCode(RATE_LIMITED), message.clone(), Some(data));
+                    return refuse(used.entry, "rate_limit", message, error);
+                }
+                Err(Refused::Unavailable(why)) => {
+                    // Fail closed: without the shared count this use could exceed the limit.
+                    let message = format!(
+                        "{why}: the use is refused rather than let past the limit of {} a minute; retry shortly",
+                        limiter.per_minute()
+                    );
+                    let data = json!({ "retry_after_ms": super::limits::REDIS_DEADLINE.as_millis() as u64 });
+                    let error = McpError::new(rmcp::model::ErrorCode(RATE_LIMITED), message.clone(), Some(data));
+                    return refuse(used.entry, "rate_limit_unavailable", message, error);
+                }
+            }
         }
         let consent = match used.method {
             Method::CallTool => match self.consent.policy_for(used.entry, used.annotations) {
@@ -278,7 +297,7 @@ mod tests {
     use super::*;
     use crate::auth::Grants;
     use crate::auth::consent::ConsentRules;
-    use crate::auth::limits::{RateLimiter, RateSettings};
+    use crate::auth::limits::RateLimiter;
 
     /// A guard whose audit lines land in a buffer the test reads.
     fn guard(per_minute: Option<u32>, rules: Vec<(String, Policy)>) -> (Guard, Arc<std::sync::Mutex<Vec<u8>>>) {
@@ -297,7 +316,7 @@ mod tests {
         let guard = Guard {
             audit: Arc::new(AuditLog::to_writer(Box::new(Shared(buffer.clone())))),
             consent: ConsentRules { rules, destructive: Policy::Ask },
-            limits: per_minute.map(|per_minute| RateLimiter::new(RateSettings { per_minute, burst: per_minute })),
+            limits: per_minute.map(|per_minute| RateLimiter::local(per_minute, per_minute)),
             local: Arc::new(Identity::local()),
             requires_token: false,
         };
@@ -338,18 +357,18 @@ mod tests {
         assert_eq!(guard.caller(Some(&parts)).expect("named by the edge").subject, "alice");
     }
 
-    #[test]
-    fn grant_then_limit_then_consent_each_refusal_audited() {
+    #[tokio::test]
+    async fn grant_then_limit_then_consent_each_refusal_audited() {
         let (guard, buffer) = guard(Some(2), vec![("t__denied".into(), Policy::Deny), ("t__ask".into(), Policy::Ask)]);
         let alice = caller(&["tools:t__*"]);
-        let outside = guard.admit(&alice, &tool("u__x")).err().expect("outside the grant");
+        let outside = guard.admit(&alice, &tool("u__x")).await.err().expect("outside the grant");
         assert_eq!(outside.data.expect("data")["required_scope"], "tools:u__x");
-        let denied = guard.admit(&alice, &tool("t__denied")).err().expect("consent policy deny");
+        let denied = guard.admit(&alice, &tool("t__denied")).await.err().expect("consent policy deny");
         assert!(denied.message.contains("consent policy denies"), "{}", denied.message);
-        let asked = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+        let asked = guard.admit(&alice, &tool("t__ask")).await.expect("admitted");
         assert_eq!(asked.consent(), Consent::Ask);
         drop(asked);
-        let limited = guard.admit(&alice, &tool("t__x")).err().expect("over the limit of 2");
+        let limited = guard.admit(&alice, &tool("t__x")).await.err().expect("over the limit of 2");
         assert_eq!(limited.code.0, RATE_LIMITED);
         let lines = lines(&buffer);
         let decisions: Vec<_> = lines.iter().map(|l| l["decision"].as_str().unwrap_or_default().to_owned()).collect();
@@ -357,14 +376,14 @@ mod tests {
         assert!(lines[2]["outcome"].as_str().is_some_and(|o| o.contains("abandoned")), "{lines:?}");
     }
 
-    #[test]
-    fn a_permit_records_once_with_its_outcome_and_consent() {
+    #[tokio::test]
+    async fn a_permit_records_once_with_its_outcome_and_consent() {
         let (guard, buffer) = guard(None, vec![("t__ask".into(), Policy::Ask)]);
         let alice = caller(&["*"]);
-        let mut permit = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+        let mut permit = guard.admit(&alice, &tool("t__ask")).await.expect("admitted");
         permit.consented(true).expect("accepted");
         permit.finish("ok");
-        let mut declined = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+        let mut declined = guard.admit(&alice, &tool("t__ask")).await.expect("admitted");
         assert!(declined.consented(false).is_err());
         drop(declined);
         let read = Use {
@@ -374,7 +393,7 @@ mod tests {
             grant_name: "docs__file:///a",
             annotations: None,
         };
-        let permit = guard.admit(&alice, &read).expect("no consent for reads");
+        let permit = guard.admit(&alice, &read).await.expect("no consent for reads");
         assert_eq!(permit.consent(), Consent::NotNeeded);
         permit.finish("ok");
         let lines = lines(&buffer);
@@ -386,16 +405,16 @@ mod tests {
         assert_eq!(lines[2]["method"], "resources/read");
     }
 
-    #[test]
-    fn only_an_accepted_elicitation_is_consent() {
+    #[tokio::test]
+    async fn only_an_accepted_elicitation_is_consent() {
         let (guard, buffer) = guard(None, vec![("t__ask".into(), Policy::Ask)]);
         let alice = caller(&["*"]);
         for answer in [None, Some(json!({ "action": "decline" })), Some(json!({ "action": "cancel" })), Some(json!({}))]
         {
-            let mut permit = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+            let mut permit = guard.admit(&alice, &tool("t__ask")).await.expect("admitted");
             assert!(permit.answered(answer.as_ref()).is_err(), "{answer:?} is no consent");
         }
-        let mut accepted = guard.admit(&alice, &tool("t__ask")).expect("admitted");
+        let mut accepted = guard.admit(&alice, &tool("t__ask")).await.expect("admitted");
         accepted.answered(Some(&json!({ "action": "accept", "content": {} }))).expect("accept is consent");
         accepted.finish("ok");
         let lines = lines(&buffer);

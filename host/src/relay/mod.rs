@@ -131,7 +131,7 @@ async fn try_relay(
         grant_name: call.name,
         annotations: route.annotations.as_ref(),
     };
-    let permit = match shared.guard.admit(&identity, &used) {
+    let permit = match shared.guard.admit(&identity, &used).await {
         Ok(permit) => permit,
         Err(error) => {
             tracing::debug!(tool = call.name, reason = %error.message, "the relay's gate refused a tools/call");

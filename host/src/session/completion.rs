@@ -41,7 +41,7 @@ impl Session {
             _ => return Err(McpError::invalid_params("unsupported completion reference", None)),
         };
         let used = Use { method: Method::Complete, kind, entry: &entry, grant_name: &grant_name, annotations: None };
-        let permit = self.shared.guard.admit(&identity, &used)?;
+        let permit = self.shared.guard.admit(&identity, &used).await?;
         let result = match route {
             Some(CompletionRoute::Prompt(route)) => {
                 route.owner.complete(Ok(&route.local_name), &request, call_cx).await

@@ -29,6 +29,11 @@ const MAX_INPUT_ROUNDS: usize = 10;
 /// input requests.
 const HELD_KEY: &str = "fedmcp.peer_request";
 
+/// A retry whose held call is held by another process: held calls stay in the replica that
+/// holds them (see `held.rs`), and a load balancer has nothing in the retry to route it by.
+const HELD_ELSEWHERE: &str = "this retry answers a call held by another replica of this host (or by this host before \
+     it restarted); a held call can be resumed only where it waits: send the call again without requestState";
+
 /// A call running in a box of its own, so it can be held between MRTR rounds.
 type Running<T> = Pin<Box<dyn Future<Output = Result<Outcome<T>, CallError>> + Send>>;
 
@@ -168,7 +173,11 @@ impl Session {
         // a copy of the map per plugin call for nothing.
         let meta = if forwarded { self.forwardable_meta(cx, identity) } else { serde_json::Map::new() };
         let held_target = format!("{method}\n{target}");
-        let held = request_state.and_then(|sealed| self.open_held(&held_target, sealed, identity));
+        let held = match request_state.and_then(|sealed| self.open_held(&held_target, sealed, identity)) {
+            Some((instance, id)) if instance == self.shared.instance => Some(id),
+            Some(_) => return Err(McpError::invalid_params(HELD_ELSEWHERE, None)),
+            None => None,
+        };
         let mut call_cx = CallContext {
             client,
             input_responses: input_responses.unwrap_or_default().into_iter().collect(),

@@ -64,6 +64,9 @@ pub struct Shared {
     held: Arc<HeldCalls>,
     /// The MCP tasks of plugin tools, each its creator's.
     tasks: Arc<crate::tasks::Tasks>,
+    /// This process, among replicas and restarts (random at start): what held calls' states
+    /// name as their holder.
+    instance: String,
 }
 
 impl Shared {
@@ -76,9 +79,28 @@ impl Shared {
         guard: Guard,
         task_limits: crate::tasks::TaskLimits,
     ) -> Arc<Self> {
+        Self::replica(catalog, federation, state_key, instructions, guard, task_limits, None)
+    }
+
+    /// [`Shared::new`] for one replica of several: `replica` tags the ids of the tasks this
+    /// host creates (`[http] replica_id`), so a load balancer can send a task's `tasks/*`
+    /// requests to the replica that runs it.
+    pub(crate) fn replica(
+        catalog: Arc<Catalog>,
+        federation: Arc<Federation>,
+        state_key: Vec<u8>,
+        instructions: Option<String>,
+        guard: Guard,
+        task_limits: crate::tasks::TaskLimits,
+        replica: Option<String>,
+    ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
-        let tasks = Arc::new(crate::tasks::Tasks::new(task_limits));
-        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks })
+        let tasks = Arc::new(crate::tasks::Tasks::new(task_limits).tagged(replica));
+        let instance = crate::tasks::random_hex().unwrap_or_else(|_| {
+            // Without an OS random source: unique enough to this process start.
+            format!("{}-{:?}", std::process::id(), std::time::SystemTime::now())
+        });
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks, instance })
     }
 
     /// Fail the MCP tasks still running (the host is shutting down); how many there were.
@@ -471,7 +493,7 @@ impl ServerHandler for Session {
     }
 
     async fn subscribe(&self, request: SubscribeRequestParams, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.add_subscription(request, &cx)
+        self.add_subscription(request, &cx).await
     }
 
     async fn unsubscribe(

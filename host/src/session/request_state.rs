@@ -141,18 +141,23 @@ impl Session {
     }
 
     /// The held call a retry's `requestState` names, if it names one (a state sealed for a
-    /// held call cannot be mistaken for an owner's state: it is sealed under another binding).
-    pub(super) fn open_held(&self, held_target: &str, sealed: &str, identity: &Identity) -> Option<u64> {
+    /// held call cannot be mistaken for an owner's state: it is sealed under another binding):
+    /// the process that holds it ([`Shared::instance`]) and its id there.
+    pub(super) fn open_held(&self, held_target: &str, sealed: &str, identity: &Identity) -> Option<(String, u64)> {
         let binding = held_binding(held_target, identity);
-        self.shared.codec.open_json_with::<u64>(sealed, &binding).ok()
+        self.shared.codec.open_json_with::<(String, u64)>(sealed, &binding).ok()
     }
 
+    /// Seal held call `id` of this process. Replicas share the sealing key, and each numbers
+    /// its held calls from 1: the process's instance in the state keeps a retry that reaches
+    /// another replica (or this host after a restart) from resuming another call of the same
+    /// caller there.
     pub(super) fn seal_held(&self, held_target: &str, id: u64, identity: &Identity) -> Result<String, McpError> {
         let binding = held_binding(held_target, identity);
         let options = SealOptions::new().associated_data(&binding).ttl(HOLD_LIMIT);
         self.shared
             .codec
-            .seal_json_with(&id, &options)
+            .seal_json_with(&(self.shared.instance.as_str(), id), &options)
             .map_err(|e| McpError::internal_error(format!("cannot seal requestState: {e}"), None))
     }
 }

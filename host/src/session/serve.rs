@@ -110,7 +110,7 @@ impl Session {
         Response: From<InputRequiredResult> + Audited,
     {
         let EntryUse { identity, used, route, not_found, mut sent } = entry;
-        let mut permit = self.shared.guard.admit(identity, &used)?;
+        let mut permit = self.shared.guard.admit(identity, &used).await?;
         let route = match route {
             Ok(route) => route,
             Err(error) => return Err(failed(permit, error)),

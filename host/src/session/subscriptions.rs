@@ -19,7 +19,7 @@ use crate::auth::gate::{Method, Use};
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 1024;
 
 impl Session {
-    pub(super) fn add_subscription(
+    pub(super) async fn add_subscription(
         &self,
         request: SubscribeRequestParams,
         cx: &rmcp::service::RequestContext<rmcp::RoleServer>,
@@ -34,7 +34,7 @@ impl Session {
             grant_name: &grant_name,
             annotations: None,
         };
-        let permit = self.shared.guard.admit(&identity, &used)?;
+        let permit = self.shared.guard.admit(&identity, &used).await?;
         let Ok(mut subscriptions) = self.subscriptions.lock() else {
             return Err(failed(permit, McpError::internal_error("the session's subscriptions are unavailable", None)));
         };
@@ -77,7 +77,7 @@ impl Session {
             resources.push((uri.as_str(), self.catalog().resource_grant_name(uri)));
         }
         let resources: Vec<(&str, &str)> = resources.iter().map(|(uri, grant)| (*uri, grant.as_str())).collect();
-        let permit = self.shared.guard.admit_listen(&identity, &resources)?;
+        let permit = self.shared.guard.admit_listen(&identity, &resources).await?;
         let expiry = identity.expires.map(|at| {
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
             tokio::time::Instant::now() + left

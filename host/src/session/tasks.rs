@@ -88,7 +88,7 @@ impl Session {
         if dispatch == Dispatch::NeedsTasks {
             // Admitted (and audited) by the gate, but refused before any consent question: the
             // call could not run whatever the answer.
-            let permit = self.shared.guard.admit(entry.identity, &entry.used)?;
+            let permit = self.shared.guard.admit(entry.identity, &entry.used).await?;
             return Err(failed(permit, needs_tasks(entry.used.entry)));
         }
         let Admitted { permit, route, used, sent, identity, .. } = match self.admit(cx, entry).await? {
@@ -254,7 +254,7 @@ impl Session {
         let found = self.shared.tasks.find(&owner, id).map_err(unknown)?;
         let used =
             Use { method, kind: EntryKind::Tool, entry: &found.tool, grant_name: &found.tool, annotations: None };
-        let permit = self.shared.guard.admit(&identity, &used)?;
+        let permit = self.shared.guard.admit(&identity, &used).await?;
         let result = match found.delegated {
             None => local(&self.shared.tasks, &owner).map_err(unknown),
             Some(delegated) => {

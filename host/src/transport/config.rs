@@ -1,7 +1,7 @@
 //! The `[http]` section of `host.toml`: what the HTTP listener accepts (hosts, origins, body
 //! size), how long an idle legacy session lives, the key that seals MRTR request states (or
-//! the file holding it, such as a mounted Kubernetes Secret), and whether it may serve a
-//! public address without `[auth]`.
+//! the file holding it, such as a mounted Kubernetes Secret), this replica's tag among replicas
+//! behind one load balancer, and whether it may serve a public address without `[auth]`.
 //!
 //! Errors name fields relative to the section (`session_idle_secs`); `crate::config` adds
 //! `http.`.
@@ -23,6 +23,7 @@ pub(crate) struct RawHttp {
     session_idle_secs: Option<u64>,
     request_state_key: Option<String>,
     request_state_key_file: Option<PathBuf>,
+    replica_id: Option<String>,
     allow_unauthenticated_public: Option<bool>,
 }
 
@@ -37,6 +38,8 @@ pub(crate) struct HttpSettings {
     /// A file holding the key (hex), read when the whole file is known (relative paths are
     /// relative to it); `request_state_key` and this are not both set.
     pub request_state_key_file: Option<PathBuf>,
+    /// This replica's tag in the ids of the tasks it creates (see [`replica_id`]).
+    pub replica_id: Option<String>,
     pub allow_unauthenticated_public: bool,
 }
 
@@ -49,6 +52,7 @@ impl Default for HttpSettings {
             session_idle: Duration::from_secs(300),
             request_state_key: None,
             request_state_key_file: None,
+            replica_id: None,
             allow_unauthenticated_public: false,
         }
     }
@@ -84,6 +88,11 @@ impl RawHttp {
             http.request_state_key = Some(key);
         }
         http.request_state_key_file = self.request_state_key_file;
+        if let Some(written) = self.replica_id {
+            let from_env = |name: &str| std::env::var(name).ok();
+            http.replica_id =
+                Some(replica_id(&written, from_env).map_err(|message| FieldError::new("replica_id", message))?);
+        }
         http.allow_unauthenticated_public = self.allow_unauthenticated_public.unwrap_or(false);
         Ok(http)
     }
@@ -116,6 +125,23 @@ pub(crate) fn read_state_key(path: &std::path::Path) -> Result<String, FieldErro
     let key = text.trim();
     check_state_key(key).map_err(|message| FieldError::new(field, format!("{}: {message}", path.display())))?;
     Ok(key.to_owned())
+}
+
+/// `replica_id` as written: a tag of 1 to 32 letters, digits, `-` or `_` (it starts every task
+/// id this replica creates, before a `.`, and load-balancer rules match it), or `$NAME` to take
+/// it from environment variable NAME (`$HOSTNAME`: a Kubernetes pod's name), so replicas can
+/// share one config file.
+fn replica_id(written: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let value = match written.strip_prefix('$') {
+        Some(name) => env(name).ok_or_else(|| format!("names ${name}, and that environment variable is not set"))?,
+        None => written.to_owned(),
+    };
+    let fits =
+        (1..=32).contains(&value.len()) && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !fits {
+        return Err(format!("{value:?} is not 1 to 32 letters, digits, '-' or '_'"));
+    }
+    Ok(value)
 }
 
 /// The key that signs MRTR request states: `request_state_key` decoded, or fresh random
@@ -175,5 +201,16 @@ mod tests {
         let error = read_state_key(&short).unwrap_err();
         assert!(error.message.contains("64+ hex digits") && !error.message.contains("abcd"), "{error:?}");
         assert_eq!(read_state_key(&dir.path().join("missing")).unwrap_err().field, "request_state_key_file");
+    }
+
+    #[test]
+    fn a_replica_id_is_a_short_tag_or_an_environment_variable() {
+        let env = |name: &str| (name == "HOSTNAME").then(|| "fedmcp-2".to_owned());
+        assert_eq!(replica_id("r1", env).unwrap(), "r1");
+        assert_eq!(replica_id("$HOSTNAME", env).unwrap(), "fedmcp-2");
+        assert!(replica_id("$POD_NAME", env).unwrap_err().contains("$POD_NAME"));
+        assert!(replica_id("a.b", env).is_err(), "a dot ends the tag in a task id");
+        assert!(replica_id("", env).is_err());
+        assert!(replica_id(&"x".repeat(33), env).is_err());
     }
 }

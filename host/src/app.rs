@@ -220,7 +220,7 @@ impl Host {
                 }
                 // Tasks outlive requests: those still open end failed, their calls stopped and
                 // their audit lines written.
-                let open = shared.fail_open_tasks();
+                let open = shared.fail_open_tasks().await;
                 if open > 0 {
                     tracing::info!(tasks = open, "shutting down: open tasks failed");
                 }

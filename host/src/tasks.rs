@@ -35,6 +35,16 @@ impl Default for TaskLimits {
     }
 }
 
+/// The longest task id of a peer's that is passed on (ids are opaque, but a peer's must not
+/// cost this host more than an id should).
+const MAX_PEER_TASK_ID: usize = 128;
+
+/// Whether a peer's task id is one this host keeps and sends back: not empty, not long,
+/// printable ASCII.
+fn passable_peer_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_PEER_TASK_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// How long a result stays readable after its task finished, even past the task's TTL.
 pub(crate) const RESULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -54,6 +64,10 @@ pub(crate) enum CreateError {
     Total { limit: usize },
     #[error("no random task id: {0}")]
     NoRandom(String),
+    #[error(
+        "the peer answered with a task id this host does not pass on (empty, longer than {MAX_PEER_TASK_ID} bytes, or not printable ASCII)"
+    )]
+    BadPeerId,
 }
 
 /// A task id no other caller knows of, or that is not the caller's.
@@ -97,6 +111,8 @@ pub(crate) struct Delegated {
     /// Who the task is for, as the peer was told (the caller `_meta` of the request that
     /// created it), so that a cancel this host sends on its own is the same caller's.
     pub(crate) caller: Value,
+    /// How long this host keeps it, in ms from its creation (what its `ttlMs` says here).
+    pub(crate) ttl_ms: u64,
 }
 
 /// What a `tasks/*` request of a caller's task is a use of, and where it goes.
@@ -206,14 +222,25 @@ impl Tasks {
         caller: Value,
         remote: &Task,
     ) -> Result<Created, CreateError> {
+        if !passable_peer_task_id(&remote.task_id) {
+            return Err(CreateError::BadPeerId);
+        }
         let ttl = match remote.ttl_ms {
             Some(ms) => self.limits.ttl.min(Duration::from_millis(ms)),
             None => self.limits.ttl,
         };
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let mut task = remote.clone();
-        task.ttl_ms = Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let delegated = Delegated { peer, remote_id: remote.task_id.clone(), caller };
+        task.ttl_ms = Some(ttl_ms);
+        let delegated = Delegated { peer, remote_id: remote.task_id.clone(), caller, ttl_ms };
         self.insert(owner, tool, task, ttl, Some(delegated))
+    }
+
+    /// Whether `owner` may hold one more task now (`tasks.rs` refuses the same at creation).
+    pub(crate) fn has_room(&self, owner: &str) -> bool {
+        let entries = self.lock();
+        entries.len() < self.limits.total
+            && entries.values().filter(|entry| entry.owner == owner).count() < self.limits.per_identity
     }
 
     fn insert(
@@ -370,18 +397,20 @@ impl Tasks {
 
     /// Fail every task still running, with `reason` (the host is shutting down): their calls
     /// stop, and their audit lines are written.
-    pub(crate) fn fail_open(&self, reason: &str) -> usize {
+    ///
+    /// The peers' tasks among them are returned, for the caller to cancel at their peers
+    /// ([`cancel_at_peers`]) before the runtime goes.
+    pub(crate) fn fail_open(&self, reason: &str) -> (usize, Vec<Delegated>) {
         let mut entries = self.lock();
         let mut failed = 0;
+        let mut delegated = Vec::new();
         for entry in entries.values_mut() {
             if entry.settle(TaskPayload::Failed { error: error_object(-32603, reason) }) {
                 failed += 1;
-                if let Some(delegated) = &entry.delegated {
-                    cancel_at_peer(delegated.clone());
-                }
+                delegated.extend(entry.delegated.clone());
             }
         }
-        failed
+        (failed, delegated)
     }
 
     #[cfg(test)]
@@ -417,16 +446,31 @@ fn sweep(entries: &mut HashMap<String, Entry>) {
     });
 }
 
-/// Cancel a peer's task this host no longer follows, in the background (when a runtime runs).
+/// Cancel a peer's task this host no longer follows (expired here, or refused by the limits
+/// after the peer created it), in the background (when a runtime runs).
 pub(crate) fn cancel_at_peer(delegated: Delegated) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    runtime.spawn(async move {
-        let mut cx = crate::call::CallContext::default();
-        cx.meta.insert(crate::federation::credentials::CALLER_KEY.to_owned(), delegated.caller.clone());
-        if let Err(error) = delegated.peer.cancel_task(&delegated.remote_id, &cx).await {
-            tracing::debug!(peer = delegated.peer.name(), %error, "cancelling an expired task at its peer failed");
-        }
-    });
+    runtime.spawn(cancel_one(delegated));
+}
+
+/// Cancel peers' tasks and wait for their answers, no longer than `within` (shutting down:
+/// the runtime, and any cancel still on its way, goes after this).
+pub(crate) async fn cancel_at_peers(delegated: Vec<Delegated>, within: Duration) {
+    let all = futures::future::join_all(delegated.into_iter().map(cancel_one));
+    if tokio::time::timeout(within, all).await.is_err() {
+        tracing::warn!(
+            within_ms = within.as_millis() as u64,
+            "some peers did not acknowledge their tasks' cancel in time"
+        );
+    }
+}
+
+async fn cancel_one(delegated: Delegated) {
+    let mut cx = crate::call::CallContext::default();
+    cx.meta.insert(crate::federation::credentials::CALLER_KEY.to_owned(), delegated.caller.clone());
+    if let Err(error) = delegated.peer.cancel_task(&delegated.remote_id, &cx).await {
+        tracing::debug!(peer = delegated.peer.name(), %error, "cancelling a task at its peer failed");
+    }
 }
 
 /// A JSON-RPC error object, as a failed task carries it.
@@ -474,6 +518,17 @@ mod tests {
             "params": { "message": "ok?", "requestedSchema": { "type": "object", "properties": {} } }
         }))
         .expect("an elicitation request")
+    }
+
+    #[test]
+    fn a_peers_task_id_is_passed_on_only_if_short_and_printable() {
+        assert!(passable_peer_task_id("7b6a87344155612003ddd3932a88ffa1"));
+        assert!(passable_peer_task_id("r2.abc"));
+        for bad in
+            [String::new(), "x".repeat(MAX_PEER_TASK_ID + 1), "a b".to_owned(), "a\nb".to_owned(), "é".to_owned()]
+        {
+            assert!(!passable_peer_task_id(&bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -546,7 +601,7 @@ mod tests {
         let open = tasks.create("alice", "t").expect("created");
         let done = tasks.create("alice", "t").expect("created");
         tasks.finish(&done.id, TaskPayload::Completed { result: JsonObject::new() });
-        assert_eq!(tasks.fail_open("the host is shutting down"), 1);
+        assert_eq!(tasks.fail_open("the host is shutting down").0, 1);
         assert!(open.stop.is_cancelled());
         let TaskPayload::Failed { error } = tasks.get("alice", &open.id).expect("kept").payload else {
             panic!("failed");

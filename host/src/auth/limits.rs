@@ -127,7 +127,8 @@ pub(crate) fn check_redis_url(url: &str) -> Result<(), String> {
     }
     redis::Client::open(url)
         .map(drop)
-        .map_err(|e| format!("{url:?} is not a Redis URL like redis://127.0.0.1:6379 ({e})"))
+        // Not the URL itself: it may hold a password.
+        .map_err(|e| format!("not a Redis URL like redis://127.0.0.1:6379 ({e})"))
 }
 
 /// Every key this host writes in Redis starts with this, then the caller's limit key.
@@ -165,6 +166,9 @@ struct RedisBuckets {
     shown: String,
     connection: redis::aio::ConnectionManager,
     script: redis::Script,
+    /// Whether the last use reached Redis: an outage is logged when it starts and when it
+    /// ends, not once per refused use.
+    reachable: std::sync::atomic::AtomicBool,
 }
 
 impl RedisBuckets {
@@ -183,7 +187,8 @@ impl RedisBuckets {
             .set_max_delay(Duration::from_millis(200));
         let connection = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| format!("limits.redis: {e}"))?;
-        Ok(Self { shown, connection, script: redis::Script::new(TOKEN_BUCKET) })
+        let reachable = std::sync::atomic::AtomicBool::new(true);
+        Ok(Self { shown, connection, script: redis::Script::new(TOKEN_BUCKET), reachable })
     }
 
     async fn take(&self, caller: &str, settings: &RateSettings) -> Result<(), Refused> {
@@ -193,10 +198,19 @@ impl RedisBuckets {
         let mut invocation = self.script.key(format!("{KEY_PREFIX}{caller}"));
         invocation.arg(rate_per_ms).arg(burst);
         let answer = tokio::time::timeout(REDIS_DEADLINE, invocation.invoke_async::<(i64, i64)>(&mut connection)).await;
+        use std::sync::atomic::Ordering;
+        // The caller learns that the store is down, not where it is or what it said.
         let unavailable = |why: String| {
-            tracing::warn!(redis = %self.shown, "rate limit store unavailable: {why}");
-            Refused::Unavailable(format!("the shared rate limit store (Redis at {}) {why}", self.shown))
+            if self.reachable.swap(false, Ordering::Relaxed) {
+                tracing::warn!(redis = %self.shown, "rate limit store unavailable: {why}; limited uses are refused");
+            } else {
+                tracing::debug!(redis = %self.shown, "rate limit store still unavailable: {why}");
+            }
+            Refused::Unavailable("the shared rate limit store is unavailable".to_owned())
         };
+        if answer.as_ref().is_ok_and(Result::is_ok) && !self.reachable.swap(true, Ordering::Relaxed) {
+            tracing::info!(redis = %self.shown, "rate limit store reachable again");
+        }
         match answer {
             Err(_) => Err(unavailable(format!("did not answer within {} s", REDIS_DEADLINE.as_secs()))),
             Ok(Err(error)) => Err(unavailable(format!("failed: {error}"))),
@@ -249,6 +263,7 @@ mod tests {
         let refused = limiter.check("alice").await.expect_err("fails closed");
         assert!(started.elapsed() <= REDIS_DEADLINE + Duration::from_millis(500), "{:?}", started.elapsed());
         let Refused::Unavailable(message) = refused else { panic!("{refused:?}") };
-        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        // The caller is not told where the store is, nor what it said (the log is).
+        assert!(message.contains("unavailable") && !message.contains(&port.to_string()), "{message}");
     }
 }

@@ -114,8 +114,8 @@ pub(super) fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Va
         return None;
     }
     let capabilities = meta.get(META_CAPABILITIES)?.as_object()?.clone();
-    // A caller that declares the tasks extension takes the normal path, which forwards the
-    // call without it (this host does not follow a peer's tasks).
+    // A caller that declares the tasks extension takes the normal path, where a task the peer
+    // creates is passed on under an id of this host's (`session::tasks::serve_peer_task`).
     if capabilities.get("extensions").and_then(|e| e.get(rmcp::model::TASKS_EXTENSION_ID)).is_some() {
         return None;
     }

@@ -62,7 +62,7 @@ pub struct Shared {
     pub guard: Guard,
     /// Forwarded calls waiting for a 2026-07-28 caller's answer to their peer's question.
     held: Arc<HeldCalls>,
-    /// The MCP tasks of plugin tools, each its creator's.
+    /// The MCP tasks of plugin tools, and peers' tasks passed on, each its creator's.
     tasks: Arc<crate::tasks::Tasks>,
     /// This process, among replicas and restarts (random at start): what held calls' states
     /// name as their holder.
@@ -103,9 +103,12 @@ impl Shared {
         Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks, instance })
     }
 
-    /// Fail the MCP tasks still running (the host is shutting down); how many there were.
-    pub(crate) fn fail_open_tasks(&self) -> usize {
-        self.tasks.fail_open("the task was stopped: the host is shutting down")
+    /// Fail the MCP tasks still running (the host is shutting down), cancelling peers' tasks
+    /// at their peers (waiting a few seconds at most); how many there were.
+    pub(crate) async fn fail_open_tasks(&self) -> usize {
+        let (failed, delegated) = self.tasks.fail_open("the task was stopped: the host is shutting down");
+        crate::tasks::cancel_at_peers(delegated, std::time::Duration::from_secs(3)).await;
+        failed
     }
 
     /// The entry a JSON-RPC request uses, as grants name it (`None`: it uses none).

@@ -154,6 +154,15 @@ impl Session {
             let (peer, local_name, arguments) = (peer.clone(), route.local_name.clone(), arguments.clone());
             let (tasks, owner, caller, tool) = (tasks.clone(), owner.clone(), caller.clone(), tool.clone());
             async move {
+                // A caller with no room for another task is not offered one by the peer: its
+                // call runs inline there (or is refused, for a tool that runs only as a task)
+                // rather than start work this host would have to refuse and cancel.
+                if !tasks.has_room(&owner) {
+                    return Ok(match peer.call_tool(&local_name, &arguments, c).await? {
+                        Outcome::Complete(result) => Outcome::Complete(ToolAnswer::Result(result)),
+                        Outcome::InputRequired(input) => Outcome::InputRequired(input),
+                    });
+                }
                 let created = match peer.call_tool_or_task(&local_name, &arguments, c).await? {
                     Outcome::Complete(ToolAnswer::Task(created)) => created,
                     other => return Ok(other),
@@ -164,9 +173,11 @@ impl Session {
                         Ok(Outcome::Complete(ToolAnswer::Task(CreateTaskResult::new(local.task))))
                     }
                     Err(error) => {
-                        // Nobody could poll it: the peer need not run it.
-                        cancel_at_peer(Delegated { peer, remote_id: created.task.task_id, caller });
-                        Err(CallError::Upstream(McpError::invalid_request(error.to_string(), None)))
+                        // Nobody could poll it: the peer need not run it. (Only a race with
+                        // the caller's other calls gets here: room was checked before.)
+                        cancel_at_peer(Delegated { peer, remote_id: created.task.task_id, caller, ttl_ms: 0 });
+                        let message = format!("the peer started the task and this host cancelled it: {error}");
+                        Err(CallError::Upstream(McpError::invalid_request(message, None)))
                     }
                 }
             }
@@ -189,6 +200,10 @@ impl Session {
             async |delegated, call_cx| {
                 let mut result = delegated.peer.get_task(&delegated.remote_id, &call_cx).await?;
                 result.task.task.task_id.clone_from(id);
+                // What this host keeps, not what the peer says it keeps; the peer's `_meta` is
+                // the peer's.
+                result.task.task.ttl_ms = Some(delegated.ttl_ms);
+                result.meta = None;
                 let status = result.task.status();
                 if status.is_terminal() {
                     tasks.delegated_ended(id, status);
@@ -277,17 +292,19 @@ impl Session {
     }
 }
 
-/// A peer's error about its task, naming the task by the id its caller knows.
+/// A peer's error about its task, in the terms of the id its caller knows: the peer no longer
+/// knowing it reads as this host's own unknown task; another error keeps the peer's words,
+/// with its `taskId` (if it names this task) replaced.
 fn in_local_terms(mut error: McpError, remote_id: &str, local_id: &str) -> McpError {
-    if error.message.contains(remote_id) {
-        error.message = error.message.replace(remote_id, local_id).into();
+    let names_it = error.data.as_ref().and_then(|data| data.get("taskId")).and_then(Value::as_str) == Some(remote_id);
+    if !names_it {
+        return error;
     }
-    if let Some(data) = &mut error.data
-        && let Ok(text) = serde_json::to_string(data)
-        && text.contains(remote_id)
-        && let Ok(rewritten) = serde_json::from_str(&text.replace(remote_id, local_id))
-    {
-        *data = rewritten;
+    if error.code == rmcp::model::ErrorCode::INVALID_PARAMS {
+        return unknown(UnknownTask(local_id.to_owned()));
+    }
+    if let Some(Value::Object(data)) = &mut error.data {
+        data.insert("taskId".to_owned(), Value::from(local_id));
     }
     error
 }

@@ -106,6 +106,9 @@ fn check_state_key(key: &str) -> Result<(), &'static str> {
     if key.len() < 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err("must be at least 32 bytes written as hex (64+ hex digits)");
     }
+    if key.len() % 2 == 1 {
+        return Err("has an odd number of hex digits (two make each byte)");
+    }
     Ok(())
 }
 
@@ -120,8 +123,12 @@ pub(crate) fn read_state_key(path: &std::path::Path) -> Result<String, FieldErro
     // must not hang the start.
     let mut text = String::new();
     std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_KEY_FILE_BYTES).read_to_string(&mut text))
+        .and_then(|file| file.take(MAX_KEY_FILE_BYTES + 1).read_to_string(&mut text))
         .map_err(cannot_read)?;
+    if text.len() as u64 > MAX_KEY_FILE_BYTES {
+        let message = format!("{}: longer than {MAX_KEY_FILE_BYTES} bytes: not a key file", path.display());
+        return Err(FieldError::new(field, message));
+    }
     let key = text.trim();
     check_state_key(key).map_err(|message| FieldError::new(field, format!("{}: {message}", path.display())))?;
     Ok(key.to_owned())
@@ -201,6 +208,10 @@ mod tests {
         let error = read_state_key(&short).unwrap_err();
         assert!(error.message.contains("64+ hex digits") && !error.message.contains("abcd"), "{error:?}");
         assert_eq!(read_state_key(&dir.path().join("missing")).unwrap_err().field, "request_state_key_file");
+        let long = dir.path().join("long");
+        std::fs::write(&long, "ab".repeat(4096)).unwrap();
+        assert!(read_state_key(&long).unwrap_err().message.contains("longer than"));
+        assert!(parse(&format!("request_state_key = \"{}a\"", "ab".repeat(32))).is_err(), "odd digits");
     }
 
     #[test]

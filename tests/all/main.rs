@@ -20,3 +20,4 @@ mod sandbox;
 mod scaffold;
 mod start;
 mod tasks;
+mod websocket;

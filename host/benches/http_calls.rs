@@ -187,6 +187,8 @@ fn http_options(gate: Option<Arc<Gate>>) -> transport::HttpOptions {
         max_request_body_bytes: 1 << 20,
         session_idle: Duration::from_secs(300),
         gate,
+        websocket_ping: Duration::from_secs(30),
+        websockets: TaskTracker::new(),
     }
 }
 

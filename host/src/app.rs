@@ -190,6 +190,7 @@ impl Host {
         // in flight are done, or `grace` has passed.
         let streams = CancellationToken::new();
         let calls = TaskTracker::new();
+        let websockets = TaskTracker::new();
         let router = transport::router(
             self.shared.clone(),
             transport::HttpOptions {
@@ -198,6 +199,8 @@ impl Host {
                 max_request_body_bytes: config.max_request_body_bytes,
                 session_idle: config.session_idle,
                 gate,
+                websocket_ping: config.websocket_ping,
+                websockets: websockets.clone(),
             },
             streams.clone(),
             calls.clone(),
@@ -231,14 +234,26 @@ impl Host {
             Some(tls) => {
                 let listener = crate::tls::TlsListener::new(listener, crate::tls::server_config(tls)?)?;
                 tracing::info!("fedmcp serving MCP at https://{address}/mcp (health: https://{address}/health)");
+                tracing::info!("MCP over WebSocket at wss://{address}/ws (subprotocol mcp)");
                 transport::serve_https(listener, router, shutdown).await
             }
             None => {
                 tracing::info!("fedmcp serving MCP at http://{address}/mcp (health: http://{address}/health)");
+                tracing::info!("MCP over WebSocket at ws://{address}/ws (subprotocol mcp)");
                 transport::serve_http(listener, router, shutdown).await
             }
         };
-        drain.abort();
+        // Upgraded WebSocket connections outlive the HTTP server's graceful shutdown: they close
+        // (1001) once the drain has let their calls finish and cancelled `streams`.
+        websockets.close();
+        if served.is_ok() && !websockets.is_empty() {
+            let _ = drain.await;
+            if tokio::time::timeout(Duration::from_secs(5), websockets.wait()).await.is_err() {
+                tracing::warn!(connections = websockets.len(), "WebSocket connections did not close in time");
+            }
+        } else {
+            drain.abort();
+        }
         served?;
         Ok(())
     }

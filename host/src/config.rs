@@ -39,6 +39,8 @@ pub struct HostConfig {
     pub max_request_body_bytes: usize,
     /// How long a legacy (2025-11-25) session may go without a request before it is ended.
     pub session_idle: std::time::Duration,
+    /// How often `/ws` pings each WebSocket connection (and how long one may stay silent).
+    pub websocket_ping: std::time::Duration,
     /// Hex-encoded key that signs MRTR request states; random per start when unset.
     pub request_state_key: Option<String>,
     /// Where `request_state_key` was read from, when the file named it by path
@@ -151,6 +153,7 @@ impl Default for HostConfig {
             allowed_origins: http.allowed_origins,
             max_request_body_bytes: http.max_request_body_bytes,
             session_idle: http.session_idle,
+            websocket_ping: http.websocket_ping,
             request_state_key: http.request_state_key,
             request_state_key_file: http.request_state_key_file,
             replica_id: http.replica_id,
@@ -220,6 +223,7 @@ impl HostConfig {
         config.allowed_origins = http.allowed_origins;
         config.max_request_body_bytes = http.max_request_body_bytes;
         config.session_idle = http.session_idle;
+        config.websocket_ping = http.websocket_ping;
         config.request_state_key = http.request_state_key;
         config.request_state_key_file = http.request_state_key_file;
         config.replica_id = http.replica_id;

@@ -1,6 +1,6 @@
 //! How clients reach the host: Streamable HTTP at `/mcp` (both protocol eras on one
-//! endpoint, chosen per request), `GET /health` and `GET /ready`, and stdio for one local
-//! client.
+//! endpoint, chosen per request), WebSocket at `/ws` (an addition: one legacy session per
+//! connection), `GET /health` and `GET /ready`, and stdio for one local client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ mod jsonrpc;
 mod message;
 mod rebinding;
 mod sessions;
+mod websocket;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -51,9 +52,14 @@ pub struct HttpOptions {
     pub session_idle: Duration,
     /// Bearer-token authentication; `None` serves every (loopback) client as the local user.
     pub gate: Option<Arc<Gate>>,
+    /// How often `/ws` pings each connection (and how long one may stay silent).
+    pub websocket_ping: Duration,
+    /// Each open `/ws` connection: upgraded connections are no longer the HTTP server's, so
+    /// shutdown waits for these (they close once `streams` is cancelled).
+    pub websockets: TaskTracker,
 }
 
-/// The axum router: `/mcp`, `/health`, `/ready` and `/metrics`.
+/// The axum router: `/mcp`, `/ws`, `/health`, `/ready` and `/metrics`.
 /// Cancelling `streams` ends every SSE stream and session; `requests` tracks each POST until
 /// its response has been sent in full (an SSE reply included), so shutdown can wait for them.
 pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationToken, requests: TaskTracker) -> Router {
@@ -83,6 +89,23 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     }
     let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager.clone(), config);
     let relay = Arc::new(RelayLayer::new(shared.clone(), &relay_hosts));
+    // `/ws`: the Host/Origin guard first, then (with `[auth]`) the bearer token, as for `/mcp`.
+    let websocket = Arc::new(websocket::WebSocketEdge::new(
+        shared.clone(),
+        options.gate.clone(),
+        websocket::WebSocketOptions {
+            max_message_bytes: options.max_request_body_bytes,
+            ping_every: options.websocket_ping,
+            streams: streams.child_token(),
+            requests: requests.clone(),
+            connections: options.websockets,
+        },
+    ));
+    let mut ws = Router::new().route("/ws", get(websocket::upgrade)).with_state(websocket);
+    if let Some(gate) = &options.gate {
+        ws = ws.layer(from_fn_with_state(gate.clone(), edge::authenticate));
+    }
+    let ws = ws.layer(from_fn_with_state(rebinding.clone(), rebinding::guard));
     // The layers of `/mcp`, outermost first: the bearer token (with `[auth]`; a request without
     // a valid one is answered before its body is read), the account of requests and sessions,
     // one JSON-RPC message, the token applied to that message (with `[auth]`), the relay, then
@@ -106,7 +129,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         );
     }
     // rmcp guards `/mcp` against DNS rebinding; the routes beside it get the same guard.
-    mcp.merge(
+    mcp.merge(ws).merge(
         Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))

@@ -27,7 +27,7 @@ fn generate_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{name}.pem")), dir.join(format!("{name}.pub.pem")))
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
@@ -52,10 +52,10 @@ fn b64(value: &[u8]) -> String {
 }
 
 /// An `[auth]` host serving the example plugins, its identity provider's key, and its audit log.
-struct Protected {
+pub(crate) struct Protected {
     dir: tempfile::TempDir,
     idp: EncodingKey,
-    server: Server,
+    pub(crate) server: Server,
 }
 
 impl Protected {
@@ -63,7 +63,7 @@ impl Protected {
         Self::start_serving(extra, &support::example_plugins())
     }
 
-    fn start_serving(extra: &str, plugins: &Path) -> Self {
+    pub(crate) fn start_serving(extra: &str, plugins: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (private, _) = generate_keys(dir.path(), "idp");
         let rsa = support::repo_root().join("tests/auth/test-only-rsa.pub.pem");
@@ -94,7 +94,7 @@ file = "audit.jsonl"
         Self { dir, idp, server }
     }
 
-    fn token(&self, overrides: Value) -> String {
+    pub(crate) fn token(&self, overrides: Value) -> String {
         sign(Algorithm::EdDSA, "idp", &self.idp, &claims(overrides))
     }
 
@@ -771,7 +771,7 @@ async fn open_legacy_session(host: &Protected, token: &str) -> Result<String, (S
 }
 
 /// A plugins folder holding only the conformance fixtures (namespace "").
-fn conformance_plugins() -> tempfile::TempDir {
+pub(crate) fn conformance_plugins() -> tempfile::TempDir {
     let plugins = tempfile::tempdir().expect("a plugins folder");
     for file in ["conformance.wasm", "conformance.toml"] {
         std::fs::copy(support::example_plugins().join(file), plugins.path().join(file)).expect("copy the plugin");

@@ -21,3 +21,4 @@ mod sandbox;
 mod scaffold;
 mod start;
 mod tasks;
+mod websocket;

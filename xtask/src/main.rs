@@ -389,16 +389,20 @@ fn install_test_clients() -> Result<(), String> {
     install_test_servers()
 }
 
-/// The official MCP Python SDK, in a virtual environment under tests/.
+/// The official MCP Python SDK, in a virtual environment under tests/; and its 1.x line, for
+/// its WebSocket client (2.x has none), in another.
 fn install_python_client() -> Result<(), String> {
     let tests = root().join("tests");
-    let venv = tests.join(".venv");
-    if !venv.join("bin/python").is_file() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    for (venv, requirements) in [(".venv", "requirements.txt"), (".venv-ws", "requirements-ws.txt")] {
+        let venv = tests.join(venv);
+        if !venv.join("bin/python").is_file() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(tests.join(requirements)))?;
     }
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(tests.join("requirements.txt")))
+    Ok(())
 }
 
 fn test(args: Vec<String>) -> Result<(), String> {

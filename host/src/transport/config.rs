@@ -1,7 +1,8 @@
 //! The `[http]` section of `host.toml`: what the HTTP listener accepts (hosts, origins, body
-//! size), how long an idle legacy session lives, the key that seals MRTR request states (or
-//! the file holding it, such as a mounted Kubernetes Secret), this replica's tag among replicas
-//! behind one load balancer, and whether it may serve a public address without `[auth]`.
+//! size), how long an idle legacy session lives, how often `/ws` pings its connections, the
+//! key that seals MRTR request states (or the file holding it, such as a mounted Kubernetes
+//! Secret), this replica's tag among replicas behind one load balancer, and whether it may
+//! serve a public address without `[auth]`.
 //!
 //! Errors name fields relative to the section (`session_idle_secs`); `crate::config` adds
 //! `http.`.
@@ -21,6 +22,7 @@ pub(crate) struct RawHttp {
     allowed_origins: Option<Vec<String>>,
     max_request_body_bytes: Option<usize>,
     session_idle_secs: Option<u64>,
+    websocket_ping_secs: Option<u64>,
     request_state_key: Option<String>,
     request_state_key_file: Option<PathBuf>,
     replica_id: Option<String>,
@@ -34,6 +36,9 @@ pub(crate) struct HttpSettings {
     pub allowed_origins: Vec<String>,
     pub max_request_body_bytes: usize,
     pub session_idle: Duration,
+    /// How often `/ws` pings each connection; one that has sent nothing (not even the pong)
+    /// by the next ping is dropped.
+    pub websocket_ping: Duration,
     pub request_state_key: Option<String>,
     /// A file holding the key (hex), read when the whole file is known (relative paths are
     /// relative to it); `request_state_key` and this are not both set.
@@ -50,6 +55,7 @@ impl Default for HttpSettings {
             allowed_origins: Vec::new(),
             max_request_body_bytes: 4 << 20,
             session_idle: Duration::from_secs(300),
+            websocket_ping: Duration::from_secs(30),
             request_state_key: None,
             request_state_key_file: None,
             replica_id: None,
@@ -78,6 +84,12 @@ impl RawHttp {
                 return Err(FieldError::new("session_idle_secs", format!("{seconds} is out of range (1 to 86400)")));
             }
             http.session_idle = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = self.websocket_ping_secs {
+            if !(1..=3600).contains(&seconds) {
+                return Err(FieldError::new("websocket_ping_secs", format!("{seconds} is out of range (1 to 3600)")));
+            }
+            http.websocket_ping = Duration::from_secs(seconds);
         }
         if let Some(key) = self.request_state_key {
             if self.request_state_key_file.is_some() {
@@ -183,6 +195,8 @@ mod tests {
     fn limits_are_checked() {
         assert_eq!(parse("max_request_body_bytes = 1023").unwrap_err().field, "max_request_body_bytes");
         assert_eq!(parse("session_idle_secs = 86401").unwrap_err().field, "session_idle_secs");
+        assert_eq!(parse("websocket_ping_secs = 0").unwrap_err().field, "websocket_ping_secs");
+        assert_eq!(parse("websocket_ping_secs = 2").unwrap().websocket_ping, Duration::from_secs(2));
         let http = parse("max_request_body_bytes = 1024\nsession_idle_secs = 5").unwrap();
         assert_eq!((http.max_request_body_bytes, http.session_idle), (1024, Duration::from_secs(5)));
     }

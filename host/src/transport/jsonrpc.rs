@@ -24,14 +24,20 @@ impl Invalid {
     pub(super) fn into_response(self) -> Response {
         // A message that is no JSON-RPC request is a bad HTTP request, as malformed JSON is; bad
         // params are answered in band (200), as rmcp answers its own -32602 for either revision.
-        let (status, id, code, message) = match self {
-            Self::Request { id, reason } => (StatusCode::BAD_REQUEST, id, -32600, format!("Invalid Request: {reason}")),
-            Self::Params { id, method, reason } => {
-                (StatusCode::OK, id, -32602, format!("Invalid params for {method}: {reason}"))
-            }
+        let status = match self {
+            Self::Request { .. } => StatusCode::BAD_REQUEST,
+            Self::Params { .. } => StatusCode::OK,
         };
-        let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
-        (status, axum::Json(body)).into_response()
+        (status, axum::Json(self.into_error())).into_response()
+    }
+
+    /// The JSON-RPC error message that answers it (what `/ws` sends in a text frame).
+    pub(super) fn into_error(self) -> Value {
+        let (id, code, message) = match self {
+            Self::Request { id, reason } => (id, -32600, format!("Invalid Request: {reason}")),
+            Self::Params { id, method, reason } => (id, -32602, format!("Invalid params for {method}: {reason}")),
+        };
+        json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
     }
 }
 

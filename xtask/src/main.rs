@@ -167,19 +167,33 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The real servers the tests run (Prometheus and promtool, for `/metrics`), from Debian's
-/// packages when missing.
+/// The real servers and clients the tests run, from Debian's packages when missing:
+/// Prometheus and promtool (for `/metrics`), and an OCI registry (`docker-registry`) with a
+/// second OCI client (`skopeo`) for plugins from registries.
 fn install_test_servers() -> Result<(), String> {
     let present = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if present("prometheus") && present("promtool") {
+    // (package, a program it installs)
+    let wanted = [
+        ("prometheus", "prometheus"),
+        ("prometheus", "promtool"),
+        ("docker-registry", "docker-registry"),
+        ("skopeo", "skopeo"),
+    ];
+    let mut missing: Vec<&str> =
+        wanted.iter().filter(|(_, tool)| !present(tool)).map(|(package, _)| *package).collect();
+    missing.dedup();
+    if missing.is_empty() {
         return Ok(());
     }
-    let advice = "the /metrics tests need Prometheus and promtool (Debian 12: apt install prometheus)";
+    let advice = format!(
+        "the /metrics and OCI tests need {} (Debian 12: apt install prometheus docker-registry skopeo)",
+        missing.join(", ")
+    );
     if Command::new("apt-get").arg("--version").output().is_err() {
-        return Err(advice.to_owned());
+        return Err(advice);
     }
-    println!("installing the test servers: apt-get install prometheus");
-    apt_install(&["prometheus"]).map_err(|e| format!("{e}\n{advice}"))
+    println!("installing the test servers: apt-get install {}", missing.join(" "));
+    apt_install(&missing).map_err(|e| format!("{e}\n{advice}"))
 }
 
 /// A fresh temporary folder under the build's target folder.

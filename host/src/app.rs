@@ -61,6 +61,8 @@ impl Host {
         let pending = plugin::plugin_files(&host.plugins_dir).unwrap_or_default();
         host.shared.catalog.loading().start(pending.iter().map(|path| plugin_name(path)).collect());
         host.watch()?;
+        // Pulled into the folder in the background; the watcher loads what they write.
+        plugin::oci::source::follow_all(&config.plugin_sources, &host.plugins_dir, host.shared.catalog.sources());
         let folder = host.folder();
         let catalog = host.shared.catalog.clone();
         tokio::spawn(async move {

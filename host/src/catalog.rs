@@ -170,6 +170,8 @@ pub struct Catalog {
     /// created learns from it whether it missed one.
     announced: AtomicU64,
     loading: Loading,
+    /// What the `[[plugins.sources]]` last pulled, or why they could not.
+    sources: Arc<crate::plugin::oci::source::SourceStatuses>,
 }
 
 impl Catalog {
@@ -185,7 +187,13 @@ impl Catalog {
             updates,
             announced: AtomicU64::new(0),
             loading: Loading::default(),
+            sources: Arc::default(),
         }
+    }
+
+    /// The plugin sources' last outcomes.
+    pub fn sources(&self) -> &Arc<crate::plugin::oci::source::SourceStatuses> {
+        &self.sources
     }
 
     /// The plugins of the first load still loading.

@@ -49,6 +49,8 @@ pub struct HostConfig {
     /// This replica's tag, which starts the ids of the tasks it creates; `None`: untagged.
     pub replica_id: Option<String>,
     pub runtime: RuntimeOptions,
+    /// `[[plugins.sources]]`: plugins pulled from OCI registries into the plugins folder.
+    pub plugin_sources: Vec<crate::plugin::oci::source::PluginSource>,
     /// Other MCP servers whose entries this host serves too.
     pub peers: Vec<PeerConfig>,
     /// How many hosts a forwarded request may cross before it is refused.
@@ -158,6 +160,7 @@ impl Default for HostConfig {
             request_state_key_file: http.request_state_key_file,
             replica_id: http.replica_id,
             runtime: RuntimeOptions::default(),
+            plugin_sources: Vec::new(),
             peers: Vec::new(),
             max_hops: crate::federation::loops::DEFAULT_MAX_HOPS,
             auth: None,
@@ -205,10 +208,13 @@ impl HostConfig {
             let key = crate::transport::config::read_state_key(path).map_err(|e| e.under("http"))?;
             self.request_state_key = Some(key);
         }
+        for (index, source) in self.plugin_sources.iter_mut().enumerate() {
+            source.read_keys(index).map_err(|e| e.under("plugins"))?;
+        }
         Ok(())
     }
 
-    fn from_sections(raw: RawConfig) -> Result<Self, FieldError> {
+    fn from_sections(mut raw: RawConfig) -> Result<Self, FieldError> {
         let mut config = Self::default();
         if let Some(listen) = raw.listen {
             config.listen = listen.parse().map_err(|e| {
@@ -228,7 +234,9 @@ impl HostConfig {
         config.request_state_key_file = http.request_state_key_file;
         config.replica_id = http.replica_id;
         config.allow_unauthenticated_public = http.allow_unauthenticated_public;
+        let sources = raw.plugins.take_sources();
         config.runtime = raw.plugins.parse().map_err(|e| e.under("plugins"))?;
+        config.plugin_sources = crate::plugin::oci::source::parse_sources(sources).map_err(|e| e.under("plugins"))?;
         config.max_hops = raw.federation.max_hops().map_err(|e| e.under("federation"))?;
         config.auth = raw.auth.map(RawAuth::parse).transpose().map_err(|e| e.under("auth"))?;
         config.audit_log = raw.audit.file();
@@ -253,6 +261,7 @@ impl HostConfig {
             resolve(base, path);
         }
         crate::plugin::config::resolve_paths(&mut self.runtime, base);
+        self.plugin_sources.iter_mut().for_each(|source| source.resolve_paths(base));
         self.peers.iter_mut().for_each(|peer| peer.resolve_paths(base));
         if let Some(auth) = self.auth.as_mut() {
             auth.resolve_paths(base);
@@ -333,6 +342,12 @@ mod tests {
             ("[[peers]]\nname = \"b\"\nurl = \"http://x\"\nauth = \"identity\"", "peers[0].auth"),
             ("[plugins]\nnetwork_allowed = [\"example.com\"]", "plugins.network_allowed[0]"),
             ("[plugins]\nmax_events = 0", "plugins.max_events"),
+            ("[[plugins.sources]]\noci = \"oci://r.example.com/x:1\"", "plugins.sources[0].verify_key"),
+            ("[[plugins.sources]]\noci = \"x\"\nallow_unsigned = true", "plugins.sources[0].oci"),
+            (
+                "[[plugins.sources]]\noci = \"oci://r.example.com/x:1\"\nverify_key = \"/nonexistent.pem\"",
+                "plugins.sources[0].verify_key",
+            ),
             ("[plugins]\nmax_event_kb = 100000000", "plugins.max_event_kb"),
             ("[plugins]\nallow_private_networks = \"yes\"", "allow_private_networks"),
             ("[[peers]]\nname = \"docs_\"\nurl = \"http://x\"", "peers[0].namespace"),

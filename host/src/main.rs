@@ -123,6 +123,63 @@ enum PluginCommand {
         #[arg(long, default_value = "plugins")]
         plugins: PathBuf,
     },
+    /// Push a plugin to an OCI registry as a Wasm artifact, its manifest beside it.
+    Push {
+        /// The component (.wasm).
+        wasm: PathBuf,
+        /// Where to: oci://HOST[:PORT]/REPO:TAG.
+        reference: String,
+        /// The plugin's manifest (plugin.toml), pushed as a second layer.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Sign it with this Ed25519 private key (PEM, `fedmcp keys generate`), cosign's layout.
+        #[arg(long)]
+        sign: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Add a signature to a plugin already in an OCI registry (another key beside the first).
+    Sign {
+        /// What: oci://HOST[:PORT]/REPO[:TAG|@sha256:…] (a tag is signed at its current digest).
+        reference: String,
+        /// The Ed25519 private key (PEM, `fedmcp keys generate`).
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Pull a plugin from an OCI registry into the plugins folder (a running host loads it).
+    Pull {
+        /// What: oci://HOST[:PORT]/REPO[:TAG|@sha256:…].
+        reference: String,
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+        /// Require a signature by this public key (PEM); repeat to trust several.
+        #[arg(long = "verify-key")]
+        verify_keys: Vec<PathBuf>,
+        /// The plugin's file name (default: the repository's last part).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Plain HTTP to a registry that is not on loopback (loopback ones always are).
+    #[arg(long)]
+    insecure: bool,
+    /// Registry credentials: a docker-style config.json (default: $REGISTRY_AUTH_FILE,
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long)]
+    auth_file: Option<PathBuf>,
+}
+
+impl From<RegistryArgs> for fedmcp::plugin::oci::RegistryOptions {
+    fn from(args: RegistryArgs) -> Self {
+        Self { insecure: args.insecure, auth_file: args.auth_file }
+    }
 }
 
 fn load_config(config: Option<PathBuf>, plugins: Option<PathBuf>) -> anyhow::Result<HostConfig> {
@@ -211,6 +268,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin { command: PluginCommand::Build { dir, plugins } } => {
             let built = fedmcp::scaffold::build_plugin(&dir, &plugins)?;
             println!("built {}", built.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Push { wasm, reference, manifest, sign, registry } } => {
+            use fedmcp::plugin::oci;
+            let target = oci::OciReference::parse(&reference)?;
+            let pushed = oci::push(&target, &wasm, manifest.as_deref(), sign.as_deref(), &registry.into()).await?;
+            println!("pushed {target} ({})", pushed.digest);
+            println!("pull by digest: oci://{}/{}@{}", target.registry(), target.repository(), pushed.digest);
+            match pushed.signature_tag {
+                Some(tag) => println!("signed: oci://{}/{}:{tag}", target.registry(), target.repository()),
+                None => println!("not signed (give --sign KEY to sign)"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Sign { reference, key, registry } } => {
+            use fedmcp::plugin::oci;
+            let target = oci::OciReference::parse(&reference)?;
+            let (digest, tag) = oci::sign(&target, &key, &registry.into()).await?;
+            println!("signed {target} ({digest}): oci://{}/{}:{tag}", target.registry(), target.repository());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Pull { reference, plugins, verify_keys, name, registry } } => {
+            use fedmcp::plugin::oci;
+            let source = oci::OciReference::parse(&reference)?;
+            let name = name.unwrap_or_else(|| source.default_name().to_owned());
+            let trusted = verify_keys
+                .iter()
+                .map(|path| oci::signature::TrustedKey::load(path))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let (fetched, installed) = oci::pull(&source, &name, &plugins, &trusted, &registry.into()).await?;
+            let wasm = plugins.join(format!("{name}.wasm"));
+            match installed {
+                oci::Installed::Written => println!("pulled {source} ({}) into {}", fetched.digest, wasm.display()),
+                oci::Installed::Unchanged => println!("{} is already {source} ({})", wasm.display(), fetched.digest),
+            }
+            match fetched.signed_by {
+                Some(key) => println!("signature verified with {key}"),
+                None => eprintln!("warning: no --verify-key given: the signature was not checked"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, plugins } => {

@@ -168,6 +168,7 @@ async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMa
     // question); the host answers, and serves what has loaded, before that.
     let loading = shared.catalog.loading().pending();
     let ready = loading.is_empty();
+    let sources = shared.catalog.sources().snapshot();
     if let Some(gate) = &health.gate
         && gate.caller(&headers).is_none()
     {
@@ -176,6 +177,10 @@ async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMa
             "loading": loading.len(),
             "plugins": { "loaded": shared.catalog.plugins().len(), "failed": shared.catalog.failures().len() },
             "peers": { "up": up.len(), "down": down.len() },
+            "sources": {
+                "pulled": sources.iter().filter(|s| s.error.is_none() && s.digest.is_some()).count(),
+                "failed": sources.iter().filter(|s| s.error.is_some()).count(),
+            },
         }));
     }
     let plugins: Vec<_> = shared
@@ -196,6 +201,7 @@ async fn health(State(health): State<Arc<Health>>, headers: axum::http::HeaderMa
         "loading": loading,
         "plugins": { "loaded": plugins, "failed": shared.catalog.failures() },
         "peers": { "up": up, "down": down },
+        "sources": sources,
         "relay": health.relay.counts(),
     }))
 }

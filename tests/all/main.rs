@@ -15,6 +15,7 @@ mod deploy;
 mod federation;
 mod languages;
 mod metrics;
+mod oci;
 mod reload;
 mod replicas;
 mod sandbox;

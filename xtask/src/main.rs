@@ -167,17 +167,20 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The real servers the tests run, from Debian's packages when missing: Prometheus and
-/// promtool (for `/metrics`), HAProxy and Redis (three replicas behind a load balancer, with
-/// rate limits shared through Redis).
+/// The real servers and clients the tests run, from Debian's packages when missing:
+/// Prometheus and promtool (for `/metrics`), HAProxy and Redis (three replicas behind a load
+/// balancer, with rate limits shared through Redis), and an OCI registry (`docker-registry`)
+/// with a second OCI client (`skopeo`) for plugins from registries.
 fn install_test_servers() -> Result<(), String> {
     let present =
         |tool: &str, version: &str| Command::new(tool).arg(version).output().is_ok_and(|o| o.status.success());
     // (package, the commands it brings, how each prints its version)
-    let servers: [(&str, &[(&str, &str)]); 3] = [
+    let servers: [(&str, &[(&str, &str)]); 5] = [
         ("prometheus", &[("prometheus", "--version"), ("promtool", "--version")]),
         ("haproxy", &[("haproxy", "-v")]),
         ("redis-server", &[("redis-server", "--version")]),
+        ("docker-registry", &[("docker-registry", "--version")]),
+        ("skopeo", &[("skopeo", "--version")]),
     ];
     let missing: Vec<&str> = servers
         .iter()
@@ -188,7 +191,7 @@ fn install_test_servers() -> Result<(), String> {
         return Ok(());
     }
     let advice = format!(
-        "the /metrics and replicas tests need Prometheus, promtool, HAProxy and Redis (Debian 12: apt install {})",
+        "the /metrics, replicas and OCI tests need Prometheus, promtool, HAProxy, Redis, docker-registry and skopeo (Debian 12: apt install {})",
         missing.join(" ")
     );
     if Command::new("apt-get").arg("--version").output().is_err() {

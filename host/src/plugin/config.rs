@@ -32,9 +32,17 @@ pub(crate) struct RawPluginDefaults {
     task_ttl_secs: Option<u64>,
     max_tasks_per_identity: Option<u64>,
     max_tasks: Option<u64>,
+    /// `[[plugins.sources]]`: checked by `plugin::oci::source`.
+    #[serde(default)]
+    sources: Vec<crate::plugin::oci::source::RawSource>,
 }
 
 impl RawPluginDefaults {
+    /// The `[[plugins.sources]]` entries, taken out to be checked on their own.
+    pub(crate) fn take_sources(&mut self) -> Vec<crate::plugin::oci::source::RawSource> {
+        std::mem::take(&mut self.sources)
+    }
+
     /// [`RuntimeOptions::default`] with what this section sets.
     pub(crate) fn parse(self) -> Result<RuntimeOptions, FieldError> {
         let mut runtime = RuntimeOptions::default();

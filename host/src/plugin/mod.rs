@@ -16,6 +16,7 @@ mod engine;
 pub(crate) mod grants;
 pub(crate) mod loading;
 pub(crate) mod manifest;
+pub mod oci;
 mod sandbox;
 pub(crate) mod watch;
 

@@ -121,7 +121,9 @@ impl Host {
             local: Arc::new(config.local_user.clone()),
             requires_token: config.auth.is_some(),
         };
-        let shared = Shared::new(catalog, federation, config.state_key(), None, guard, config.runtime.tasks);
+        let tracing = config.telemetry.as_ref().map(crate::telemetry::Tracing::start).transpose()?;
+        let shared =
+            Shared::traced(catalog, federation, config.state_key(), None, guard, config.runtime.tasks, tracing);
         Ok(Self {
             shared,
             runtime,
@@ -231,8 +233,16 @@ impl Host {
             }
         };
         drain.abort();
+        self.flush_traces().await;
         served?;
         Ok(())
+    }
+
+    /// Send the spans still queued to the collector (with `[telemetry]`), as the host stops.
+    pub async fn flush_traces(&self) {
+        if let Some(tracing) = &self.shared.tracing {
+            tracing.shutdown().await;
+        }
     }
 }
 

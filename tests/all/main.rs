@@ -19,3 +19,4 @@ mod sandbox;
 mod scaffold;
 mod start;
 mod tasks;
+mod traces;

@@ -28,6 +28,7 @@ mod subscriptions;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod traced;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ use serde_json::{Value, json};
 
 pub(crate) use self::request_state::StateBinding;
 use self::serve::{EntryUse, Sent};
+pub(crate) use self::traced::TracedSession;
 use crate::auth::gate::{Method, Use};
 use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
@@ -64,6 +66,8 @@ pub struct Shared {
     held: Arc<HeldCalls>,
     /// The MCP tasks of plugin tools, each its creator's.
     tasks: Arc<crate::tasks::Tasks>,
+    /// The tracer of the host's requests (`[telemetry]`); `None`: nothing is traced.
+    pub(crate) tracing: Option<crate::telemetry::Tracing>,
 }
 
 impl Shared {
@@ -76,9 +80,22 @@ impl Shared {
         guard: Guard,
         task_limits: crate::tasks::TaskLimits,
     ) -> Arc<Self> {
+        Self::traced(catalog, federation, state_key, instructions, guard, task_limits, None)
+    }
+
+    /// [`Shared::new`], with each request traced by `tracing`.
+    pub fn traced(
+        catalog: Arc<Catalog>,
+        federation: Arc<Federation>,
+        state_key: Vec<u8>,
+        instructions: Option<String>,
+        guard: Guard,
+        task_limits: crate::tasks::TaskLimits,
+        tracing: Option<crate::telemetry::Tracing>,
+    ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
         let tasks = Arc::new(crate::tasks::Tasks::new(task_limits));
-        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks })
+        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks, tracing })
     }
 
     /// Fail the MCP tasks still running (the host is shutting down); how many there were.

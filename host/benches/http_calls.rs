@@ -3,12 +3,16 @@
 //! fedmcp host that imports B (client -> A -> B -> plugin, one federation hop), and a native
 //! tool on the same transport (rmcp's Streamable HTTP service under axum, TCP_NODELAY); and
 //! the direct WASM tool again behind JWT verification (EdDSA bearer token on every request),
-//! to measure what authentication costs.
+//! to measure what authentication costs; and the direct and one-hop calls again with
+//! OpenTelemetry tracing on (every request sampled, spans exported over OTLP/HTTP to a sink on
+//! 127.0.0.1 that accepts and discards them), to measure what tracing costs.
 //!
 //! `cargo bench --bench http_calls` (after `cargo xtask plugins`). Loopback only; every
 //! load loop is bounded by a call count and a time limit.
 //! Environment: BENCH_CONNECTIONS (default 8), BENCH_CALLS (per connection, default 500),
-//! BENCH_ONLY=hop (only the one-hop figures, e.g. to profile A's side of a forwarded call).
+//! BENCH_ONLY=hop (only the one-hop figures, e.g. to profile A's side of a forwarded call),
+//! BENCH_ONLY=otel (only tracing off against on, direct and one hop, in alternating rounds,
+//! with the median of the rounds' ratios: less noise than one pass).
 
 // Sampling and logging types are deprecated by SEP-2577 but used by rmcp's handler API.
 #![allow(deprecated)]
@@ -22,6 +26,7 @@ use fedmcp::auth::{AuthSettings, IssuerSettings, KeySource, keys};
 use fedmcp::catalog::Catalog;
 use fedmcp::plugin::{PluginRuntime, RuntimeOptions};
 use fedmcp::session::Shared;
+use fedmcp::telemetry::{TelemetrySettings, Tracing};
 use fedmcp::transport;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -37,6 +42,15 @@ use native::NativeSlugify;
 
 /// B's slugify tool as A, which imports B under the namespace `b`, serves it.
 const HOP_TOOL: &str = "b__text-tools__slugify";
+
+/// An OTLP/HTTP collector that takes every export and keeps nothing; its address.
+async fn otlp_sink() -> String {
+    let sink = axum::Router::new().route("/v1/traces", axum::routing::post(|_: axum::body::Bytes| async { "" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let address = listener.local_addr().expect("local address").to_string();
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+    format!("http://{address}")
+}
 
 async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
@@ -216,10 +230,26 @@ async fn main() {
     let federation = Arc::new(fedmcp::federation::Federation::start(&[], "bench", 8, None));
     let guard = fedmcp::auth::Guard::permissive();
     let audit = guard.audit.clone();
-    let shared = Shared::new(catalog, federation, vec![7; 32], None, guard, Default::default());
+    let shared = Shared::new(catalog.clone(), federation.clone(), vec![7; 32], None, guard, Default::default());
     let wasm_url =
         serve(transport::router(shared.clone(), http_options(None), CancellationToken::new(), TaskTracker::new()))
             .await;
+
+    // The same plugin with tracing on, exporting to a sink.
+    let sink = otlp_sink().await;
+    let telemetry = TelemetrySettings::new(&sink, "bench-b").expect("the sink's address");
+    let tracing = Tracing::start(&telemetry).expect("tracing starts");
+    let traced = Shared::traced(
+        catalog,
+        federation,
+        vec![7; 32],
+        None,
+        fedmcp::auth::Guard::permissive(),
+        Default::default(),
+        Some(tracing),
+    );
+    let otel_url =
+        serve(transport::router(traced, http_options(None), CancellationToken::new(), TaskTracker::new())).await;
 
     // The same host behind JWT verification, with a key made for the run.
     let keys = tempfile::tempdir().expect("a folder for the bench's keys");
@@ -269,6 +299,24 @@ async fn main() {
     let hop_url =
         serve(transport::router(hop.shared.clone(), http_options(None), CancellationToken::new(), TaskTracker::new()))
             .await;
+    // A traced A importing the traced B: the whole chain exports.
+    let config = format!(
+        "plugins_dir = {:?}\n[[peers]]\nname = \"b\"\nurl = \"{otel_url}\"\n[telemetry]\notlp_endpoint = \"{sink}\"\nservice_name = \"bench-a\"\n",
+        empty.path()
+    );
+    let config = fedmcp::config::HostConfig::parse(&config).expect("the traced bench config parses");
+    let otel_hop = fedmcp::app::Host::start(&config).await.expect("traced host A starts");
+    while otel_hop.shared.catalog.tool(HOP_TOOL).is_none() {
+        assert!(Instant::now() < deadline, "traced A did not import traced B's tools");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let otel_hop_url = serve(transport::router(
+        otel_hop.shared.clone(),
+        http_options(None),
+        CancellationToken::new(),
+        TaskTracker::new(),
+    ))
+    .await;
 
     let native = StreamableHttpService::new(
         || Ok(NativeSlugify),
@@ -283,7 +331,35 @@ async fn main() {
     );
     println!("{:<12} {:<8} {:>8} {:>10} {:>9} {:>9}", "revision", "tool", "calls", "calls/s", "p50 ms", "p99 ms");
     let only_hop = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "hop");
+    let only_otel = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "otel");
     for (revision, kind) in [("2025-11-25", Kind::Legacy), ("2026-07-28", Kind::Stateless)] {
+        if only_otel {
+            let tool = "text-tools__slugify";
+            let pairs = [("direct", &wasm_url, &otel_url, tool), ("one hop", &hop_url, &otel_hop_url, HOP_TOOL)];
+            for (label, off_url, on_url, tool) in pairs {
+                load(off_url, tool, kind, connections, 20, None).await;
+                load(on_url, tool, kind, connections, 20, None).await;
+                let mut ratios = Vec::new();
+                for round in 0..5 {
+                    // Alternate which goes first, so a drift in the machine's load hits both alike.
+                    let (off, on) = if round % 2 == 0 {
+                        let off = load(off_url, tool, kind, connections, calls, None).await;
+                        (off, load(on_url, tool, kind, connections, calls, None).await)
+                    } else {
+                        let on = load(on_url, tool, kind, connections, calls, None).await;
+                        (load(off_url, tool, kind, connections, calls, None).await, on)
+                    };
+                    println!(
+                        "{revision:<12} {label:<8} off {:>8.0} calls/s p50 {:.2} ms | on {:>8.0} calls/s p50 {:.2} ms",
+                        off.per_second, off.p50_ms, on.per_second, on.p50_ms
+                    );
+                    ratios.push(100.0 * on.per_second / off.per_second);
+                }
+                ratios.sort_by(f64::total_cmp);
+                println!("{revision:<12} {label:<8} tracing on/off throughput, median of 5: {:.1}%", ratios[2]);
+            }
+            continue;
+        }
         if only_hop {
             load(&hop_url, HOP_TOOL, kind, connections, 20, None).await;
             let hop = load(&hop_url, HOP_TOOL, kind, connections, calls, None).await;
@@ -299,11 +375,22 @@ async fn main() {
         load(&wasm_url, tool, kind, connections, 20, None).await;
         load(&jwt_url, tool, kind, connections, 20, Some(&token)).await;
         load(&hop_url, HOP_TOOL, kind, connections, 20, None).await;
+        load(&otel_url, tool, kind, connections, 20, None).await;
+        load(&otel_hop_url, HOP_TOOL, kind, connections, 20, None).await;
         let native = load(&native_url, "slugify", kind, connections, calls, None).await;
         let wasm = load(&wasm_url, tool, kind, connections, calls, None).await;
         let jwt = load(&jwt_url, tool, kind, connections, calls, Some(&token)).await;
         let hop = load(&hop_url, HOP_TOOL, kind, connections, calls, None).await;
-        for (label, f) in [("native", &native), ("wasm", &wasm), ("wasm+jwt", &jwt), ("via A", &hop)] {
+        let otel = load(&otel_url, tool, kind, connections, calls, None).await;
+        let otel_hop = load(&otel_hop_url, HOP_TOOL, kind, connections, calls, None).await;
+        for (label, f) in [
+            ("native", &native),
+            ("wasm", &wasm),
+            ("wasm+jwt", &jwt),
+            ("via A", &hop),
+            ("wasm+otel", &otel),
+            ("A+otel", &otel_hop),
+        ] {
             println!(
                 "{revision:<12} {label:<8} {:>8} {:>10.0} {:>9.2} {:>9.2}",
                 f.calls, f.per_second, f.p50_ms, f.p99_ms
@@ -318,6 +405,13 @@ async fn main() {
             "{revision:<12} jwt on/off throughput {:.0}%, added p50 {:.2} ms",
             100.0 * jwt.per_second / wasm.per_second,
             jwt.p50_ms - wasm.p50_ms
+        );
+        println!(
+            "{revision:<12} tracing on/off throughput {:.1}% direct, {:.1}% one hop; added p50 {:.2} / {:.2} ms",
+            100.0 * otel.per_second / wasm.per_second,
+            100.0 * otel_hop.per_second / hop.per_second,
+            otel.p50_ms - wasm.p50_ms,
+            otel_hop.p50_ms - hop.p50_ms
         );
         println!(
             "{revision:<12} one hop/direct throughput {:.0}%, added p50 {:.2} ms (8 connections: mostly queueing)",

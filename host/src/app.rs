@@ -123,6 +123,7 @@ impl Host {
             local: Arc::new(config.local_user.clone()),
             requires_token: config.auth.is_some(),
         };
+        let tracing = config.telemetry.as_ref().map(crate::telemetry::Tracing::start).transpose()?;
         let shared = Shared::replica(
             catalog,
             federation,
@@ -131,6 +132,7 @@ impl Host {
             guard,
             config.runtime.tasks,
             config.replica_id.clone(),
+            tracing,
         );
         Ok(Self {
             shared,
@@ -256,8 +258,16 @@ impl Host {
         } else {
             drain.abort();
         }
+        self.flush_traces().await;
         served?;
         Ok(())
+    }
+
+    /// Send the spans still queued to the collector (with `[telemetry]`), as the host stops.
+    pub async fn flush_traces(&self) {
+        if let Some(tracing) = &self.shared.tracing {
+            tracing.shutdown().await;
+        }
     }
 }
 

@@ -48,6 +48,29 @@ pub enum CallError {
     Loop(String),
 }
 
+impl CallError {
+    /// The error's kind, as a span's `error.type` names it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidParams(_) => "invalid_params",
+            Self::NotFound(_) => "not_found",
+            Self::Plugin { .. } => "plugin_error",
+            Self::Timeout { .. } => "timeout",
+            Self::Trap { .. } => "trap",
+            Self::Unsupported { .. } => "unsupported",
+            Self::BadOutput { .. } => "bad_output",
+            Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::NotGranted { .. } => "not_granted",
+            Self::Denied { .. } => "denied",
+            Self::Upstream(_) => "upstream_error",
+            Self::PeerUnavailable { .. } => "peer_unavailable",
+            Self::PeerTimeout { .. } => "peer_timeout",
+            Self::Peer { .. } => "peer_error",
+            Self::Loop(_) => "federation_loop",
+        }
+    }
+}
+
 /// Something an entry's owner reports, or asks of the caller, while a call runs.
 #[derive(Debug)]
 pub enum CallEvent {

@@ -3,7 +3,7 @@
 //! Each subsystem owns its section, as written and as checked: `[http]` in
 //! `transport::config`, `[plugins]` in `plugin::config`, `[[peers]]` and `[federation]` in
 //! `federation::config`, `[auth]`, `[audit]`, `[identity]`, `[local_user]`, `[consent]` and
-//! `[limits]` in `auth::config`, `[tls]` in `tls`. This module combines them into
+//! `[limits]` in `auth::config`, `[tls]` in `tls`, `[telemetry]` in `telemetry::config`. This module combines them into
 //! [`HostConfig`], resolves relative paths against the file's folder, and names a bad field
 //! by its path from the file's root: a section reports a [`FieldError`] relative to itself
 //! and [`FieldError::under`] adds the section's name.
@@ -20,6 +20,7 @@ use crate::auth::{AuthSettings, Identity};
 use crate::federation::config::{RawFederation, RawPeer};
 use crate::plugin::RuntimeOptions;
 use crate::plugin::config::RawPluginDefaults;
+use crate::telemetry::config::{RawTelemetry, TelemetrySettings};
 use crate::tls::{RawTls, ServerTls};
 use crate::transport::config::{HttpSettings, RawHttp};
 
@@ -71,6 +72,8 @@ pub struct HostConfig {
     pub tls: Option<ServerTls>,
     /// Who stdio clients (and HTTP clients of a host without `[auth]`) are.
     pub local_user: Identity,
+    /// Where OpenTelemetry traces go; `None`: nothing is traced.
+    pub telemetry: Option<TelemetrySettings>,
 }
 
 /// The file as written: each section in its owner's shape.
@@ -95,6 +98,7 @@ struct RawConfig {
     limits: Option<RawLimits>,
     tls: Option<RawTls>,
     local_user: Option<RawLocalUser>,
+    telemetry: Option<RawTelemetry>,
 }
 
 /// A configuration that cannot be used: the file, the field, the reason.
@@ -171,6 +175,7 @@ impl Default for HostConfig {
             rate_limit: None,
             tls: None,
             local_user: Identity::local(),
+            telemetry: None,
         }
     }
 }
@@ -249,6 +254,10 @@ impl HostConfig {
         }
         config.tls = raw.tls.map(ServerTls::from);
         config.rate_limit = raw.limits.map(RawLimits::parse).transpose().map_err(|e| e.under("limits"))?;
+        config.telemetry = match raw.telemetry {
+            Some(telemetry) => telemetry.parse().map_err(|e| e.under("telemetry"))?,
+            None => None,
+        };
         let has_identity = config.identity.is_some();
         config.peers = crate::federation::config::parse_peers(raw.peers, has_identity).map_err(|e| e.under("peers"))?;
         Ok(config)
@@ -292,6 +301,14 @@ mod tests {
         let config = HostConfig::parse("").unwrap();
         assert_eq!(config.listen.to_string(), super::DEFAULT_LISTEN);
         assert_eq!(config.plugins_dir.to_str(), Some("plugins"));
+    }
+
+    #[test]
+    fn telemetry_is_off_unless_a_collector_is_named() {
+        assert_eq!(HostConfig::parse("").unwrap().telemetry, None);
+        let config = HostConfig::parse("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"").unwrap();
+        let telemetry = config.telemetry.expect("tracing is on");
+        assert_eq!(telemetry.traces_url, "http://127.0.0.1:4318/v1/traces");
     }
 
     #[test]
@@ -353,6 +370,8 @@ mod tests {
             ("[[peers]]\nname = \"docs_\"\nurl = \"http://x\"", "peers[0].namespace"),
             ("[[peers]]\nname = \"b\"\nnamespace = \"docs__y\"\nurl = \"http://x\"", "peers[0].namespace"),
             ("[[peers]]\nname = \"b\"\nnamespace = \"docs_\"\nurl = \"http://x\"", "peers[0].namespace"),
+            ("[telemetry]\notlp_endpoint = \"localhost:4318\"", "telemetry.otlp_endpoint"),
+            ("[telemetry]\notlp_endpoint = \"http://x\"\nendpoint = \"http://y\"", "endpoint"),
         ];
         for (text, field) in cases {
             let error = HostConfig::parse(text).unwrap_err();

@@ -20,6 +20,7 @@ pub(crate) mod relay;
 pub mod scaffold;
 pub mod session;
 pub mod tasks;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 

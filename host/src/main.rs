@@ -207,7 +207,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // are served as each is ready.
             let host = Host::launch(&config).await?;
             if stdio {
-                fedmcp::transport::serve_stdio(host.shared.clone()).await?;
+                let served = fedmcp::transport::serve_stdio(host.shared.clone()).await;
+                host.flush_traces().await;
+                served?;
                 return Ok(ExitCode::SUCCESS);
             }
             let shutdown = CancellationToken::new();

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::edge::{self, Gate};
 use crate::relay::RelayLayer;
-use crate::session::{Session, Shared};
+use crate::session::{Session, Shared, TracedSession};
 use admission::Admission;
 use message::Message;
 
@@ -87,7 +87,11 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     if let Some(gate) = &options.gate {
         tokio::spawn(sessions::forget_ended_sessions(gate.clone(), manager.clone(), every, streams.child_token()));
     }
-    let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_shared.clone())), manager.clone(), config);
+    let mcp = StreamableHttpService::new(
+        move || Ok(TracedSession::new(Session::new(factory_shared.clone()))),
+        manager.clone(),
+        config,
+    );
     let relay = Arc::new(RelayLayer::new(shared.clone(), &relay_hosts));
     // `/ws`: the Host/Origin guard first, then (with `[auth]`) the bearer token, as for `/mcp`.
     let websocket = Arc::new(websocket::WebSocketEdge::new(
@@ -280,7 +284,7 @@ pub async fn serve_stdio(shared: Arc<Shared>) -> anyhow::Result<()> {
     // which capped tools/call near 11k calls/s against 23-30k on pipes (`cargo bench --bench
     // stdio_calls`). Anything else (a terminal, a file, the socket pair a Node.js client
     // gives) falls back to those blocking handles.
-    let service = Session::for_stdio(shared).serve(rmcp::transport::stdio_pipes()).await?;
+    let service = TracedSession::new(Session::for_stdio(shared)).serve(rmcp::transport::stdio_pipes()).await?;
     service.waiting().await?;
     Ok(())
 }

@@ -22,4 +22,5 @@ mod sandbox;
 mod scaffold;
 mod start;
 mod tasks;
+mod traces;
 mod websocket;

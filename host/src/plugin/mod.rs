@@ -382,6 +382,9 @@ impl Plugin {
         cx: CallContext,
         f: impl AsyncFnOnce(&mut wasmtime::Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, String), CallError> {
+        // A child of the request's span when the request is traced (`None`, at no cost, when not).
+        let (method, target) = call;
+        let mut span = crate::telemetry::PluginSpan::start(&self.name, method, target);
         let denials = Denials::default();
         let ceilings = Ceilings::of(&self.runtime.options);
         let mut store = sandbox::store(
@@ -403,7 +406,11 @@ impl Plugin {
         let running = async {
             let started = std::time::Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
-            crate::metrics::instantiated(started.elapsed());
+            let took = started.elapsed();
+            crate::metrics::instantiated(took);
+            if let Some(span) = span.as_mut() {
+                span.instantiated(took);
+            }
             f(&mut store, &instance).await
         };
         let outcome = tokio::time::timeout(self.limits.timeout, running).await;
@@ -415,11 +422,14 @@ impl Plugin {
                 Err(CallError::Timeout { plugin: self.name.clone(), limit_ms: self.limits.timeout.as_millis() as u64 })
             }
         };
+        if let (Some(span), Err(error)) = (span.as_mut(), &result) {
+            span.failed(error.kind(), error);
+        }
+        drop(span);
         let spent = store.data().budget_spent();
         drop(store);
         if spent.dropped > 0 {
             crate::metrics::events_dropped(spent.dropped);
-            let (method, target) = call;
             tracing::warn!(plugin = %self.name, %method, %target, dropped = spent.dropped,
                 dropped_bytes = spent.dropped_bytes, max_events = self.limits.max_events,
                 max_event_kb = self.limits.max_event_bytes >> 10,
@@ -427,7 +437,6 @@ impl Plugin {
         }
         let denied = denials.lock().map(|d| d.join("; ")).unwrap_or_default();
         if !denied.is_empty() {
-            let (method, target) = call;
             tracing::warn!(plugin = %self.name, %method, %target, %denied, "plugin call was refused access");
         }
         match result {

@@ -14,6 +14,7 @@ use crate::auth::Identity;
 use crate::call::CallError;
 use crate::federation::credentials::CALLER_KEY;
 use crate::federation::{Peer, Relay, loops};
+use crate::telemetry;
 
 use super::*;
 
@@ -91,9 +92,29 @@ pub(super) async fn forward(
     message: &Value,
     audit: &Audit,
 ) -> Result<Response, CallError> {
-    let request = outgoing(peer, local_name, message)?;
+    let mut request = outgoing(peer, local_name, message)?;
     let headers = peer_headers(call.headers, local_name)?;
-    let (answer, deadline) = post(peer, relay, &request, &audit.identity, headers).await?;
+    // Under the call's span when it is traced (the context is the caller's, attached): the
+    // request to the peer gets a span of its own, whose context its `_meta` carries.
+    let span = telemetry::send("tools/call", Some(local_name), peer.name());
+    if let Some(span) = &span
+        && let Some(meta) = request.pointer_mut("/params/_meta").and_then(Value::as_object_mut)
+    {
+        telemetry::inject(span, meta);
+        telemetry::set_request_id(span, &telemetry::JsonId(call.id));
+    }
+    let posted = post(peer, relay, &request, &audit.identity, headers).await;
+    if let Some(span) = &span {
+        let ending = match &posted {
+            Ok((PeerAnswer::Message(answer, _), _)) => telemetry::Ending::of_answer(answer),
+            Ok((PeerAnswer::Stream(_), _)) => telemetry::Ending::Ok,
+            Err(error) => telemetry::Ending::of_call_error(error),
+        };
+        // The caller's span records the answer too: it is passed on as it came.
+        telemetry::record(&opentelemetry::Context::current(), ending.clone());
+        telemetry::end_request(span, ending);
+    }
+    let (answer, deadline) = posted?;
     match answer {
         PeerAnswer::Stream(response) => Ok(relay_stream(peer.clone(), response, call, audit, deadline)),
         PeerAnswer::Message(answer, bytes) => match settle(peer.name(), &Expected::from(call), audit, answer)? {

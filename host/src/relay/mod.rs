@@ -31,6 +31,7 @@ use crate::auth::gate::{Method, Permit, Use};
 use crate::auth::{EntryKind, Identity};
 use crate::catalog::Owner;
 use crate::session::{Shared, StateBinding, call_error};
+use crate::telemetry::{self, FutureExt as _};
 
 mod answer;
 mod eligible;
@@ -124,6 +125,16 @@ async fn try_relay(
     if shared.guard.consent_policy(call.name, route.annotations.as_ref()) != Policy::Allow {
         return None;
     }
+    // From here on the relay answers the call: it is traced as the session would trace it.
+    let span = shared.tracing.as_ref().map(|tracing| {
+        let request = telemetry::Request {
+            method: "tools/call",
+            target: Some(call.name),
+            id: Some(&telemetry::JsonId(call.id)),
+            protocol_version: Some(PROTOCOL),
+        };
+        tracing.request(&request, message.pointer("/params/_meta").and_then(Value::as_object))
+    });
     let used = Use {
         method: Method::CallTool,
         kind: EntryKind::Tool,
@@ -136,6 +147,7 @@ async fn try_relay(
         Err(error) => {
             tracing::debug!(tool = call.name, reason = %error.message, "the relay's gate refused a tools/call");
             counts.refused.fetch_add(1, Ordering::Relaxed);
+            end_span(span.as_ref(), &error);
             return Some(error_response(&call, &error));
         }
     };
@@ -151,14 +163,35 @@ async fn try_relay(
     counts.relayed.fetch_add(1, Ordering::Relaxed);
     // A client that gives up closes its connection: hyper drops this future, and the request
     // to the peer with it.
-    Some(match forward(peer, &relay, &route.local_name, &call, message, &audit).await {
-        Ok(response) => response,
+    let forwarding = forward(peer, &relay, &route.local_name, &call, message, &audit);
+    let forwarded = match &span {
+        Some(span) => forwarding.with_context(span.clone()).await,
+        None => forwarding.await,
+    };
+    Some(match forwarded {
+        Ok(response) => {
+            if let Some(span) = &span {
+                telemetry::end_request(span, telemetry::Ending::Ok);
+            }
+            response
+        }
         Err(error) => {
             let error = call_error(error);
             audit.done(format!("error: {}", error.message));
+            end_span(span.as_ref(), &error);
             error_response(&call, &error)
         }
     })
+}
+
+/// End a relayed call's span, if it is traced, with the error its caller gets.
+fn end_span(span: Option<&opentelemetry::Context>, error: &rmcp::ErrorData) {
+    if let Some(span) = span {
+        telemetry::end_request(
+            span,
+            telemetry::Ending::Error { code: error.code.0, message: error.message.as_ref().into() },
+        );
+    }
 }
 
 /// The gate's permit for one relayed call, finished (audited) when its answer is known, and

@@ -28,6 +28,7 @@ mod subscriptions;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod traced;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ use serde_json::{Value, json};
 
 pub(crate) use self::request_state::StateBinding;
 use self::serve::{EntryUse, Sent};
+pub(crate) use self::traced::TracedSession;
 use crate::auth::gate::{Method, Use};
 use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;
@@ -67,6 +69,8 @@ pub struct Shared {
     /// This process, among replicas and restarts (random at start): what held calls' states
     /// name as their holder.
     instance: String,
+    /// The tracer of the host's requests (`[telemetry]`); `None`: nothing is traced.
+    pub(crate) tracing: Option<crate::telemetry::Tracing>,
 }
 
 impl Shared {
@@ -79,12 +83,26 @@ impl Shared {
         guard: Guard,
         task_limits: crate::tasks::TaskLimits,
     ) -> Arc<Self> {
-        Self::replica(catalog, federation, state_key, instructions, guard, task_limits, None)
+        Self::replica(catalog, federation, state_key, instructions, guard, task_limits, None, None)
+    }
+
+    /// [`Shared::new`], with each request traced by `tracing`.
+    pub fn traced(
+        catalog: Arc<Catalog>,
+        federation: Arc<Federation>,
+        state_key: Vec<u8>,
+        instructions: Option<String>,
+        guard: Guard,
+        task_limits: crate::tasks::TaskLimits,
+        tracing: Option<crate::telemetry::Tracing>,
+    ) -> Arc<Self> {
+        Self::replica(catalog, federation, state_key, instructions, guard, task_limits, None, tracing)
     }
 
     /// [`Shared::new`] for one replica of several: `replica` tags the ids of the tasks this
     /// host creates (`[http] replica_id`), so a load balancer can send a task's `tasks/*`
-    /// requests to the replica that runs it.
+    /// requests to the replica that runs it; `tracing` traces each request (`[telemetry]`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replica(
         catalog: Arc<Catalog>,
         federation: Arc<Federation>,
@@ -93,6 +111,7 @@ impl Shared {
         guard: Guard,
         task_limits: crate::tasks::TaskLimits,
         replica: Option<String>,
+        tracing: Option<crate::telemetry::Tracing>,
     ) -> Arc<Self> {
         let codec = RequestStateCodec::new(state_key);
         let tasks = Arc::new(crate::tasks::Tasks::new(task_limits).tagged(replica));
@@ -100,7 +119,17 @@ impl Shared {
             // Without an OS random source: unique enough to this process start.
             format!("{}-{:?}", std::process::id(), std::time::SystemTime::now())
         });
-        Arc::new(Self { catalog, federation, codec, instructions, guard, held: Arc::default(), tasks, instance })
+        Arc::new(Self {
+            catalog,
+            federation,
+            codec,
+            instructions,
+            guard,
+            held: Arc::default(),
+            tasks,
+            instance,
+            tracing,
+        })
     }
 
     /// Fail the MCP tasks still running (the host is shutting down), cancelling peers' tasks

@@ -34,6 +34,7 @@ use crate::catalog::{Catalog, Route};
 use crate::federation::Peer;
 use crate::plugin::{CallContext, CallError, CallEvent, ClientSupport, Outcome};
 use crate::tasks::{Delegated, Tasks, UnknownTask, cancel_at_peer, error_object};
+use crate::telemetry::FutureExt as _;
 
 /// How many rounds of input one task may ask for.
 const MAX_TASK_ROUNDS: usize = 32;
@@ -129,10 +130,16 @@ impl Session {
         };
         let route = route.clone();
         tracing::debug!(task = %run.id, tool = %used.entry, "task created");
-        tokio::spawn(run.run(permit, call_cx, move |c| {
+        let running = run.run(permit, call_cx, move |c| {
             let (route, arguments) = (route.clone(), arguments.clone());
             async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
-        }));
+        });
+        // The task's call stays in the trace of the request that created it.
+        if crate::telemetry::is_traced() {
+            tokio::spawn(running.with_current_context());
+        } else {
+            tokio::spawn(running);
+        }
         Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)))
     }
 

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::call::{CallContext, CallError, InputRequest, InputRequired, Outcome, ToolAnswer};
 use crate::federation::credentials::{CALLER_KEY, Caller, with_causes};
 use crate::federation::loops;
+use crate::telemetry;
 
 use super::*;
 
@@ -171,15 +172,45 @@ impl Peer {
     }
 
     /// Send one request to the peer and wait for its answer, with the peer's time limit.
-    /// Dropping the future (the caller cancelled) cancels the request at the peer.
+    /// Dropping the future (the caller cancelled) cancels the request at the peer. When the
+    /// request being served is traced, the forwarded one gets a span of its own, whose context
+    /// its `_meta` carries to the peer.
     async fn request(&self, request: ClientRequest, cx: &CallContext, tasks: bool) -> Result<ServerResult, CallError> {
-        let meta = self.forwarded_meta(cx, tasks)?;
+        let span = telemetry::send(request.method(), telemetry::target(&request), &self.config.name);
+        let result = self.send(request, cx, tasks, span.as_ref()).await;
+        if let Some(span) = &span {
+            let ending = match &result {
+                Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => {
+                    telemetry::Ending::ToolError
+                }
+                Ok(_) => telemetry::Ending::Ok,
+                Err(error) => telemetry::Ending::of_call_error(error),
+            };
+            telemetry::end_request(span, ending);
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        request: ClientRequest,
+        cx: &CallContext,
+        tasks: bool,
+        span: Option<&opentelemetry::Context>,
+    ) -> Result<ServerResult, CallError> {
+        let mut meta = self.forwarded_meta(cx, tasks)?;
+        if let Some(span) = span {
+            telemetry::inject(span, &mut meta);
+        }
         let upstream = self.upstream().await?;
         let call = self.calls.begin(&self.config.name, cx.events.clone());
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(self.config.timeout);
         options.meta = Some(meta);
         let handle = upstream.send_request_with_option(request, options).await.map_err(|e| self.failed(e))?;
+        if let Some(span) = span {
+            telemetry::set_request_id(span, &handle.id);
+        }
         call.set_request(handle.id.clone(), handle.progress_token.clone());
         let mut cancel = CancelOnDrop { upstream: Some(upstream), id: handle.id.clone() };
         let result = handle.await_response().await;

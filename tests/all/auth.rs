@@ -1110,6 +1110,21 @@ async fn a_resource_uri_cannot_climb_out_of_its_grant() {
     }
 }
 
+/// `other`'s `tasks/get`, `tasks/update` (answering its question) and `tasks/cancel` of
+/// `task` are answered exactly as those of an id that does not exist.
+async fn assert_unknown_to(other: &StatelessClient, task: &str) {
+    let answers = json!({ "confirm": { "action": "accept", "content": { "confirm": true } } });
+    for (method, params) in [
+        ("tasks/get", json!({ "taskId": task })),
+        ("tasks/update", json!({ "taskId": task, "inputResponses": answers })),
+        ("tasks/cancel", json!({ "taskId": task })),
+    ] {
+        let (_, reply) = other.request(method, params).await;
+        assert_eq!(reply["error"]["code"], -32602, "{method}: {reply}");
+        assert_eq!(reply["error"]["message"], format!("unknown task: {task}"), "{method}: {reply}");
+    }
+}
+
 /// A task is its creator's: another identity's `tasks/get`, `tasks/update` and `tasks/cancel`
 /// of it are answered exactly as those of an id that does not exist, and leave it alone.
 #[tokio::test]
@@ -1124,16 +1139,7 @@ async fn a_task_is_unknown_to_every_identity_but_its_creators() {
         ..crate::tasks::tasks_client(&host.server)
     };
     let task = crate::tasks::start_task(&alice, "confirm_delete", json!({ "filename": "alice.txt" })).await;
-    let answers = json!({ "confirm": { "action": "accept", "content": { "confirm": true } } });
-    for (method, params) in [
-        ("tasks/get", json!({ "taskId": task })),
-        ("tasks/update", json!({ "taskId": task, "inputResponses": answers })),
-        ("tasks/cancel", json!({ "taskId": task })),
-    ] {
-        let (_, reply) = bob.request(method, params).await;
-        assert_eq!(reply["error"]["code"], -32602, "{method}: {reply}");
-        assert_eq!(reply["error"]["message"], format!("unknown task: {task}"), "{method}: {reply}");
-    }
+    assert_unknown_to(&bob, &task).await;
     let (_, none) = bob.request("tasks/get", json!({ "taskId": "no-such-task" })).await;
     assert_eq!(none["error"]["message"], "unknown task: no-such-task", "{none}");
     // Alice's task was neither answered nor cancelled by Bob.
@@ -1175,15 +1181,8 @@ async fn a_peers_task_is_polled_answered_and_cancelled_through_a_by_its_creator_
     assert!(done["result"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("via-a: done")), "{done}");
 
     let task = crate::tasks::start_task(&alice, "b__confirm_delete", json!({ "filename": "peer.txt" })).await;
+    assert_unknown_to(&bob, &task).await;
     let answers = json!({ "confirm": { "action": "accept", "content": { "confirm": true } } });
-    for (method, params) in [
-        ("tasks/get", json!({ "taskId": task })),
-        ("tasks/update", json!({ "taskId": task, "inputResponses": answers })),
-        ("tasks/cancel", json!({ "taskId": task })),
-    ] {
-        let (_, reply) = bob.request(method, params).await;
-        assert_eq!(reply["error"]["message"], format!("unknown task: {task}"), "{method}: {reply}");
-    }
     let waiting = crate::tasks::until(&alice, &task, "input_required").await;
     assert_eq!(waiting["inputRequests"]["confirm"]["method"], "elicitation/create", "{waiting}");
     let (_, ack) = alice.request("tasks/update", json!({ "taskId": task, "inputResponses": answers })).await;

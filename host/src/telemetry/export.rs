@@ -6,6 +6,7 @@
 //! plain executor; [`HostHttp`] hands the POST to the runtime the host started on and waits
 //! for the task's result, so no tokio context is needed on that thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,6 +77,24 @@ impl HttpClient for HostHttp {
             }
             Ok::<_, HttpError>(answer.body(Bytes::from(bytes))?)
         });
-        posted.await.map_err(|e| -> HttpError { format!("the export task ended: {e}").into() })?
+        let answered = posted.await.map_err(|e| -> HttpError { format!("the export task ended: {e}").into() })?;
+        // The SDK is built without its own logging: say when exporting starts failing and when
+        // it works again (not once per batch).
+        let failure = match &answered {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("the collector answered HTTP {}", response.status())),
+            Err(error) => Some(error.to_string()),
+        };
+        match failure {
+            Some(why) if !EXPORT_FAILING.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(%why, "exporting traces failed; spans are dropped until the collector answers");
+            }
+            None if EXPORT_FAILING.swap(false, Ordering::Relaxed) => tracing::info!("exporting traces works again"),
+            _ => {}
+        }
+        answered
     }
 }
+
+/// Whether the last export failed (see [`HostHttp::send_bytes`]).
+static EXPORT_FAILING: AtomicBool = AtomicBool::new(false);

@@ -92,21 +92,21 @@ impl Tracing {
             _ => Context::new(),
         };
         let mut attributes = Vec::with_capacity(5);
-        attributes.push(KeyValue::new("mcp.method.name", request.method.to_owned()));
+        attributes.push(KeyValue::new("mcp.method.name", clip(request.method)));
         if let Some(version) = request.protocol_version {
-            attributes.push(KeyValue::new("mcp.protocol.version", version.to_owned()));
+            attributes.push(KeyValue::new("mcp.protocol.version", clip(version)));
         }
         if let Some(id) = request.id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
+            attributes.push(KeyValue::new("jsonrpc.request.id", clip(&id.to_string())));
         }
         match (request.method, request.target) {
             ("tools/call", target) => {
                 attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
                 if let Some(tool) = target {
-                    attributes.push(KeyValue::new("gen_ai.tool.name", tool.to_owned()));
+                    attributes.push(KeyValue::new("gen_ai.tool.name", clip(tool)));
                 }
             }
-            ("prompts/get", Some(prompt)) => attributes.push(KeyValue::new("gen_ai.prompt.name", prompt.to_owned())),
+            ("prompts/get", Some(prompt)) => attributes.push(KeyValue::new("gen_ai.prompt.name", clip(prompt))),
             _ => {}
         }
         let tracer = &self.inner.tracer;
@@ -154,7 +154,7 @@ impl Ending<'_> {
         if let Some(error) = answer.get("error") {
             let code = error.get("code").and_then(Value::as_i64).unwrap_or_default();
             let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
-            return Ending::Error { code: code as i32, message: Cow::Owned(message.to_owned()) };
+            return Ending::Error { code: code as i32, message: Cow::Owned(clip(message)) };
         }
         if answer.pointer("/result/isError") == Some(&Value::Bool(true)) {
             return Ending::ToolError;
@@ -166,9 +166,9 @@ impl Ending<'_> {
     pub(crate) fn of_call_error(error: &CallError) -> Self {
         match error {
             CallError::Upstream(error) => {
-                Ending::Error { code: error.code.0, message: Cow::Owned(error.message.to_string()) }
+                Ending::Error { code: error.code.0, message: Cow::Owned(clip(&error.message)) }
             }
-            other => Ending::Failed { kind: other.kind(), message: other.to_string() },
+            other => Ending::Failed { kind: other.kind(), message: clip(&other.to_string()) },
         }
     }
 }
@@ -245,7 +245,7 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str) -> Option<Con
     let tracer = &tracing.inner.tracer;
     let name = format!("MCP send {}", span_name(method, target));
     let attributes =
-        vec![KeyValue::new("mcp.method.name", method.to_owned()), KeyValue::new("fedmcp.peer", peer.to_owned())];
+        vec![KeyValue::new("mcp.method.name", clip(method)), KeyValue::new("fedmcp.peer", peer.to_owned())];
     let span = tracer
         .span_builder(name)
         .with_kind(SpanKind::Client)
@@ -268,7 +268,7 @@ pub(crate) fn inject(cx: &Context, meta: &mut Map<String, Value>) {
 
 /// Record the JSON-RPC request id a forwarded request got (known once it is sent).
 pub(crate) fn set_request_id(cx: &Context, id: &dyn Display) {
-    cx.span().set_attribute(KeyValue::new("jsonrpc.request.id", id.to_string()));
+    cx.span().set_attribute(KeyValue::new("jsonrpc.request.id", clip(&id.to_string())));
 }
 
 /// The span of one plugin call (instantiating its sandbox and running the export), the child
@@ -283,13 +283,13 @@ impl PluginSpan {
         let tracer = &tracing.inner.tracer;
         let mut attributes = vec![
             KeyValue::new("fedmcp.plugin.name", plugin.to_owned()),
-            KeyValue::new("mcp.method.name", method.to_owned()),
+            KeyValue::new("mcp.method.name", clip(method)),
         ];
         if !target.is_empty() {
-            attributes.push(KeyValue::new("fedmcp.plugin.target", target.to_owned()));
+            attributes.push(KeyValue::new("fedmcp.plugin.target", clip(target)));
         }
         if method == "tools/call" {
-            attributes.push(KeyValue::new("gen_ai.tool.name", target.to_owned()));
+            attributes.push(KeyValue::new("gen_ai.tool.name", clip(target)));
         }
         let span = tracer
             .span_builder(format!("plugin {plugin}"))
@@ -307,7 +307,7 @@ impl PluginSpan {
     /// The call failed with `error`.
     pub(crate) fn failed(&mut self, kind: &'static str, error: &dyn Display) {
         self.span.set_attribute(KeyValue::new("error.type", kind));
-        self.span.set_status(Status::error(error.to_string()));
+        self.span.set_status(Status::error(clip(&error.to_string())));
     }
 }
 
@@ -318,10 +318,27 @@ impl Drop for PluginSpan {
 }
 
 /// `"<method> <target>"`, or the method alone.
+/// The most of a caller's, a peer's or a plugin's text a span keeps in one name, attribute or
+/// status: the exporter's queue is bounded in spans, not bytes, and a tool name or an error
+/// message is whatever its sender made it.
+const MAX_SPAN_TEXT: usize = 256;
+
+/// `text`, cut to [`MAX_SPAN_TEXT`] bytes (on a character boundary, marked with `…`).
+fn clip(text: &str) -> String {
+    if text.len() <= MAX_SPAN_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_SPAN_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 fn span_name(method: &str, target: Option<&str>) -> String {
     match target {
-        Some(target) => format!("{method} {target}"),
-        None => method.to_owned(),
+        Some(target) => format!("{} {}", clip(method), clip(target)),
+        None => clip(method),
     }
 }
 

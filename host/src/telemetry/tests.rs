@@ -85,3 +85,13 @@ fn a_plugin_span_is_made_inside_a_traced_request() {
     span.instantiated(Duration::from_micros(15));
     span.failed("timeout", &"too slow");
 }
+
+#[test]
+fn a_span_keeps_at_most_a_few_hundred_bytes_of_any_senders_text() {
+    let long = "é".repeat(10_000);
+    let clipped = clip(&long);
+    assert!(clipped.len() <= MAX_SPAN_TEXT + '…'.len_utf8(), "{}", clipped.len());
+    assert!(clipped.ends_with('…'));
+    assert_eq!(clip("slugify"), "slugify");
+    assert!(span_name("tools/call", Some(&long)).len() < 2 * MAX_SPAN_TEXT);
+}

@@ -35,7 +35,7 @@ use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use super::jsonrpc;
 use crate::auth::Identity;
 use crate::auth::edge::{Gate, MAX_SESSIONS_PER_IDENTITY};
-use crate::session::{Session, Shared};
+use crate::session::{Session, Shared, TracedSession};
 
 /// The subprotocol a client must offer (as the MCP Python SDK 1.x's WebSocket client does).
 pub(super) const SUBPROTOCOL: &str = "mcp";
@@ -213,7 +213,8 @@ impl Connection {
             ended: ended.clone(),
         };
         let session = async {
-            let served = Session::new(edge.shared.clone()).serve_with_ct((to_client, from_client), ended.child_token());
+            let served = TracedSession::new(Session::new(edge.shared.clone()))
+                .serve_with_ct((to_client, from_client), ended.child_token());
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, served).await {
                 Ok(Ok(running)) => {
                     let _ = running.waiting().await;
@@ -328,8 +329,23 @@ impl Reader {
         };
         match &mut message {
             ClientJsonRpcMessage::Request(request) => {
-                if let Ok(mut unanswered) = self.unanswered.lock() {
-                    unanswered.insert(request.id.clone(), self.requests.token());
+                // rmcp runs each request as a task of its own: without this bound one connection
+                // could start calls without end (and keep a shutdown's drain waiting on them).
+                let admitted = match self.unanswered.lock() {
+                    Ok(mut unanswered) if unanswered.len() < MAX_IN_FLIGHT => {
+                        unanswered.insert(request.id.clone(), self.requests.token());
+                        true
+                    }
+                    Ok(_) => false,
+                    Err(_) => return false,
+                };
+                if !admitted {
+                    let message = format!(
+                        "too many requests in flight on this connection (at most {MAX_IN_FLIGHT}); wait for answers"
+                    );
+                    let mut answer = error_message(-32000, message);
+                    answer["id"] = serde_json::to_value(&request.id).unwrap_or(Value::Null);
+                    return self.control.send(Control::Answer(answer)).await.is_ok();
                 }
                 request.request.extensions_mut().insert(self.parts.clone());
             }
@@ -452,6 +468,9 @@ fn too_long(error: axum::Error) -> bool {
         Ok(Error::Capacity(CapacityError::MessageTooLong { .. }))
     )
 }
+
+/// Requests one connection may have unanswered at once.
+const MAX_IN_FLIGHT: usize = 64;
 
 fn error_message(code: i32, message: String) -> Value {
     json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } })

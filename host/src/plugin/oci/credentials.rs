@@ -49,7 +49,10 @@ pub(crate) fn lookup(registry: &str, explicit: Option<&Path>) -> Result<Registry
 }
 
 fn from_config(text: &str, registry: &str) -> Result<RegistryAuth, String> {
-    let config: DockerConfig = serde_json::from_str(text).map_err(|e| format!("not a docker config.json ({e})"))?;
+    let config: DockerConfig = serde_json::from_str(text).map_err(|e| {
+        // Not serde's own words: they quote the value, which may be a credential.
+        format!("not a docker config.json (line {}, column {})", e.line(), e.column())
+    })?;
     // Keys are written as `host:port`, or as a URL (`https://host/v1/`, docker's own habit).
     let key_host = |key: &str| {
         let without_scheme = key.split_once("://").map_or(key, |(_, rest)| rest);

@@ -47,6 +47,8 @@ const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest one pull (manifest, signatures, blobs) may take in all.
+const PULL_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Why a push or pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -210,11 +212,11 @@ impl Registry {
     }
 
     fn error(&self, error: impl std::fmt::Display) -> OciError {
-        OciError::Registry { reference: self.shown.clone(), message: error.to_string() }
+        OciError::Registry { reference: self.shown.clone(), message: clipped(error.to_string()) }
     }
 
     fn refused(&self, message: impl Into<String>) -> OciError {
-        OciError::Refused { reference: self.shown.clone(), message: message.into() }
+        OciError::Refused { reference: self.shown.clone(), message: clipped(message.into()) }
     }
 
     /// The manifest at `reference` and the digest of its bytes; `None` if there is none.
@@ -625,20 +627,41 @@ pub fn install(dir: &Path, name: &str, fetched: &Fetched) -> Result<Installed, O
         OciError::Install(format!("{}: cannot {what}: {e}", path.display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, "create", e))?;
-    match &fetched.manifest {
-        Some(bytes) => write_atomically(&manifest_path, bytes).map_err(|e| fail(&manifest_path, "write", e))?,
-        None => match std::fs::remove_file(&manifest_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(&manifest_path, "remove", e)),
-            _ => {}
+    // Both files are written and flushed before either is renamed into place, then the two
+    // renames follow each other: the watcher never sees the new grants beside the old
+    // component for longer than a rename, and a failed write leaves the old pair as it was.
+    let staged_wasm = stage(&wasm_path, &fetched.wasm).map_err(|e| fail(&wasm_path, "write", e))?;
+    let staged_manifest = match &fetched.manifest {
+        Some(bytes) => match stage(&manifest_path, bytes) {
+            Ok(staged) => Some(staged),
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged_wasm);
+                return Err(fail(&manifest_path, "write", e));
+            }
         },
+        None => None,
+    };
+    let placed = match &staged_manifest {
+        Some(staged) => std::fs::rename(staged, &manifest_path).map_err(|e| fail(&manifest_path, "write", e)),
+        None => match std::fs::remove_file(&manifest_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(&manifest_path, "remove", e)),
+            _ => Ok(()),
+        },
+    };
+    let placed =
+        placed.and_then(|()| std::fs::rename(&staged_wasm, &wasm_path).map_err(|e| fail(&wasm_path, "write", e)));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&staged_wasm);
+        if let Some(staged) = &staged_manifest {
+            let _ = std::fs::remove_file(staged);
+        }
     }
-    write_atomically(&wasm_path, &fetched.wasm).map_err(|e| fail(&wasm_path, "write", e))?;
-    Ok(Installed::Written)
+    placed.map(|()| Installed::Written)
 }
 
-/// Write `bytes` to a hidden temporary file beside `path` (the watcher ignores dot files), flush
-/// it to disk, and rename it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write `bytes` to a hidden temporary file beside `path` (the watcher ignores dot files) and
+/// flush it to disk; its path, to rename over `path`.
+fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plugin");
@@ -646,13 +669,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let written = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        file.sync_all()
     })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+    match written {
+        Ok(()) => Ok(temporary),
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(error)
+        }
     }
-    written
+}
+
+/// The most of a registry's words an error quotes (a registry's error body is whatever it
+/// sends, and errors are logged on every poll and shown in `/health`).
+const MAX_QUOTED: usize = 512;
+
+fn clipped(mut text: String) -> String {
+    if text.len() > MAX_QUOTED {
+        let mut end = MAX_QUOTED;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// Pull `source` into `dir` as `name`: [`fetch`] then [`install`].
@@ -664,7 +705,15 @@ pub async fn pull(
     options: &RegistryOptions,
 ) -> Result<(Fetched, Installed), OciError> {
     check_plugin_name(name)?;
-    let fetched = fetch(source, trusted, options).await?;
+    // Each read has its own timeout; a registry that trickles bytes must not hold a pull (or a
+    // source's polling) for ever.
+    let fetched = match tokio::time::timeout(PULL_DEADLINE, fetch(source, trusted, options)).await {
+        Ok(fetched) => fetched?,
+        Err(_) => {
+            let message = format!("did not finish within {} s", PULL_DEADLINE.as_secs());
+            return Err(OciError::Registry { reference: source.to_string(), message });
+        }
+    };
     let installed = install(dir, name, &fetched)?;
     Ok((fetched, installed))
 }

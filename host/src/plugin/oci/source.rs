@@ -158,18 +158,39 @@ pub fn follow_all(sources: &[PluginSource], dir: &Path, statuses: &Arc<SourceSta
     }
 }
 
+/// After a failed check, the wait before the next one starts at the source's `poll_secs` (or
+/// this, without it) and doubles with each failure in a row, up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+
 async fn follow(source: PluginSource, dir: PathBuf, statuses: Arc<SourceStatuses>) {
     let mut current: Option<String> = None;
+    let mut failures: u32 = 0;
+    let mut last_error: Option<String> = None;
     loop {
-        let outcome = check(&source, &dir, current.as_deref()).await;
+        let outcome = match tokio::time::timeout(super::PULL_DEADLINE, check(&source, &dir, current.as_deref())).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(OciError::Registry {
+                reference: source.reference.to_string(),
+                message: format!("did not finish within {} s", super::PULL_DEADLINE.as_secs()),
+            }),
+        };
         let error = match outcome {
             Ok(digest) => {
                 current = Some(digest);
+                failures = 0;
+                last_error = None;
                 None
             }
             Err(error) => {
-                tracing::error!(source = %source.name, oci = %source.reference, %error, "plugin source not pulled; the version in the folder (if any) keeps serving");
-                Some(error.to_string())
+                failures = failures.saturating_add(1);
+                let text = error.to_string();
+                // Logged when it starts failing, or fails differently; not on every retry.
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(source = %source.name, oci = %source.reference, %error, "plugin source not pulled; the version in the folder (if any) keeps serving");
+                }
+                last_error = Some(text.clone());
+                Some(text)
             }
         };
         statuses.update(SourceStatus {
@@ -180,9 +201,19 @@ async fn follow(source: PluginSource, dir: PathBuf, statuses: Arc<SourceStatuses
         });
         // A pinned digest never changes: once pulled, there is nothing more to check.
         let done = source.reference.pinned_digest().is_some() && current.is_some();
+        if done {
+            return;
+        }
+        if failures > 0 {
+            // Retried (even without `poll_secs`: a registry down at start comes back), backing off.
+            let base = source.poll.unwrap_or(FIRST_RETRY);
+            let wait = base.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(MAX_RETRY);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
         match source.poll {
-            Some(period) if !done => tokio::time::sleep(period).await,
-            _ => return,
+            Some(period) => tokio::time::sleep(period).await,
+            None => return,
         }
     }
 }

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -45,6 +44,10 @@ const SIGNATURE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+j
 const MAX_WASM_BYTES: u64 = 512 << 20;
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The signature layers one pull looks at (the first ones).
+const MAX_SIGNATURES: usize = 16;
+/// The most of an OCI manifest (the artifact's or its signatures') that is read.
+const MAX_OCI_MANIFEST_BYTES: u64 = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest one pull (manifest, signatures, blobs) may take in all.
@@ -185,6 +188,12 @@ struct Registry {
     client: Client,
     auth: RegistryAuth,
     shown: String,
+    /// For manifests, read within [`MAX_OCI_MANIFEST_BYTES`] (oci-client reads them whole).
+    http: reqwest::Client,
+    /// `http` or `https`, as the client talks to this registry.
+    scheme: &'static str,
+    /// The bearer token the registry gave for this operation, if it gives tokens.
+    token: Option<String>,
 }
 
 impl Registry {
@@ -194,7 +203,8 @@ impl Registry {
         operation: RegistryOperation,
     ) -> Result<Self, OciError> {
         crate::tls::install_default_provider();
-        let protocol = if options.insecure || reference.is_loopback() {
+        let plain_http = options.insecure || reference.is_loopback();
+        let protocol = if plain_http {
             ClientProtocol::HttpsExcept(vec![reference.registry().to_owned()])
         } else {
             ClientProtocol::Https
@@ -206,8 +216,19 @@ impl Registry {
             ..ClientConfig::default()
         };
         let auth = credentials::lookup(reference.registry(), options.auth_file.as_deref()).map_err(OciError::Input)?;
-        let registry = Self { client: Client::new(config), auth, shown: reference.to_string() };
-        registry.client.auth(&reference.reference, &registry.auth, operation).await.map_err(|e| registry.error(e))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|e| OciError::Registry { reference: reference.to_string(), message: e.to_string() })?;
+        let scheme = if plain_http { "http" } else { "https" };
+        let mut registry =
+            Self { client: Client::new(config), auth, shown: reference.to_string(), http, scheme, token: None };
+        registry.token = registry
+            .client
+            .auth(&reference.reference, &registry.auth, operation)
+            .await
+            .map_err(|e| registry.error(e))?;
         Ok(registry)
     }
 
@@ -220,21 +241,48 @@ impl Registry {
     }
 
     /// The manifest at `reference` and the digest of its bytes; `None` if there is none.
+    /// Read with the host's HTTP client, within [`MAX_OCI_MANIFEST_BYTES`]: a registry decides
+    /// what a manifest holds, and oci-client would read any size whole.
     async fn manifest(&self, reference: &Reference) -> Result<Option<(Vec<u8>, String)>, OciError> {
-        match self.client.pull_manifest_raw(reference, &self.auth, &[OCI_IMAGE_MEDIA_TYPE]).await {
-            Ok((body, _)) => {
-                let digest = sha256_digest(&body);
-                if let Some(pinned) = reference.digest()
-                    && pinned != digest
-                {
-                    return Err(self.refused(format!("the manifest served for {pinned} has digest {digest}")));
-                }
-                Ok(Some((body.to_vec(), digest)))
-            }
-            Err(error) if is_not_found(&error) => Ok(None),
-            Err(OciDistributionError::DigestError(error)) => Err(self.refused(error.to_string())),
-            Err(error) => Err(self.error(error)),
+        let at = reference.digest().or(reference.tag()).unwrap_or("latest");
+        let url =
+            format!("{}://{}/v2/{}/manifests/{at}", self.scheme, reference.resolve_registry(), reference.repository());
+        let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, OCI_IMAGE_MEDIA_TYPE);
+        request = match (&self.token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, RegistryAuth::Bearer(token)) => request.bearer_auth(token),
+            (None, _) => request,
+        };
+        let response = request.send().await.map_err(|e| self.error(e))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        if !response.status().is_success() {
+            return Err(
+                self.error(format!("the registry answered the manifest request with HTTP {}", response.status()))
+            );
+        }
+        let too_large = || self.refused(format!("the manifest is larger than {MAX_OCI_MANIFEST_BYTES} bytes"));
+        if response.content_length().is_some_and(|length| length > MAX_OCI_MANIFEST_BYTES) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.error(e))?;
+            if (body.len() + chunk.len()) as u64 > MAX_OCI_MANIFEST_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let digest = sha256_digest(&body);
+        if let Some(pinned) = reference.digest()
+            && pinned != digest
+        {
+            return Err(self.refused(format!("the manifest served for {pinned} has digest {digest}")));
+        }
+        Ok(Some((body, digest)))
     }
 
     /// The digest the registry gives for `reference` (a HEAD request): to tell whether a tag
@@ -297,17 +345,6 @@ impl Registry {
         let content_type = http::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
         self.client.push_manifest_raw(reference, body, content_type).await.map_err(|e| self.error(e))?;
         Ok(digest)
-    }
-}
-
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::RegistryError { envelope, .. } => {
-            envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown))
-        }
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        _ => false,
     }
 }
 
@@ -584,7 +621,9 @@ async fn verify(
         .map_err(|e| registry.refused(format!("the signature manifest at {tag} is not an OCI manifest ({e})")))?;
     let at_signature = source.at_tag(&tag);
     let mut reasons = Vec::new();
-    for layer in manifest.layers.iter().filter(|l| l.media_type == signature::SIMPLE_SIGNING_MEDIA_TYPE) {
+    // Each signature is a blob to fetch: a registry cannot make one pull fetch thousands.
+    let signatures = manifest.layers.iter().filter(|l| l.media_type == signature::SIMPLE_SIGNING_MEDIA_TYPE);
+    for layer in signatures.take(MAX_SIGNATURES) {
         let Some(signature) = layer.annotations.as_ref().and_then(|a| a.get(signature::SIGNATURE_ANNOTATION)) else {
             reasons.push(format!("layer {} has no {} annotation", layer.digest, signature::SIGNATURE_ANNOTATION));
             continue;
@@ -609,9 +648,9 @@ pub enum Installed {
     Written,
 }
 
-/// Write a fetched plugin into `dir` as `<name>.toml` then `<name>.wasm`, each atomically;
-/// a plugin without a manifest has any old `<name>.toml` removed first (so the new component
-/// never runs with grants it did not ask for).
+/// Write a fetched plugin into `dir` as `<name>.toml` and `<name>.wasm` (both staged, then
+/// renamed in that order); a plugin without a manifest has any old `<name>.toml` removed (so
+/// the new component never runs with grants it did not ask for).
 pub fn install(dir: &Path, name: &str, fetched: &Fetched) -> Result<Installed, OciError> {
     check_plugin_name(name)?;
     let wasm_path = dir.join(format!("{name}.wasm"));

@@ -21,6 +21,7 @@ pub mod scaffold;
 pub mod session;
 pub mod tasks;
 pub mod telemetry;
+pub(crate) mod text;
 pub mod tls;
 pub mod transport;
 

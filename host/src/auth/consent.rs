@@ -55,12 +55,7 @@ impl ConsentRules {
 
 /// The question put to the user.
 pub(crate) fn question(tool: &str, arguments: &serde_json::Value) -> String {
-    let mut shown = arguments.to_string();
-    if shown.len() > 300 {
-        let cut = (0..=300).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
-        shown.truncate(cut);
-        shown.push('…');
-    }
+    let shown = crate::text::clip(arguments.to_string(), 300);
     format!("Allow the tool {tool} to run with {shown}?")
 }
 

@@ -99,6 +99,8 @@ impl Session {
         T: Send + 'static,
         Fut: Future<Output = Result<Outcome<T>, CallError>> + Send + 'static,
     {
+        // Bounded by the call's event budget (a plugin's grants, a peer's per-call budget):
+        // what is past it is dropped before it is sent.
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         call_cx.events = Some(events);
         self.drive(cx, identity, Box::pin(call(call_cx)), receiver, target).await

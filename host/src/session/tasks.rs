@@ -417,6 +417,8 @@ impl TaskRun {
     where
         Fut: Future<Output = Result<Outcome<CallToolResult>, CallError>> + Send + 'static,
     {
+        // Bounded by the call's event budget (a plugin's grants, a peer's per-call budget):
+        // what is past it is dropped before it is sent.
         let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
         call_cx.events = Some(sender);
         let running = call(call_cx);

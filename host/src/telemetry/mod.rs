@@ -325,14 +325,7 @@ const MAX_SPAN_TEXT: usize = 256;
 
 /// `text`, cut to [`MAX_SPAN_TEXT`] bytes (on a character boundary, marked with `…`).
 fn clip(text: &str) -> String {
-    if text.len() <= MAX_SPAN_TEXT {
-        return text.to_owned();
-    }
-    let mut end = MAX_SPAN_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    crate::text::clip(text.to_owned(), MAX_SPAN_TEXT)
 }
 
 fn span_name(method: &str, target: Option<&str>) -> String {

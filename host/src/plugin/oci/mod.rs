@@ -723,16 +723,8 @@ fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
 /// sends, and errors are logged on every poll and shown in `/health`).
 const MAX_QUOTED: usize = 512;
 
-fn clipped(mut text: String) -> String {
-    if text.len() > MAX_QUOTED {
-        let mut end = MAX_QUOTED;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
+fn clipped(text: String) -> String {
+    crate::text::clip(text, MAX_QUOTED)
 }
 
 /// Pull `source` into `dir` as `name`: [`fetch`] then [`install`].

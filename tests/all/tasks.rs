@@ -171,3 +171,28 @@ async fn a_legacy_session_runs_a_peers_tools_as_tasks_through_a_when_it_declared
     let refused = plain.request("tools/call", json!({ "name": "b__failing_job", "arguments": {} })).await;
     assert_eq!(refused["error"]["code"], -32021, "{refused}");
 }
+
+/// A peer's tasks count against A's task limits: a caller at its limit is not offered a task
+/// by the peer (its call runs inline there), and a task-only tool is refused, not started.
+#[tokio::test]
+async fn a_peers_tasks_count_against_the_callers_task_limit_on_a() {
+    let b = Server::start(&example_plugins());
+    let empty = tempfile::tempdir().expect("an empty plugins folder");
+    let config = empty.path().join("host.toml");
+    let text = format!(
+        "[plugins]\nmax_tasks_per_identity = 1\n\n[[peers]]\nname = \"b\"\nnamespace = \"b\"\nurl = \"{}\"\n",
+        b.url()
+    );
+    std::fs::write(&config, text).expect("config written");
+    let a = Server::start_configured(empty.path(), &config, "127.0.0.1:0");
+    a.wait_for_peer("b").await;
+    let client = tasks_client(&a);
+    let held = start_task(&client, "b__slow_compute", json!({ "seconds": 30 })).await;
+    let inline = client.call("b__slow_compute", json!({ "seconds": 0 })).await.expect("answered");
+    assert!(inline.get("taskId").is_none() && inline["content"].is_array(), "inline at the limit: {inline}");
+    let refused = client.call("b__failing_job", json!({})).await.expect_err("a task-only tool is refused");
+    assert!(refused.contains("only as a task"), "{refused}");
+    // The held task is still A's to cancel.
+    let (_, ack) = client.request("tasks/cancel", json!({ "taskId": held })).await;
+    assert_eq!(ack["result"], json!({ "resultType": "complete" }), "{ack}");
+}

@@ -59,7 +59,7 @@ async fn conformance_passes_through_a_host_that_imports_another() {
 }
 
 /// The reference "everything" server over Streamable HTTP, killed when dropped.
-struct EverythingServer(Child);
+pub(crate) struct EverythingServer(Child);
 
 impl Drop for EverythingServer {
     fn drop(&mut self) {
@@ -72,7 +72,9 @@ fn everything_bin() -> String {
     node_package_bin("@modelcontextprotocol/server-everything/dist/index.js").display().to_string()
 }
 
-fn start_everything_over_http(port: u16) -> EverythingServer {
+/// Start the reference "everything" server (a 2025-11-25 server that asks its client for
+/// sampling mid-call) on `port` of 127.0.0.1, and wait until it listens.
+pub(crate) fn start_everything_over_http(port: u16) -> EverythingServer {
     let child = Command::new(node())
         .args([everything_bin().as_str(), "streamableHttp"])
         .env("PORT", port.to_string())

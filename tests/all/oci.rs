@@ -2,7 +2,8 @@
 //! distribution registry) started on a free loopback port with its storage in a temporary
 //! folder, `fedmcp plugin push` and `pull`, a running host serving what was pulled and
 //! following a `[[plugins.sources]]` entry, the refusals (wrong signature, unsigned, tampered
-//! blob) and a second client, `skopeo`, reading and copying what fedmcp pushed.
+//! blob, a manifest over 1 MiB, a valid signature past the 16 layers looked at) and a second
+//! client, `skopeo`, reading and copying what fedmcp pushed.
 //!
 //! `cargo xtask test` installs `docker-registry` and `skopeo` from Debian when missing.
 
@@ -65,6 +66,37 @@ impl Registry {
         format!("oci://{}/{repository_and_tag}", self.host())
     }
 
+    fn manifest_url(&self, repository: &str, reference: &str) -> String {
+        format!("http://{}/v2/{repository}/manifests/{reference}", self.host())
+    }
+
+    /// The OCI manifest at `repository:reference`, read over the registry's HTTP API.
+    async fn manifest(&self, repository: &str, reference: &str) -> serde_json::Value {
+        let response = http_client()
+            .get(self.manifest_url(repository, reference))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("the registry answers");
+        assert!(response.status().is_success(), "GET {repository}:{reference}: {}", response.status());
+        response.json().await.expect("a JSON manifest")
+    }
+
+    /// Store `body` as the OCI manifest at `repository:tag`, as a client of the registry's
+    /// HTTP API may (the registry checks the blobs it names are there, not what it says).
+    async fn put_manifest(&self, repository: &str, tag: &str, body: Vec<u8>) {
+        let response = http_client()
+            .put(self.manifest_url(repository, tag))
+            .header("content-type", OCI_MANIFEST)
+            .body(body)
+            .send()
+            .await
+            .expect("the registry answers");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, reqwest::StatusCode::CREATED, "PUT {repository}:{tag}: {text}");
+    }
+
     /// Where the registry keeps the blob with `digest`.
     fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
@@ -77,6 +109,23 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The media type of an OCI image manifest.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The most of an OCI manifest, and of a plugin manifest layer, a pull reads (the host's
+/// `MAX_OCI_MANIFEST_BYTES` and `MAX_MANIFEST_BYTES`).
+const MANIFEST_LIMIT: usize = 1 << 20;
+
+/// The signature layers a pull looks at (the host's `MAX_SIGNATURES`).
+const SIGNATURES_LOOKED_AT: usize = 16;
+
+/// An HTTP client whose every request ends within 30 s.
+fn http_client() -> reqwest::Client {
+    // reqwest is built with rustls and no provider of its own.
+    fedmcp::tls::install_default_provider();
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client")
 }
 
 /// Run the fedmcp binary with no registry credentials but those the test gives.
@@ -381,4 +430,110 @@ async fn a_host_following_a_tag_picks_up_a_new_push_and_refuses_badly_signed_one
     assert_eq!(source["digest"], second.as_str(), "{source}");
     assert!(plugin["prompts"].as_u64().is_some_and(|n| n > 0), "{plugin}");
     assert!(server.log_lines().iter().any(|line| line.contains("plugin source not pulled")));
+}
+
+/// What a folder holds (nothing if it does not exist).
+fn folder_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> =
+        entries.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `manifest` with an annotation padded so that its JSON text is exactly `size` bytes.
+fn padded_to(manifest: &serde_json::Value, size: usize) -> Vec<u8> {
+    let mut padded = manifest.clone();
+    padded["annotations"] = json!({ "padding": "" });
+    let unpadded = serde_json::to_vec(&padded).expect("JSON").len();
+    padded["annotations"]["padding"] = json!("x".repeat(size - unpadded));
+    let body = serde_json::to_vec(&padded).expect("JSON");
+    assert_eq!(body.len(), size);
+    body
+}
+
+/// A pull reads an OCI manifest of 1 MiB at most, and a plugin manifest layer of 1 MiB at
+/// most: one byte over either is refused with a clear error naming the limit, and nothing is
+/// installed; exactly the limit pulls. The oversized OCI manifest is a valid one with a large
+/// annotation, stored through the registry's own API (the registry takes up to 4 MiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_over_one_mib_is_refused_and_nothing_is_installed() {
+    let registry = Registry::start();
+    let home = tempfile::tempdir().expect("temp dir");
+    let plugins = home.path().join("plugins");
+    let pull = |tag: &str| -> Vec<String> {
+        let source = registry.oci(&format!("fedmcp/big:{tag}"));
+        ["plugin", "pull", &source, "--plugins", path(&plugins), "--name", tag].map(str::to_owned).into()
+    };
+    succeeds(&["plugin", "push", &example("text-tools"), &registry.oci("fedmcp/big:base")], home.path());
+    let base = registry.manifest("fedmcp/big", "base").await;
+    registry.put_manifest("fedmcp/big", "over", padded_to(&base, MANIFEST_LIMIT + 1)).await;
+    registry.put_manifest("fedmcp/big", "at", padded_to(&base, MANIFEST_LIMIT)).await;
+
+    let error = fails(&pull("over"), home.path());
+    assert!(error.contains("refused") && error.contains("manifest is larger than 1048576 bytes"), "{error}");
+    assert_eq!(folder_names(&plugins), Vec::<String>::new(), "nothing was installed");
+    succeeds(&pull("at"), home.path());
+    assert_eq!(folder_names(&plugins), ["at.wasm"]);
+
+    // The plugin manifest (plugin.toml) is a layer of its own, with the same limit.
+    let toml_of = |size: usize| {
+        let text = format!("description = \"{}\"\n", "x".repeat(size - "description = \"\"\n".len()));
+        assert_eq!(text.len(), size);
+        text
+    };
+    for (tag, size) in [("toml-over", MANIFEST_LIMIT + 1), ("toml-at", MANIFEST_LIMIT)] {
+        let manifest = home.path().join(format!("{tag}.toml"));
+        std::fs::write(&manifest, toml_of(size)).expect("write the plugin manifest");
+        let target = registry.oci(&format!("fedmcp/big:{tag}"));
+        succeeds(&["plugin", "push", &example("text-tools"), &target, "--manifest", path(&manifest)], home.path());
+    }
+    let error = fails(&pull("toml-over"), home.path());
+    assert!(error.contains("refused") && error.contains("over the limit of 1048576"), "{error}");
+    assert_eq!(folder_names(&plugins), ["at.wasm"], "nothing more was installed");
+    succeeds(&pull("toml-at"), home.path());
+    assert_eq!(folder_names(&plugins), ["at.wasm", "toml-at.toml", "toml-at.wasm"]);
+}
+
+/// A pull looks at the first 16 signature layers only (each is a blob to fetch): a signature
+/// manifest whose valid signature comes after 16 others is refused as not verified; the same
+/// signature 16th is found. The layers are stored through the
+/// registry's own API; the 16 others carry a signature of no key over the real payload.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_signature_after_the_first_16_layers_is_not_looked_at() {
+    let registry = Registry::start();
+    let home = tempfile::tempdir().expect("temp dir");
+    let (private, public) = keys(home.path(), "publisher");
+    let plugins = home.path().join("plugins");
+    let target = registry.oci("fedmcp/many:v1");
+    let digest =
+        pushed_digest(&succeeds(&["plugin", "push", &example("text-tools"), &target, "--sign", &private], home.path()));
+    let signature_tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
+    let signed = registry.manifest("fedmcp/many", &signature_tag).await;
+    let valid = signed["layers"][0].clone();
+    assert!(valid["annotations"]["dev.cosignproject.cosign/signature"].is_string(), "{signed}");
+    let mut forged = valid.clone();
+    // 64 zero bytes, base64: an Ed25519 signature by no key.
+    forged["annotations"]["dev.cosignproject.cosign/signature"] = json!(format!("{}==", "A".repeat(86)));
+    let with_valid_at = |position: usize| {
+        let mut layers = vec![forged.clone(); position - 1];
+        layers.push(valid.clone());
+        let mut manifest = signed.clone();
+        manifest["layers"] = json!(layers);
+        serde_json::to_vec(&manifest).expect("JSON")
+    };
+    let pull = || -> Vec<String> {
+        ["plugin", "pull", &target, "--plugins", path(&plugins), "--verify-key", &public].map(str::to_owned).into()
+    };
+
+    registry.put_manifest("fedmcp/many", &signature_tag, with_valid_at(SIGNATURES_LOOKED_AT + 1)).await;
+    let error = fails(&pull(), home.path());
+    assert!(error.contains("refused") && error.contains("no valid signature by a trusted key"), "{error}");
+    assert!(error.contains("signed by none of the trusted keys"), "{error}");
+    assert_eq!(folder_names(&plugins), Vec::<String>::new(), "nothing was installed");
+
+    registry.put_manifest("fedmcp/many", &signature_tag, with_valid_at(SIGNATURES_LOOKED_AT)).await;
+    let pulled = succeeds(&pull(), home.path());
+    assert!(pulled.contains("signature verified"), "{pulled}");
+    assert_eq!(folder_names(&plugins), ["many.wasm"]);
 }

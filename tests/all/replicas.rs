@@ -4,7 +4,9 @@
 //! which starts the ids of the tasks it creates; HAProxy balances round-robin, sends
 //! `tasks/*` to the replica named in the task id (the `Mcp-Name` header, SEP-2663), and for
 //! legacy (2025-11-25) sessions sticks to the replica that issued the `Mcp-Session-Id`.
-//! Rate limits are shared through a real Redis (`redis-server`) the test starts.
+//! Rate limits are shared through a real Redis (`redis-server`) the test starts. A held
+//! call's retry that reaches the wrong replica is tested on two replicas reached directly
+//! (no balancer): what a balancer without affinity would do to it.
 //!
 //! `cargo xtask test` installs `haproxy` and `redis-server` (Debian 12) when missing.
 
@@ -408,4 +410,69 @@ async fn killing_a_replica_fails_only_the_calls_in_flight_on_it() {
         outcomes.iter().filter(|(after_kill, _, _)| *after_kill).count() >= CALLS / 2,
         "most calls ran after the kill"
     );
+}
+
+/// What a held call's `requestState` carries besides its number: the process that holds it.
+/// Two replicas share the sealing key and the same legacy peer (the reference "everything"
+/// server, which asks its client for sampling mid-call); each holds one call for the same
+/// caller and tool, its first, so both calls have the same number. Replica 1's retry sent to
+/// replica 2 opens there (same key, same caller) but is refused, saying where the call waits;
+/// replica 2's own call is not resumed with that answer, and each call then completes, on its
+/// own replica, with its own answer.
+#[tokio::test]
+async fn a_held_calls_retry_that_reaches_another_replica_is_refused_and_resumes_nothing_there() {
+    const TOOL: &str = "evh__trigger-sampling-request";
+    /// Each request's wait, so a lost answer fails the test rather than hangs it.
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let everything_port = free_port();
+    let _everything = crate::federation::start_everything_over_http(everything_port);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = tempfile::tempdir().expect("an empty plugins folder");
+    let peer = format!(
+        "\n[[peers]]\nname = \"evh\"\nnamespace = \"evh\"\nurl = \"http://127.0.0.1:{everything_port}/mcp\"\ntimeout_ms = \
+         10000\n"
+    );
+    let replicas = start_replicas(2, plugins.path(), dir.path(), &peer);
+    for replica in &replicas {
+        replica.wait_for_peer("evh").await;
+    }
+    let sampling_client = |server: &Server| {
+        let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("an HTTP client");
+        StatelessClient { http, url: server.url(), capabilities: json!({ "sampling": {} }), token: None }
+    };
+    let (first, second) = (sampling_client(&replicas[0]), sampling_client(&replicas[1]));
+
+    // The same caller (the local user on both) starts the same tool on each replica.
+    let mut states = Vec::new();
+    for (client, prompt) in [(&first, "asked on r1"), (&second, "asked on r2")] {
+        let (_, asked) = client.request("tools/call", json!({ "name": TOOL, "arguments": { "prompt": prompt } })).await;
+        assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+        let question = &asked["result"]["inputRequests"]["fedmcp.peer_request"];
+        assert!(question["params"]["messages"].to_string().contains(prompt), "{asked}");
+        states.push(asked["result"]["requestState"].as_str().expect("a requestState").to_owned());
+    }
+    let retry = |prompt: &str, state: &str, answer: &str| {
+        json!({
+            "name": TOOL, "arguments": { "prompt": prompt }, "requestState": state,
+            "inputResponses": { "fedmcp.peer_request": {
+                "role": "assistant", "content": { "type": "text", "text": answer }, "model": "test" } },
+        })
+    };
+
+    // Replica 1's state at replica 2: refused, saying so, whatever the arguments.
+    for prompt in ["asked on r1", "asked on r2"] {
+        let (_, misrouted) = second.request("tools/call", retry(prompt, &states[0], "meant for r1")).await;
+        assert_eq!(misrouted["error"]["code"], -32602, "{misrouted}");
+        let message = misrouted["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("held by another replica") && message.contains("without requestState"), "{misrouted}");
+    }
+
+    // Replica 2's own call was still waiting, and gets its own answer.
+    let (_, answered) = second.request("tools/call", retry("asked on r2", &states[1], "answer for r2")).await;
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("answer for r2") && !text.contains("meant for r1"), "{answered}");
+    // And replica 1's, where it waits.
+    let (_, answered) = first.request("tools/call", retry("asked on r1", &states[0], "answer for r1")).await;
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("answer for r1"), "{answered}");
 }

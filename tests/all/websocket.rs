@@ -2,7 +2,8 @@
 //! session (tools, progress, elicitation, list changes), and the edge's rules with a raw
 //! WebSocket client: the subprotocol, the token with `[auth]` (and the close when it
 //! expires), the Origin guard, the message size limit (one connection closed, the others
-//! served), the keep-alive ping and the close on shutdown.
+//! served), the cap on requests unanswered per connection, the keep-alive ping and the close
+//! on shutdown.
 
 use std::process::Command;
 use std::time::Duration;
@@ -295,4 +296,151 @@ async fn shutdown_lets_a_call_finish_then_closes_with_going_away() {
     }
     assert!(answered, "the call in flight was answered before the close");
     assert!(server.exits_within(Duration::from_secs(20)), "the host exits after closing its connections");
+}
+
+/// Requests one connection may have unanswered at once (the host's `MAX_IN_FLIGHT`).
+const MAX_IN_FLIGHT: u64 = 64;
+
+/// A `test_elicitation` call (the conformance fixture asks its client for a form and waits)
+/// whose question names `id`, so the test knows which call asked what.
+fn waiting_call(id: u64) -> Message {
+    let call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": { "name": "test_elicitation", "arguments": { "message": format!("call {id}") } } });
+    Message::text(call.to_string())
+}
+
+fn list_tools(id: u64) -> Message {
+    Message::text(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }).to_string())
+}
+
+/// What the host sends while calls wait for the client: its questions and its answers.
+#[derive(Default)]
+struct Heard {
+    /// The call id each question names, and the id of the host's request that asks it.
+    questions: Vec<(u64, Value)>,
+    answers: Vec<Value>,
+}
+
+/// Read frames until `questions` questions and `answers` answers have come in all.
+async fn hear(socket: &mut Socket, heard: &mut Heard, questions: usize, answers: usize) {
+    while heard.questions.len() < questions || heard.answers.len() < answers {
+        let text = match next_frame(socket).await {
+            Some(Message::Text(text)) => text,
+            Some(Message::Close(frame)) => panic!("closed while calls were waiting: {frame:?}"),
+            Some(_) => continue,
+            None => panic!("the connection ended while calls were waiting"),
+        };
+        let message: Value = serde_json::from_str(text.as_str()).expect("a JSON message per text frame");
+        if message["method"] == "elicitation/create" {
+            let asked = message["params"]["message"].as_str().unwrap_or_default();
+            let call = asked.strip_prefix("call ").and_then(|id| id.parse().ok());
+            let call = call.unwrap_or_else(|| panic!("a question of no call: {message}"));
+            heard.questions.push((call, message["id"].clone()));
+        } else if message.get("id").is_some() {
+            heard.answers.push(message);
+        }
+    }
+}
+
+/// The refusal of request `id` for being one too many.
+fn assert_too_many(answer: &Value, id: u64) {
+    assert_eq!(answer["id"], id, "{answer}");
+    assert_eq!(answer["error"]["code"], -32000, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too many requests in flight") && message.contains("64"), "{answer}");
+}
+
+/// A connection may have 64 requests unanswered: with 64 calls waiting for the client's
+/// answers, the 65th request (sent at once with them, no waiting) is refused naming its id,
+/// and only it. An answer frees a place (taken by the next call, so the one after is refused
+/// again); cancelling the calls frees theirs, and the connection is served again.
+#[tokio::test]
+async fn a_connection_has_at_most_64_requests_unanswered_and_answers_or_cancellations_free_places() {
+    let plugins = plugins();
+    let server = Server::start(plugins.path());
+    let mut socket = connect(&server, Upgrade::default()).await.expect("upgraded");
+    let params = json!({
+        "protocolVersion": "2025-11-25",
+        "capabilities": { "elicitation": {} },
+        "clientInfo": { "name": "websocket-test", "version": "0" },
+    });
+    request(&mut socket, 1, "initialize", params).await;
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    socket.send(Message::text(initialized.to_string())).await.expect("initialized is sent");
+
+    // 64 calls that wait for the client, then one request more, without reading in between.
+    let first = 100;
+    let one_too_many = first + MAX_IN_FLIGHT;
+    for id in first..one_too_many {
+        socket.feed(waiting_call(id)).await.expect("queued");
+    }
+    socket.feed(list_tools(one_too_many)).await.expect("queued");
+    socket.flush().await.expect("sent");
+    // Every waiting call asks its question (so each was admitted); the one answer is the refusal.
+    let mut heard = Heard::default();
+    hear(&mut socket, &mut heard, MAX_IN_FLIGHT as usize, 1).await;
+    let mut asked: Vec<u64> = heard.questions.iter().map(|(call, _)| *call).collect();
+    asked.sort_unstable();
+    assert_eq!(asked, (first..one_too_many).collect::<Vec<_>>());
+    assert_eq!(heard.answers.len(), 1, "{:?}", heard.answers);
+    assert_too_many(&heard.answers[0], one_too_many);
+
+    // The client answers call 100's question: its answer comes back, and frees one place.
+    let (_, question_id) = heard.questions.iter().find(|(call, _)| *call == first).expect("call 100 asked");
+    let form = json!({ "jsonrpc": "2.0", "id": question_id,
+        "result": { "action": "accept", "content": { "username": "ada", "email": "ada@example.com" } } });
+    socket.send(Message::text(form.to_string())).await.expect("sent");
+    let mut heard = Heard::default();
+    hear(&mut socket, &mut heard, 0, 1).await;
+    assert_eq!(heard.answers[0]["id"], first, "{:?}", heard.answers);
+    let text = heard.answers[0]["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("ada@example.com"), "{:?}", heard.answers);
+    // The freed place is taken by one more waiting call; the request after it is refused.
+    let (again, refused) = (one_too_many + 1, one_too_many + 2);
+    socket.feed(waiting_call(again)).await.expect("queued");
+    socket.feed(list_tools(refused)).await.expect("queued");
+    socket.flush().await.expect("sent");
+    let mut heard = Heard::default();
+    hear(&mut socket, &mut heard, 1, 1).await;
+    assert_eq!(heard.questions[0].0, again);
+    assert_too_many(&heard.answers[0], refused);
+
+    // The client gives up on the 64 waiting calls (no answer comes for a cancelled request):
+    // their places are free again.
+    for id in (first + 1..one_too_many).chain([again]) {
+        let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": { "requestId": id, "reason": "the user gave up" } });
+        socket.feed(Message::text(cancel.to_string())).await.expect("queued");
+    }
+    socket.flush().await.expect("sent");
+    // They end at the host too (they stop waiting for their questions' answers): call 100
+    // answered, the 64 others cancelled.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = tool_calls_ended(&server).await;
+        let ended: u64 = counts.lines().filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok()).sum();
+        if ended == MAX_IN_FLIGHT + 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cancelled calls did not end:\n{counts}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served = request(&mut socket, refused + 1, "tools/list", json!({})).await;
+    assert!(served["result"]["tools"].as_array().is_some_and(|tools| !tools.is_empty()), "{served}");
+    for id in refused + 2..refused + 2 + MAX_IN_FLIGHT {
+        socket.feed(waiting_call(id)).await.expect("queued");
+    }
+    socket.flush().await.expect("sent");
+    let mut heard = Heard::default();
+    hear(&mut socket, &mut heard, MAX_IN_FLIGHT as usize, 0).await;
+    assert!(heard.answers.is_empty(), "{:?}", heard.answers);
+}
+
+/// The `/metrics` lines that count `tools/call` uses that ended, by outcome.
+async fn tool_calls_ended(server: &Server) -> String {
+    let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("an HTTP client");
+    let metrics = http.get(format!("http://{}/metrics", server.address)).send().await.expect("/metrics answers");
+    let text = metrics.text().await.expect("/metrics is text");
+    let prefix = r#"fedmcp_requests_total{method="tools/call","#;
+    text.lines().filter(|line| line.starts_with(prefix)).collect::<Vec<_>>().join("\n")
 }

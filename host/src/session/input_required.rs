@@ -282,8 +282,17 @@ pub(super) fn mcp_input_request(request: &InputRequest) -> Result<McpInputReques
         .map_err(|e| McpError::internal_error(format!("a plugin asked for input with invalid params: {e}"), None))
 }
 
-/// Send one request to the client of a legacy session; its answer.
+/// Send one request to the client of a legacy session; its answer. The wait ends if the
+/// client cancels the request the question belongs to: a call its client gave up on must not
+/// wait for ever (over WebSocket its place among the requests in flight is already free).
 pub(super) async fn ask_client(cx: &RequestContext<RoleServer>, request: &InputRequest) -> Result<Value, McpError> {
+    tokio::select! {
+        answer = ask_client_uncancelled(cx, request) => answer,
+        () = cx.ct.cancelled() => Err(McpError::internal_error("the request was cancelled", None)),
+    }
+}
+
+async fn ask_client_uncancelled(cx: &RequestContext<RoleServer>, request: &InputRequest) -> Result<Value, McpError> {
     let answer =
         match request {
             InputRequest::Sampling(params) => {

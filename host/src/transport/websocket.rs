@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
-use rmcp::model::{ClientJsonRpcMessage, GetExtensions, RequestId, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, GetExtensions, RequestId, ServerJsonRpcMessage};
 use rmcp::service::ServiceExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -350,6 +350,15 @@ impl Reader {
                 request.request.extensions_mut().insert(self.parts.clone());
             }
             ClientJsonRpcMessage::Notification(notification) => {
+                // A cancelled request is never answered (rmcp drops what its handler returns),
+                // so its place is given back now: otherwise each cancellation would keep one
+                // for the connection's life, and 64 would leave it refusing every request.
+                if let ClientNotification::CancelledNotification(cancelled) = &notification.notification
+                    && let Some(id) = &cancelled.params.request_id
+                    && let Ok(mut unanswered) = self.unanswered.lock()
+                {
+                    unanswered.remove(id);
+                }
                 notification.notification.extensions_mut().insert(self.parts.clone());
             }
             ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {}

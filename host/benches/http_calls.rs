@@ -12,7 +12,9 @@
 //! Environment: BENCH_CONNECTIONS (default 8), BENCH_CALLS (per connection, default 500),
 //! BENCH_ONLY=hop (only the one-hop figures, e.g. to profile A's side of a forwarded call),
 //! BENCH_ONLY=otel (only tracing off against on, direct and one hop, in alternating rounds,
-//! with the median of the rounds' ratios: less noise than one pass).
+//! with the median of the rounds' ratios: less noise than one pass), BENCH_ONLY=wasm (only
+//! the native tool against the direct WASM tool, alternating rounds likewise);
+//! BENCH_PROFILE=native|wasm|otel (only that server's load, both revisions, for a profiler).
 
 // Sampling and logging types are deprecated by SEP-2577 but used by rmcp's handler API.
 #![allow(deprecated)]
@@ -332,6 +334,20 @@ async fn main() {
     println!("{:<12} {:<8} {:>8} {:>10} {:>9} {:>9}", "revision", "tool", "calls", "calls/s", "p50 ms", "p99 ms");
     let only_hop = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "hop");
     let only_otel = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "otel");
+    let only_wasm = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "wasm");
+    // One server's load alone, for a profiler to compare what each costs per call.
+    if let Ok(which) = std::env::var("BENCH_PROFILE") {
+        let (url, tool) = match which.as_str() {
+            "native" => (&native_url, "slugify"),
+            "otel" => (&otel_url, "text-tools__slugify"),
+            _ => (&wasm_url, "text-tools__slugify"),
+        };
+        for kind in [Kind::Legacy, Kind::Stateless] {
+            let figures = load(url, tool, kind, connections, calls, None).await;
+            println!("{which}: {} calls, {:.0} calls/s", figures.calls, figures.per_second);
+        }
+        return;
+    }
     for (revision, kind) in [("2025-11-25", Kind::Legacy), ("2026-07-28", Kind::Stateless)] {
         if only_otel {
             let tool = "text-tools__slugify";
@@ -358,6 +374,30 @@ async fn main() {
                 ratios.sort_by(f64::total_cmp);
                 println!("{revision:<12} {label:<8} tracing on/off throughput, median of 5: {:.1}%", ratios[2]);
             }
+            continue;
+        }
+        if only_wasm {
+            let tool = "text-tools__slugify";
+            load(&native_url, "slugify", kind, connections, 20, None).await;
+            load(&wasm_url, tool, kind, connections, 20, None).await;
+            let mut ratios = Vec::new();
+            for round in 0..5 {
+                // Alternate which goes first, so a drift in the machine's load hits both alike.
+                let (native, wasm) = if round % 2 == 0 {
+                    let native = load(&native_url, "slugify", kind, connections, calls, None).await;
+                    (native, load(&wasm_url, tool, kind, connections, calls, None).await)
+                } else {
+                    let wasm = load(&wasm_url, tool, kind, connections, calls, None).await;
+                    (load(&native_url, "slugify", kind, connections, calls, None).await, wasm)
+                };
+                println!(
+                    "{revision:<12} native {:>8.0} calls/s p50 {:.2} ms | wasm {:>8.0} calls/s p50 {:.2} ms",
+                    native.per_second, native.p50_ms, wasm.per_second, wasm.p50_ms
+                );
+                ratios.push(100.0 * wasm.per_second / native.per_second);
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!("{revision:<12} wasm/native throughput, median of 5: {:.1}%", ratios[2]);
             continue;
         }
         if only_hop {

@@ -115,7 +115,17 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     // one JSON-RPC message, the token applied to that message (with `[auth]`), the relay, then
     // rmcp's service and the session.
     let gate = options.gate;
-    let mut mcp = Router::new().nest_service("/mcp", mcp).layer(from_fn_with_state(relay.clone(), pre_dispatch));
+    // rmcp's service is shared, not cloned: axum clones a route's service for every request,
+    // and rmcp's clones its whole config (the allowed hosts and origins) again in each call.
+    let mcp = Arc::new(mcp);
+    let serve_mcp = axum::routing::any(move |request: Request| {
+        let mcp = mcp.clone();
+        async move { mcp.handle(request).await }
+    });
+    let mut mcp = Router::new()
+        .route("/mcp", serve_mcp.clone())
+        .route("/mcp/{*rest}", serve_mcp)
+        .layer(from_fn_with_state(relay.clone(), pre_dispatch));
     if let Some(gate) = &gate {
         let admission = Arc::new(Admission { gate: gate.clone(), shared: shared.clone() });
         mcp = mcp.layer(from_fn_with_state(admission, admission::admit));

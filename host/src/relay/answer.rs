@@ -65,7 +65,7 @@ impl From<&Call<'_>> for Expected {
         Self {
             id: call.id.clone(),
             capabilities: call.capabilities.clone(),
-            progress_token: call.progress_token.clone(),
+            progress_token: call.progress_token.cloned(),
             budget: std::sync::Mutex::new(EventBudget::new(MAX_CALL_EVENTS, MAX_CALL_EVENT_BYTES)),
         }
     }

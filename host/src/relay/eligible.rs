@@ -46,11 +46,11 @@ pub(super) struct Call<'a> {
     pub(super) id: &'a Value,
     pub(super) name: &'a str,
     /// The tool's arguments (`{}` when the request has none), to bind a sealed state to.
-    pub(super) arguments: Value,
+    pub(super) arguments: &'a Value,
     /// The caller's progress token, the only one whose progress reaches it.
-    pub(super) progress_token: Option<Value>,
+    pub(super) progress_token: Option<&'a Value>,
     /// The caller's client capabilities, from its `_meta`.
-    pub(super) capabilities: Map<String, Value>,
+    pub(super) capabilities: &'a Map<String, Value>,
 }
 
 /// The one value of a header, if it has exactly one.
@@ -113,14 +113,16 @@ pub(super) fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Va
     if meta.get(META_PROTOCOL)? != PROTOCOL {
         return None;
     }
-    let capabilities = meta.get(META_CAPABILITIES)?.as_object()?.clone();
+    let capabilities = meta.get(META_CAPABILITIES)?.as_object()?;
     // A caller that declares the tasks extension takes the normal path, where a task the peer
     // creates is passed on under an id of this host's (`session::tasks::serve_peer_task`).
     if capabilities.get("extensions").and_then(|e| e.get(rmcp::model::TASKS_EXTENSION_ID)).is_some() {
         return None;
     }
-    let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
-    let progress_token = params.get("_meta").and_then(|meta| meta.get("progressToken")).cloned();
+    // Borrowed: most calls are a plugin's, which the relay leaves alone after this.
+    static NO_ARGUMENTS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+    let arguments = params.get("arguments").unwrap_or(&NO_ARGUMENTS);
+    let progress_token = meta.get("progressToken");
     Some(Call { headers, id, name, arguments, progress_token, capabilities })
 }
 

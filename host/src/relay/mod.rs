@@ -153,7 +153,7 @@ async fn try_relay(
     };
     let audit = Audit {
         shared: shared.clone(),
-        binding: Arc::new(StateBinding::new("tools/call", call.name, &identity, &call.arguments)),
+        binding: Arc::new(StateBinding::new("tools/call", call.name, &identity, call.arguments)),
         identity,
         permit: Arc::new(std::sync::Mutex::new(Some(permit))),
         peer: Arc::from(peer.name()),

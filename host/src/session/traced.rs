@@ -56,6 +56,12 @@ impl TracedSession {
 
 /// Run `call` under `span` (if the request is traced) and end the span with how it ended
 /// (`ending` reads a result; an error answer is the error's code).
+///
+/// Callers pass the session's future boxed. rmcp spawns a task per request whose future holds
+/// the handler's inline, and the session's futures hold a whole plugin call (wasmtime's
+/// instantiation among it): unboxed, every request's task was ~18 KB, copied several times on
+/// its way into the spawned task (memcpy was the largest single cost of a plugin call over
+/// HTTP). Boxed, the task holds a pointer and the call's state is written once.
 async fn run<T>(
     span: Option<Context>,
     call: impl Future<Output = Result<T, McpError>>,
@@ -90,7 +96,7 @@ macro_rules! traced {
         async fn $name(&self, request: $params, cx: RequestContext<RoleServer>) -> Result<$result, McpError> {
             let target: fn(&$params) -> Option<&str> = $target;
             let span = self.start($method, target(&request), &cx);
-            run(span, self.session.$name(request, cx), $ending).await
+            run(span, Box::pin(self.session.$name(request, cx)), $ending).await
         }
     };
 }
@@ -109,17 +115,17 @@ impl ServerHandler for TracedSession {
     }
 
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
-        self.session.on_initialized(cx).await
+        Box::pin(self.session.on_initialized(cx)).await
     }
 
     /// A subscription's stream lasts as long as its client keeps it: not a request's span.
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
-        self.session.listen(subscription).await
+        Box::pin(self.session.listen(subscription)).await
     }
 
     async fn ping(&self, cx: RequestContext<RoleServer>) -> Result<(), McpError> {
         let span = self.start("ping", None, &cx);
-        run(span, self.session.ping(cx), ok).await
+        run(span, Box::pin(self.session.ping(cx)), ok).await
     }
 
     traced!(initialize, "initialize", InitializeRequestParams, InitializeResult, |_| None, ok);

@@ -54,6 +54,27 @@ const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 /// Check one message (already known to be JSON, not a batch) as rmcp will read it from `bytes`,
 /// sent with `headers`.
 pub(super) fn check(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
+    if is_well_formed_tool_call(message) {
+        return Ok(());
+    }
+    check_fully(message, bytes, headers)
+}
+
+/// A `tools/call` request whose id and params fit rmcp's types: what rmcp's parse takes it for
+/// (every request type it tries before is of another method). The common case, checked
+/// without that parse, which tries the request types one by one and builds an error for each
+/// that does not fit (8% of the instructions of a plugin call over HTTP went there).
+fn is_well_formed_tool_call(message: &Value) -> bool {
+    use rmcp::model::{CallToolRequest, CallToolRequestMethod, ConstString, JsonRpcRequest};
+    use serde::Deserialize;
+    // rmcp reads an object with `result` or `error` as no request, whatever else it has.
+    message.get("method").and_then(Value::as_str) == Some(CallToolRequestMethod::VALUE)
+        && message.get("result").is_none()
+        && message.get("error").is_none()
+        && JsonRpcRequest::<CallToolRequest>::deserialize(message).is_ok()
+}
+
+fn check_fully(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
     let id = message.get("id").filter(|id| id.is_string() || id.is_number()).cloned().unwrap_or(Value::Null);
     let Some(object) = message.as_object() else {
         return Err(Invalid::Request { id, reason: "a JSON-RPC message is an object".into() });
@@ -390,6 +411,20 @@ mod proptests {
                     prop_assert!(custom || rmcp.is_err(), "refused params rmcp takes as {}: {}", method, bytes);
                 }
             }
+        }
+
+        /// The shortcut takes a message only if rmcp parses it as a `tools/call` request, and
+        /// every well-formed tool call takes it.
+        #[test]
+        fn the_tool_call_shortcut_agrees_with_rmcp(message in prop_oneof![message(), valid_request()]) {
+            let bytes = message.to_string();
+            let rmcp = serde_json::from_slice::<ClientJsonRpcMessage>(bytes.as_bytes());
+            let a_tool_call = matches!(
+                rmcp,
+                Ok(ClientJsonRpcMessage::Request(ref r)) if matches!(r.request, ClientRequest::CallToolRequest(_))
+            );
+            prop_assert_eq!(is_well_formed_tool_call(&message), a_tool_call, "{}", bytes);
+            prop_assert_eq!(check(&message, bytes.as_bytes(), &HeaderMap::new()), check_fully(&message, bytes.as_bytes(), &HeaderMap::new()), "{}", bytes);
         }
 
         /// Well-formed requests of either revision always pass.

@@ -340,7 +340,8 @@ async fn main() {
         let (url, tool) = match which.as_str() {
             "native" => (&native_url, "slugify"),
             "otel" => (&otel_url, "text-tools__slugify"),
-            _ => (&wasm_url, "text-tools__slugify"),
+            "wasm" => (&wasm_url, "text-tools__slugify"),
+            other => panic!("BENCH_PROFILE is native, wasm or otel, not {other:?}"),
         };
         for kind in [Kind::Legacy, Kind::Stateless] {
             let figures = load(url, tool, kind, connections, calls, None).await;

@@ -124,6 +124,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
     });
     let mut mcp = Router::new()
         .route("/mcp", serve_mcp.clone())
+        .route("/mcp/", serve_mcp.clone())
         .route("/mcp/{*rest}", serve_mcp)
         .layer(from_fn_with_state(relay.clone(), pre_dispatch));
     if let Some(gate) = &gate {

@@ -384,6 +384,14 @@ async fn a_connection_has_at_most_64_requests_unanswered_and_answers_or_cancella
     assert_eq!(asked, (first..one_too_many).collect::<Vec<_>>());
     assert_eq!(heard.answers.len(), 1, "{:?}", heard.answers);
     assert_too_many(&heard.answers[0], one_too_many);
+    // An id already in flight is refused: it would replace its entry and not count.
+    socket.send(waiting_call(first + 1)).await.expect("sent");
+    let mut duplicate = Heard::default();
+    hear(&mut socket, &mut duplicate, 0, 1).await;
+    assert_eq!(duplicate.answers[0]["id"], first + 1, "{:?}", duplicate.answers);
+    assert_eq!(duplicate.answers[0]["error"]["code"], -32600, "{:?}", duplicate.answers);
+    let message = duplicate.answers[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("already in flight"), "{message}");
 
     // The client answers call 100's question: its answer comes back, and frees one place.
     let (_, question_id) = heard.questions.iter().find(|(call, _)| *call == first).expect("call 100 asked");

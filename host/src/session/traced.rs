@@ -77,6 +77,15 @@ async fn run<T>(
     result
 }
 
+/// What a request its client cancelled ends with. rmcp only signals the cancellation (and
+/// drops the answer): a handler left running would go on to its end (a plugin call to its
+/// time limit), and a transport that frees the request's place when it is cancelled
+/// (WebSocket) would let such work pile up. So every request stops there: its future is
+/// dropped, which drops a plugin's sandbox and cancels a peer's call.
+fn was_cancelled() -> McpError {
+    McpError::internal_error("the request was cancelled", None)
+}
+
 fn ok<T>(_: &T) -> Ending<'static> {
     Ending::Ok
 }
@@ -96,7 +105,14 @@ macro_rules! traced {
         async fn $name(&self, request: $params, cx: RequestContext<RoleServer>) -> Result<$result, McpError> {
             let target: fn(&$params) -> Option<&str> = $target;
             let span = self.start($method, target(&request), &cx);
-            run(span, Box::pin(self.session.$name(request, cx)), $ending).await
+            let cancelled = cx.ct.clone();
+            let call = Box::pin(async move {
+                tokio::select! {
+                    result = self.session.$name(request, cx) => result,
+                    () = cancelled.cancelled() => Err(was_cancelled()),
+                }
+            });
+            run(span, call, $ending).await
         }
     };
 }

@@ -54,7 +54,7 @@ const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 /// Check one message (already known to be JSON, not a batch) as rmcp will read it from `bytes`,
 /// sent with `headers`.
 pub(super) fn check(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
-    if is_well_formed_tool_call(message) {
+    if is_well_formed_tool_call(message, bytes) {
         return Ok(());
     }
     check_fully(message, bytes, headers)
@@ -64,14 +64,15 @@ pub(super) fn check(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Resul
 /// (every request type it tries before is of another method). The common case, checked
 /// without that parse, which tries the request types one by one and builds an error for each
 /// that does not fit (8% of the instructions of a plugin call over HTTP went there).
-fn is_well_formed_tool_call(message: &Value) -> bool {
+fn is_well_formed_tool_call(message: &Value, bytes: &[u8]) -> bool {
     use rmcp::model::{CallToolRequest, CallToolRequestMethod, ConstString, JsonRpcRequest};
-    use serde::Deserialize;
-    // rmcp reads an object with `result` or `error` as no request, whatever else it has.
+    // rmcp reads an object with `result` or `error` as no request, whatever else it has. The
+    // type is read from the bytes, as rmcp reads them: the parsed value keeps one of a key
+    // sent twice, where rmcp's types refuse the message.
     message.get("method").and_then(Value::as_str) == Some(CallToolRequestMethod::VALUE)
         && message.get("result").is_none()
         && message.get("error").is_none()
-        && JsonRpcRequest::<CallToolRequest>::deserialize(message).is_ok()
+        && serde_json::from_slice::<JsonRpcRequest<CallToolRequest>>(bytes).is_ok()
 }
 
 fn check_fully(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
@@ -193,6 +194,34 @@ mod tests {
             Ok(()) => None,
             Err(Invalid::Request { .. }) => Some(-32600),
             Err(Invalid::Params { .. }) => Some(-32602),
+        }
+    }
+
+    /// A key sent twice: the parsed value keeps one, and the check (the tools/call shortcut
+    /// included) judges the message as rmcp's parse of the bytes does, which refuses a field
+    /// of its own types sent twice.
+    #[test]
+    fn a_tool_call_with_a_key_sent_twice_is_judged_as_rmcp_judges_it() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"params":{"name":"y"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{},"_meta":{}}}"#,
+        ] {
+            let message: Value = serde_json::from_str(text).expect("JSON");
+            let rmcp = serde_json::from_slice::<ClientJsonRpcMessage>(text.as_bytes());
+            let a_tool_call = matches!(
+                rmcp,
+                Ok(ClientJsonRpcMessage::Request(ref r)) if matches!(r.request, ClientRequest::CallToolRequest(_))
+            );
+            assert_eq!(is_well_formed_tool_call(&message, text.as_bytes()), a_tool_call, "{text}");
+            let headers = HeaderMap::new();
+            assert_eq!(check(&message, text.as_bytes(), &headers), check_fully(&message, text.as_bytes(), &headers));
+            if text.contains(r#""id":1,"id":2"#) {
+                assert!(rmcp.is_err() && check(&message, text.as_bytes(), &headers).is_err(), "{text}");
+            }
         }
     }
 
@@ -423,7 +452,7 @@ mod proptests {
                 rmcp,
                 Ok(ClientJsonRpcMessage::Request(ref r)) if matches!(r.request, ClientRequest::CallToolRequest(_))
             );
-            prop_assert_eq!(is_well_formed_tool_call(&message), a_tool_call, "{}", bytes);
+            prop_assert_eq!(is_well_formed_tool_call(&message, bytes.as_bytes()), a_tool_call, "{}", bytes);
             prop_assert_eq!(check(&message, bytes.as_bytes(), &HeaderMap::new()), check_fully(&message, bytes.as_bytes(), &HeaderMap::new()), "{}", bytes);
         }
 

@@ -331,19 +331,27 @@ impl Reader {
             ClientJsonRpcMessage::Request(request) => {
                 // rmcp runs each request as a task of its own: without this bound one connection
                 // could start calls without end (and keep a shutdown's drain waiting on them).
-                let admitted = match self.unanswered.lock() {
-                    Ok(mut unanswered) if unanswered.len() < MAX_IN_FLIGHT => {
+                // An id already in flight would replace its entry and so not count: refused,
+                // as JSON-RPC has ids unique among a sender's requests in flight.
+                let refusal = match self.unanswered.lock() {
+                    Ok(unanswered) if unanswered.contains_key(&request.id) => Some((
+                        -32600,
+                        format!("Invalid Request: request id {} is already in flight on this connection", request.id),
+                    )),
+                    Ok(unanswered) if unanswered.len() >= MAX_IN_FLIGHT => Some((
+                        -32000,
+                        format!(
+                            "too many requests in flight on this connection (at most {MAX_IN_FLIGHT}); wait for answers"
+                        ),
+                    )),
+                    Ok(mut unanswered) => {
                         unanswered.insert(request.id.clone(), self.requests.token());
-                        true
+                        None
                     }
-                    Ok(_) => false,
                     Err(_) => return false,
                 };
-                if !admitted {
-                    let message = format!(
-                        "too many requests in flight on this connection (at most {MAX_IN_FLIGHT}); wait for answers"
-                    );
-                    let mut answer = error_message(-32000, message);
+                if let Some((code, message)) = refusal {
+                    let mut answer = error_message(code, message);
                     answer["id"] = serde_json::to_value(&request.id).unwrap_or(Value::Null);
                     return self.control.send(Control::Answer(answer)).await.is_ok();
                 }

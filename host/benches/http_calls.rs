@@ -71,6 +71,40 @@ fn message(body: &str) -> Value {
     })
 }
 
+/// `base` (label, URL, tool) against `other` in five rounds, each round's figures printed; the
+/// median of `other`'s throughput as a share of `base`'s. Which goes first alternates, so a
+/// drift in the machine's load hits both alike: less noise than one pass of each.
+async fn alternating(
+    revision: &str,
+    kind: Kind,
+    connections: usize,
+    calls: usize,
+    base: (&str, &str, &str),
+    other: (&str, &str, &str),
+) -> f64 {
+    let (base_label, base_url, base_tool) = base;
+    let (other_label, other_url, other_tool) = other;
+    load(base_url, base_tool, kind, connections, 20, None).await;
+    load(other_url, other_tool, kind, connections, 20, None).await;
+    let mut ratios = Vec::new();
+    for round in 0..5 {
+        let (base, other) = if round % 2 == 0 {
+            let base = load(base_url, base_tool, kind, connections, calls, None).await;
+            (base, load(other_url, other_tool, kind, connections, calls, None).await)
+        } else {
+            let other = load(other_url, other_tool, kind, connections, calls, None).await;
+            (load(base_url, base_tool, kind, connections, calls, None).await, other)
+        };
+        println!(
+            "{revision:<12} {base_label} {:>8.0} calls/s p50 {:.2} ms | {other_label} {:>8.0} calls/s p50 {:.2} ms",
+            base.per_second, base.p50_ms, other.per_second, other.p50_ms
+        );
+        ratios.push(100.0 * other.per_second / base.per_second);
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios[2]
+}
+
 /// How a client speaks.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -354,51 +388,18 @@ async fn main() {
             let tool = "text-tools__slugify";
             let pairs = [("direct", &wasm_url, &otel_url, tool), ("one hop", &hop_url, &otel_hop_url, HOP_TOOL)];
             for (label, off_url, on_url, tool) in pairs {
-                load(off_url, tool, kind, connections, 20, None).await;
-                load(on_url, tool, kind, connections, 20, None).await;
-                let mut ratios = Vec::new();
-                for round in 0..5 {
-                    // Alternate which goes first, so a drift in the machine's load hits both alike.
-                    let (off, on) = if round % 2 == 0 {
-                        let off = load(off_url, tool, kind, connections, calls, None).await;
-                        (off, load(on_url, tool, kind, connections, calls, None).await)
-                    } else {
-                        let on = load(on_url, tool, kind, connections, calls, None).await;
-                        (load(off_url, tool, kind, connections, calls, None).await, on)
-                    };
-                    println!(
-                        "{revision:<12} {label:<8} off {:>8.0} calls/s p50 {:.2} ms | on {:>8.0} calls/s p50 {:.2} ms",
-                        off.per_second, off.p50_ms, on.per_second, on.p50_ms
-                    );
-                    ratios.push(100.0 * on.per_second / off.per_second);
-                }
-                ratios.sort_by(f64::total_cmp);
-                println!("{revision:<12} {label:<8} tracing on/off throughput, median of 5: {:.1}%", ratios[2]);
+                let (off, on) = (format!("{label} off"), format!("{label} on"));
+                let (off, on) = ((off.as_str(), off_url.as_str(), tool), (on.as_str(), on_url.as_str(), tool));
+                let median = alternating(revision, kind, connections, calls, off, on).await;
+                println!("{revision:<12} {label:<8} tracing on/off throughput, median of 5: {median:.1}%");
             }
             continue;
         }
         if only_wasm {
-            let tool = "text-tools__slugify";
-            load(&native_url, "slugify", kind, connections, 20, None).await;
-            load(&wasm_url, tool, kind, connections, 20, None).await;
-            let mut ratios = Vec::new();
-            for round in 0..5 {
-                // Alternate which goes first, so a drift in the machine's load hits both alike.
-                let (native, wasm) = if round % 2 == 0 {
-                    let native = load(&native_url, "slugify", kind, connections, calls, None).await;
-                    (native, load(&wasm_url, tool, kind, connections, calls, None).await)
-                } else {
-                    let wasm = load(&wasm_url, tool, kind, connections, calls, None).await;
-                    (load(&native_url, "slugify", kind, connections, calls, None).await, wasm)
-                };
-                println!(
-                    "{revision:<12} native {:>8.0} calls/s p50 {:.2} ms | wasm {:>8.0} calls/s p50 {:.2} ms",
-                    native.per_second, native.p50_ms, wasm.per_second, wasm.p50_ms
-                );
-                ratios.push(100.0 * wasm.per_second / native.per_second);
-            }
-            ratios.sort_by(f64::total_cmp);
-            println!("{revision:<12} wasm/native throughput, median of 5: {:.1}%", ratios[2]);
+            let native = ("native", native_url.as_str(), "slugify");
+            let wasm = ("wasm", wasm_url.as_str(), "text-tools__slugify");
+            let median = alternating(revision, kind, connections, calls, native, wasm).await;
+            println!("{revision:<12} wasm/native throughput, median of 5: {median:.1}%");
             continue;
         }
         if only_hop {

@@ -319,26 +319,35 @@ struct Heard {
     /// The call id each question names, and the id of the host's request that asks it.
     questions: Vec<(u64, Value)>,
     answers: Vec<Value>,
+    /// The ids of the questions the host withdrew (`notifications/cancelled`).
+    withdrawn: Vec<Value>,
 }
 
 /// Read frames until `questions` questions and `answers` answers have come in all.
 async fn hear(socket: &mut Socket, heard: &mut Heard, questions: usize, answers: usize) {
     while heard.questions.len() < questions || heard.answers.len() < answers {
-        let text = match next_frame(socket).await {
-            Some(Message::Text(text)) => text,
-            Some(Message::Close(frame)) => panic!("closed while calls were waiting: {frame:?}"),
-            Some(_) => continue,
-            None => panic!("the connection ended while calls were waiting"),
-        };
-        let message: Value = serde_json::from_str(text.as_str()).expect("a JSON message per text frame");
-        if message["method"] == "elicitation/create" {
-            let asked = message["params"]["message"].as_str().unwrap_or_default();
-            let call = asked.strip_prefix("call ").and_then(|id| id.parse().ok());
-            let call = call.unwrap_or_else(|| panic!("a question of no call: {message}"));
-            heard.questions.push((call, message["id"].clone()));
-        } else if message.get("id").is_some() {
-            heard.answers.push(message);
-        }
+        hear_one(socket, heard).await;
+    }
+}
+
+/// Read one frame into `heard`.
+async fn hear_one(socket: &mut Socket, heard: &mut Heard) {
+    let text = match next_frame(socket).await {
+        Some(Message::Text(text)) => text,
+        Some(Message::Close(frame)) => panic!("closed while calls were waiting: {frame:?}"),
+        Some(_) => return,
+        None => panic!("the connection ended while calls were waiting"),
+    };
+    let message: Value = serde_json::from_str(text.as_str()).expect("a JSON message per text frame");
+    if message["method"] == "elicitation/create" {
+        let asked = message["params"]["message"].as_str().unwrap_or_default();
+        let call = asked.strip_prefix("call ").and_then(|id| id.parse().ok());
+        let call = call.unwrap_or_else(|| panic!("a question of no call: {message}"));
+        heard.questions.push((call, message["id"].clone()));
+    } else if message["method"] == "notifications/cancelled" {
+        heard.withdrawn.push(message["params"]["requestId"].clone());
+    } else if message.get("id").is_some() {
+        heard.answers.push(message);
     }
 }
 
@@ -384,6 +393,9 @@ async fn a_connection_has_at_most_64_requests_unanswered_and_answers_or_cancella
     assert_eq!(asked, (first..one_too_many).collect::<Vec<_>>());
     assert_eq!(heard.answers.len(), 1, "{:?}", heard.answers);
     assert_too_many(&heard.answers[0], one_too_many);
+    // The questions of the calls cancelled below (all but call 100's, which is answered).
+    let mut unanswered: Vec<Value> =
+        heard.questions.iter().filter(|(call, _)| *call != first).map(|(_, question)| question.clone()).collect();
     // An id already in flight is refused: it would replace its entry and not count.
     socket.send(waiting_call(first + 1)).await.expect("sent");
     let mut duplicate = Heard::default();
@@ -412,6 +424,7 @@ async fn a_connection_has_at_most_64_requests_unanswered_and_answers_or_cancella
     hear(&mut socket, &mut heard, 1, 1).await;
     assert_eq!(heard.questions[0].0, again);
     assert_too_many(&heard.answers[0], refused);
+    unanswered.push(heard.questions[0].1.clone());
 
     // The client gives up on the 64 waiting calls (no answer comes for a cancelled request):
     // their places are free again.
@@ -421,6 +434,15 @@ async fn a_connection_has_at_most_64_requests_unanswered_and_answers_or_cancella
         socket.feed(Message::text(cancel.to_string())).await.expect("queued");
     }
     socket.flush().await.expect("sent");
+    // Their questions are withdrawn, each told to the client (which may close its dialog).
+    let mut heard = Heard::default();
+    while heard.withdrawn.len() < unanswered.len() {
+        hear_one(&mut socket, &mut heard).await;
+    }
+    let sort = |ids: &mut Vec<Value>| ids.sort_by_key(|id| id.to_string());
+    sort(&mut heard.withdrawn);
+    sort(&mut unanswered);
+    assert_eq!(heard.withdrawn, unanswered);
     // They end at the host too (they stop waiting for their questions' answers): call 100
     // answered, the 64 others cancelled.
     let deadline = tokio::time::Instant::now() + PATIENCE;

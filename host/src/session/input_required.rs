@@ -10,10 +10,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rmcp::model::{
-    ClientCapabilities, CreateMessageRequestParams, ElicitRequestParams, InputRequest as McpInputRequest,
-    InputRequests, InputRequiredResult, InputResponses, LoggingLevel,
+    CancelledNotificationParam, ClientCapabilities, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
+    ElicitRequest, ElicitRequestParams, InputRequest as McpInputRequest, InputRequests, InputRequiredResult,
+    InputResponses, ListRootsRequest, LoggingLevel, ServerRequest,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::{Value, json};
 
@@ -286,38 +287,79 @@ pub(super) fn mcp_input_request(request: &InputRequest) -> Result<McpInputReques
 /// client cancels the request the question belongs to: a call its client gave up on must not
 /// wait for ever (over WebSocket its place among the requests in flight is already free).
 pub(super) async fn ask_client(cx: &RequestContext<RoleServer>, request: &InputRequest) -> Result<Value, McpError> {
-    tokio::select! {
-        answer = ask_client_uncancelled(cx, request) => answer,
-        () = cx.ct.cancelled() => Err(McpError::internal_error("the request was cancelled", None)),
-    }
+    let (question, kind) = question(cx, request)?;
+    let handle = cx
+        .peer
+        .send_cancellable_request(question, PeerRequestOptions::no_options())
+        .await
+        .map_err(|e| McpError::internal_error(format!("the client failed the {kind} request: {e}"), None))?;
+    let mut unanswered = Unanswered(Some((handle.peer.clone(), handle.id.clone())));
+    let answer = tokio::select! {
+        answer = handle.await_response() => answer,
+        () = cx.ct.cancelled() => return Err(McpError::internal_error("the request was cancelled", None)),
+    };
+    unanswered.0 = None;
+    let answer = match answer {
+        Ok(ClientResult::CreateMessageResult(result)) => serde_json::to_value(result),
+        Ok(ClientResult::ElicitResult(result)) => serde_json::to_value(result),
+        Ok(ClientResult::ListRootsResult(result)) => serde_json::to_value(result),
+        Ok(_) => {
+            return Err(McpError::internal_error(
+                format!("the client answered the {kind} request with another result"),
+                None,
+            ));
+        }
+        Err(e) => return Err(McpError::internal_error(format!("the client failed the {kind} request: {e}"), None)),
+    };
+    answer.map_err(|e| McpError::internal_error(e.to_string(), None))
 }
 
-async fn ask_client_uncancelled(cx: &RequestContext<RoleServer>, request: &InputRequest) -> Result<Value, McpError> {
-    let answer =
-        match request {
-            InputRequest::Sampling(params) => {
-                let params: CreateMessageRequestParams = serde_json::from_value(params.clone())
-                    .map_err(|e| McpError::internal_error(format!("the sampling request is invalid: {e}"), None))?;
-                let result = cx.peer.create_message(params).await.map_err(|e| {
-                    McpError::internal_error(format!("the client failed the sampling request: {e}"), None)
-                })?;
-                serde_json::to_value(result)
+/// The request that asks the client for `request`, and what it is called in errors. A sampling
+/// request is checked as rmcp's `create_message` checks it.
+fn question(
+    cx: &RequestContext<RoleServer>,
+    request: &InputRequest,
+) -> Result<(ServerRequest, &'static str), McpError> {
+    Ok(match request {
+        InputRequest::Sampling(params) => {
+            let params: CreateMessageRequestParams = serde_json::from_value(params.clone())
+                .map_err(|e| McpError::internal_error(format!("the sampling request is invalid: {e}"), None))?;
+            if (params.tools.is_some() || params.tool_choice.is_some()) && !cx.peer.supports_sampling_tools() {
+                return Err(McpError::internal_error(
+                    "the client failed the sampling request: tools or toolChoice provided but the client does not support sampling tools",
+                    None,
+                ));
             }
-            InputRequest::Elicitation(params) => {
-                let params: ElicitRequestParams = serde_json::from_value(params.clone())
-                    .map_err(|e| McpError::internal_error(format!("the elicitation request is invalid: {e}"), None))?;
-                let result = cx.peer.create_elicitation(params).await.map_err(|e| {
-                    McpError::internal_error(format!("the client failed the elicitation request: {e}"), None)
-                })?;
-                serde_json::to_value(result)
-            }
-            InputRequest::Roots => {
-                let result =
-                    cx.peer.list_roots().await.map_err(|e| {
-                        McpError::internal_error(format!("the client failed the roots request: {e}"), None)
-                    })?;
-                serde_json::to_value(result)
-            }
-        };
-    answer.map_err(|e| McpError::internal_error(e.to_string(), None))
+            params
+                .validate()
+                .map_err(|e| McpError::internal_error(format!("the client failed the sampling request: {e}"), None))?;
+            (ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params)), "sampling")
+        }
+        InputRequest::Elicitation(params) => {
+            let params: ElicitRequestParams = serde_json::from_value(params.clone())
+                .map_err(|e| McpError::internal_error(format!("the elicitation request is invalid: {e}"), None))?;
+            (ServerRequest::ElicitRequest(ElicitRequest::new(params)), "elicitation")
+        }
+        InputRequest::Roots => (ServerRequest::ListRootsRequest(ListRootsRequest::default()), "roots"),
+    })
+}
+
+/// A question sent to the client and not answered: withdrawn (`notifications/cancelled`) when
+/// the wait for it ends otherwise (the call cancelled, timed out or dropped), so the client
+/// can close its dialog and rmcp forgets the answer it was keeping a place for (until the
+/// connection closed, one per question: a client that cancels and asks again would grow it).
+struct Unanswered(Option<(rmcp::Peer<RoleServer>, rmcp::model::RequestId)>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((peer, id)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let withdrawal =
+                CancelledNotificationParam::new(Some(id), Some("the call that asked was cancelled".into()));
+            runtime.spawn(async move {
+                let _ = peer.notify_cancelled(withdrawal).await;
+            });
+        }
+    }
 }

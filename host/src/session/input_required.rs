@@ -137,7 +137,7 @@ impl Session {
                     Some(event) => self.forward_event(cx, event).await,
                     None => open = false,
                 },
-                () = cx.ct.cancelled() => return Err(McpError::internal_error("the request was cancelled", None)),
+                () = cx.ct.cancelled() => return Err(super::traced::was_cancelled()),
             }
         }
     }
@@ -296,7 +296,7 @@ pub(super) async fn ask_client(cx: &RequestContext<RoleServer>, request: &InputR
     let mut unanswered = Unanswered(Some((handle.peer.clone(), handle.id.clone())));
     let answer = tokio::select! {
         answer = handle.await_response() => answer,
-        () = cx.ct.cancelled() => return Err(McpError::internal_error("the request was cancelled", None)),
+        () = cx.ct.cancelled() => return Err(super::traced::was_cancelled()),
     };
     unanswered.0 = None;
     let answer = match answer {

@@ -82,7 +82,7 @@ async fn run<T>(
 /// time limit), and a transport that frees the request's place when it is cancelled
 /// (WebSocket) would let such work pile up. So every request stops there: its future is
 /// dropped, which drops a plugin's sandbox and cancels a peer's call.
-fn was_cancelled() -> McpError {
+pub(super) fn was_cancelled() -> McpError {
     McpError::internal_error("the request was cancelled", None)
 }
 

@@ -14,7 +14,8 @@
 //! BENCH_ONLY=otel (only tracing off against on, direct and one hop, in alternating rounds,
 //! with the median of the rounds' ratios: less noise than one pass), BENCH_ONLY=wasm (only
 //! the native tool against the direct WASM tool, alternating rounds likewise);
-//! BENCH_PROFILE=native|wasm|otel (only that server's load, both revisions, for a profiler).
+//! BENCH_PROFILE=native|wasm|otel (only that server's load, for a profiler; both revisions, or
+//! the one BENCH_REVISION=2025-11-25|2026-07-28 names).
 
 // Sampling and logging types are deprecated by SEP-2577 but used by rmcp's handler API.
 #![allow(deprecated)]
@@ -377,7 +378,13 @@ async fn main() {
             "wasm" => (&wasm_url, "text-tools__slugify"),
             other => panic!("BENCH_PROFILE is native, wasm or otel, not {other:?}"),
         };
-        for kind in [Kind::Legacy, Kind::Stateless] {
+        let kinds = match std::env::var("BENCH_REVISION").as_deref() {
+            Ok("2025-11-25") => vec![Kind::Legacy],
+            Ok("2026-07-28") => vec![Kind::Stateless],
+            Ok(other) => panic!("BENCH_REVISION is 2025-11-25 or 2026-07-28, not {other:?}"),
+            Err(_) => vec![Kind::Legacy, Kind::Stateless],
+        };
+        for kind in kinds {
             let figures = load(url, tool, kind, connections, calls, None).await;
             println!("{which}: {} calls, {:.0} calls/s", figures.calls, figures.per_second);
         }

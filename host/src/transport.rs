@@ -21,7 +21,7 @@ use crate::auth::edge::{self, Gate};
 use crate::relay::RelayLayer;
 use crate::session::{Session, Shared, TracedSession};
 use admission::Admission;
-use message::Message;
+use message::{Message, ParsedToolCall};
 
 mod admission;
 pub(crate) mod config;
@@ -156,11 +156,15 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
 
 /// The relay as a layer: what it takes never reaches rmcp.
 async fn pre_dispatch(State(relay): State<Arc<RelayLayer>>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    if let Some(Message(message)) = parts.extensions.get::<Message>()
-        && let Some(response) = relay.pre_dispatch(&parts, message).await
-    {
-        return response;
+    let (mut parts, body) = request.into_parts();
+    // Nothing after this layer reads the parsed message: it goes to the relay, whose direct
+    // path moves the parts (and with them whatever is left in their extensions) to the session.
+    if let Some(Message(message)) = parts.extensions.remove::<Message>() {
+        let parsed = parts.extensions.remove::<ParsedToolCall>().map(|ParsedToolCall(call)| call);
+        match relay.pre_dispatch(parts, &message, parsed).await {
+            Ok(response) => return response,
+            Err(returned) => parts = returned,
+        }
     }
     next.run(Request::from_parts(parts, body)).await
 }

@@ -12,6 +12,7 @@ mod bad_input;
 mod clients;
 mod conformance;
 mod deploy;
+mod direct;
 mod federation;
 mod languages;
 mod metrics;

@@ -242,17 +242,22 @@ pub(super) fn error_message(id: &Value, error: &McpError) -> Bytes {
 /// The error answer to a call, with the HTTP status rmcp gives it on the normal path: a
 /// stateless request's protocol errors are HTTP errors too.
 pub(super) fn error_response(call: &Call<'_>, error: &McpError) -> Response {
+    let mut response = json_response(error_message(call.id, error));
+    *response.status_mut() = error_status(error.code);
+    response
+}
+
+/// The HTTP status rmcp answers a stateless request's error with (its `_meta` well-formed:
+/// the relay takes no other).
+pub(super) fn error_status(code: rmcp::model::ErrorCode) -> StatusCode {
     use rmcp::model::ErrorCode;
-    let status = match error.code {
+    match code {
         ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
         | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
         | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
         ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
-    };
-    let mut response = json_response(error_message(call.id, error));
-    *response.status_mut() = status;
-    response
+    }
 }
 
 pub(super) fn json_response(body: impl Into<Bytes>) -> Response {

@@ -51,6 +51,8 @@ pub(super) struct Call<'a> {
     pub(super) progress_token: Option<&'a Value>,
     /// The caller's client capabilities, from its `_meta`.
     pub(super) capabilities: &'a Map<String, Value>,
+    /// The request's whole `_meta`.
+    pub(super) meta: &'a Map<String, Value>,
 }
 
 /// The one value of a header, if it has exactly one.
@@ -123,7 +125,7 @@ pub(super) fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Va
     static NO_ARGUMENTS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
     let arguments = params.get("arguments").unwrap_or(&NO_ARGUMENTS);
     let progress_token = meta.get("progressToken");
-    Some(Call { headers, id, name, arguments, progress_token, capabilities })
+    Some(Call { headers, id, name, arguments, progress_token, capabilities, meta })
 }
 
 #[cfg(test)]

@@ -18,22 +18,28 @@
 //! 2025-11-25) goes the normal way, where rmcp validates it and the session decides. The
 //! normal path's rules hold here: the caller's grant, the rate limit, the loop guard and hop
 //! limit, the peer's time limit and the audit record.
+//!
+//! The same calls of a plugin's tool are not relayed but served directly (`direct`): handed to
+//! the session as rmcp would hand them over, without rmcp's per-request service.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::request::Parts;
 use axum::response::Response;
+use rmcp::model::{CallToolRequest, JsonRpcRequest};
 use serde_json::Value;
 
 use crate::auth::consent::Policy;
 use crate::auth::gate::{Method, Permit, Use};
 use crate::auth::{EntryKind, Identity};
-use crate::catalog::Owner;
+use crate::catalog::{Owner, Route};
+use crate::federation::Peer;
 use crate::session::{Shared, StateBinding, call_error};
 use crate::telemetry::{self, FutureExt as _};
 
 mod answer;
+mod direct;
 mod eligible;
 mod forward;
 #[cfg(test)]
@@ -59,6 +65,7 @@ pub(crate) struct RelayLayer {
     shared: Arc<Shared>,
     scope: RelayScope,
     counts: Counts,
+    direct: direct::DirectPeer,
 }
 
 /// What the relay has done since the host started (reported by `/health`).
@@ -66,6 +73,7 @@ pub(crate) struct RelayLayer {
 struct Counts {
     pub(super) relayed: AtomicU64,
     pub(super) refused: AtomicU64,
+    pub(super) served_directly: AtomicU64,
 }
 
 /// A snapshot of [`RelayLayer`]'s counts.
@@ -77,12 +85,15 @@ pub(crate) struct RelayCounts {
     pub refused: u64,
     /// Messages of peers' streams the relay did not pass on (see [`passes_on`]).
     pub dropped_messages: u64,
+    /// Calls of plugins' tools handed to the session without rmcp's per-request service
+    /// (see `direct`).
+    pub served_directly: u64,
 }
 
 impl RelayLayer {
     /// The relay for a listener that serves `hosts` (its `Host` allow-list).
     pub(crate) fn new(shared: Arc<Shared>, hosts: &[String]) -> Self {
-        Self { shared, scope: RelayScope::new(hosts), counts: Counts::default() }
+        Self { shared, scope: RelayScope::new(hosts), counts: Counts::default(), direct: direct::DirectPeer::default() }
     }
 
     pub(crate) fn counts(&self) -> RelayCounts {
@@ -90,31 +101,52 @@ impl RelayLayer {
             relayed: self.counts.relayed.load(Ordering::Relaxed),
             refused: self.counts.refused.load(Ordering::Relaxed),
             dropped_messages: DROPPED_MESSAGES.load(Ordering::Relaxed),
+            served_directly: self.counts.served_directly.load(Ordering::Relaxed),
         }
     }
 
-    /// Answer a call the relay can take, or `None` to leave the message to rmcp. Only from
-    /// where the relay takes calls (no `Origin`, a listed `Host`).
-    pub(crate) async fn pre_dispatch(&self, parts: &Parts, message: &Value) -> Option<Response> {
+    /// Answer a call the relay can take, or give the request's parts back to leave the
+    /// message to rmcp. Only from where the relay takes calls (no `Origin`, a listed `Host`).
+    /// `parsed`: the message as rmcp's `tools/call` type, when it is a well-formed one.
+    pub(crate) async fn pre_dispatch(
+        &self,
+        parts: Parts,
+        message: &Value,
+        parsed: Option<Box<JsonRpcRequest<CallToolRequest>>>,
+    ) -> Result<Response, Parts> {
         if message.get("method").and_then(Value::as_str) != Some("tools/call") {
-            return None;
+            return Err(parts);
         }
-        try_relay(&self.shared, &self.scope, parts, message, &self.counts).await
+        let Some(call) = eligible(&self.scope, &parts, message) else { return Err(parts) };
+        let Some(route) = self.shared.catalog.tool(call.name) else { return Err(parts) };
+        match &route.owner {
+            Owner::Peer(peer) => match try_relay(&self.shared, &parts, message, call, &route, peer, &self.counts).await
+            {
+                Some(response) => Ok(response),
+                None => Err(parts),
+            },
+            Owner::Plugin(_) => match parsed {
+                Some(request) if direct::takes(&call, &route, &request) => {
+                    self.counts.served_directly.fetch_add(1, Ordering::Relaxed);
+                    Ok(direct::serve(&self.shared, &self.direct, parts, *request).await)
+                }
+                _ => Err(parts),
+            },
+        }
     }
 }
 
-/// Answer the request by relaying it to the peer that owns its tool, or `None` to leave it to
+/// Answer the request by relaying it to `peer`, which owns its tool, or `None` to leave it to
 /// the normal path.
 async fn try_relay(
     shared: &Arc<Shared>,
-    scope: &RelayScope,
     parts: &Parts,
     message: &Value,
+    call: Call<'_>,
+    route: &Route,
+    peer: &Arc<Peer>,
     counts: &Counts,
 ) -> Option<Response> {
-    let call = eligible(scope, parts, message)?;
-    let route = shared.catalog.tool(call.name)?;
-    let Owner::Peer(peer) = &route.owner else { return None };
     let relay = peer.relay()?;
     if !plain_header_value(&route.local_name) {
         return None;

@@ -90,7 +90,7 @@ async fn an_eligible_stateless_call_is_relayed_to_the_peer_that_owns_the_tool_an
     let Relaying { relay, mock, audit } = relaying().await;
     let timed_before = relayed_calls_timed();
     let (parts, message) = stateless_call("m__echo", &[]);
-    let response = within("the relay", relay.pre_dispatch(&parts, &message)).await.expect("the relay takes it");
+    let response = within("the relay", relay.pre_dispatch(parts, &message, None)).await.expect("the relay takes it");
     let answer = answer_of(response).await;
     assert_eq!(answer["id"], 7, "{answer}");
     assert!(relayed_calls_timed() > timed_before, "a relayed call is in the latency histogram");
@@ -119,7 +119,7 @@ async fn a_call_outside_the_callers_grant_is_refused_by_the_relay_and_never_reac
         expires: None,
     };
     parts.extensions.insert(Arc::new(caller));
-    let response = within("the relay", relay.pre_dispatch(&parts, &message)).await.expect("the relay answers");
+    let response = within("the relay", relay.pre_dispatch(parts, &message, None)).await.expect("the relay answers");
     let answer = answer_of(response).await;
     assert_eq!(answer["error"]["data"]["required_scope"], "tools:m__echo", "{answer}");
     assert_eq!((relay.counts().relayed, relay.counts().refused), (0, 1));
@@ -133,7 +133,7 @@ async fn a_call_outside_the_callers_grant_is_refused_by_the_relay_and_never_reac
 async fn a_request_with_an_origin_header_is_left_to_the_normal_path() {
     let Relaying { relay, mock, audit } = relaying().await;
     let (parts, message) = stateless_call("m__echo", &[("origin", "http://localhost:3000")]);
-    assert!(within("the relay", relay.pre_dispatch(&parts, &message)).await.is_none());
+    assert!(within("the relay", relay.pre_dispatch(parts, &message, None)).await.is_err());
     assert_eq!((relay.counts().relayed, relay.counts().refused), (0, 0));
     assert_eq!(mock.calls(), 0);
     assert!(audit.lines().is_empty(), "the normal path audits it, not the relay");

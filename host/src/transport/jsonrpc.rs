@@ -51,28 +51,40 @@ const ADDED_IN_2026: [&str; 1] = ["subscriptions/listen"];
 const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 
+/// A `tools/call` request as rmcp's type reads it.
+pub(super) type ToolCall = rmcp::model::JsonRpcRequest<rmcp::model::CallToolRequest>;
+
 /// Check one message (already known to be JSON, not a batch) as rmcp will read it from `bytes`,
 /// sent with `headers`.
 pub(super) fn check(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
-    if is_well_formed_tool_call(message, bytes) {
-        return Ok(());
+    checked(message, bytes, headers).map(|_| ())
+}
+
+/// [`check`], and a well-formed `tools/call` as rmcp's type, read once here for whoever
+/// serves it (the relay's direct path) so it is not parsed from the bytes again.
+pub(super) fn checked(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<Option<ToolCall>, Invalid> {
+    if let Some(call) = well_formed_tool_call(message, bytes) {
+        return Ok(Some(call));
     }
-    check_fully(message, bytes, headers)
+    check_fully(message, bytes, headers).map(|()| None)
 }
 
 /// A `tools/call` request whose id and params fit rmcp's types: what rmcp's parse takes it for
 /// (every request type it tries before is of another method). The common case, checked
 /// without that parse, which tries the request types one by one and builds an error for each
 /// that does not fit (8% of the instructions of a plugin call over HTTP went there).
-fn is_well_formed_tool_call(message: &Value, bytes: &[u8]) -> bool {
-    use rmcp::model::{CallToolRequest, CallToolRequestMethod, ConstString, JsonRpcRequest};
+fn well_formed_tool_call(message: &Value, bytes: &[u8]) -> Option<ToolCall> {
+    use rmcp::model::{CallToolRequestMethod, ConstString};
     // rmcp reads an object with `result` or `error` as no request, whatever else it has. The
     // type is read from the bytes, as rmcp reads them: the parsed value keeps one of a key
     // sent twice, where rmcp's types refuse the message.
-    message.get("method").and_then(Value::as_str) == Some(CallToolRequestMethod::VALUE)
-        && message.get("result").is_none()
-        && message.get("error").is_none()
-        && serde_json::from_slice::<JsonRpcRequest<CallToolRequest>>(bytes).is_ok()
+    if message.get("method").and_then(Value::as_str) != Some(CallToolRequestMethod::VALUE)
+        || message.get("result").is_some()
+        || message.get("error").is_some()
+    {
+        return None;
+    }
+    serde_json::from_slice::<ToolCall>(bytes).ok()
 }
 
 fn check_fully(message: &Value, bytes: &[u8], headers: &HeaderMap) -> Result<(), Invalid> {
@@ -216,7 +228,7 @@ mod tests {
                 rmcp,
                 Ok(ClientJsonRpcMessage::Request(ref r)) if matches!(r.request, ClientRequest::CallToolRequest(_))
             );
-            assert_eq!(is_well_formed_tool_call(&message, text.as_bytes()), a_tool_call, "{text}");
+            assert_eq!(well_formed_tool_call(&message, text.as_bytes()).is_some(), a_tool_call, "{text}");
             let headers = HeaderMap::new();
             assert_eq!(check(&message, text.as_bytes(), &headers), check_fully(&message, text.as_bytes(), &headers));
             if text.contains(r#""id":1,"id":2"#) {
@@ -452,7 +464,7 @@ mod proptests {
                 rmcp,
                 Ok(ClientJsonRpcMessage::Request(ref r)) if matches!(r.request, ClientRequest::CallToolRequest(_))
             );
-            prop_assert_eq!(is_well_formed_tool_call(&message, bytes.as_bytes()), a_tool_call, "{}", bytes);
+            prop_assert_eq!(well_formed_tool_call(&message, bytes.as_bytes()).is_some(), a_tool_call, "{}", bytes);
             prop_assert_eq!(check(&message, bytes.as_bytes(), &HeaderMap::new()), check_fully(&message, bytes.as_bytes(), &HeaderMap::new()), "{}", bytes);
         }
 

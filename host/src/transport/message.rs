@@ -19,6 +19,10 @@ use super::jsonrpc;
 #[derive(Clone, Debug)]
 pub(super) struct Message(pub Value);
 
+/// A message that passed this layer as a well-formed `tools/call`, as rmcp's type reads it.
+#[derive(Clone, Debug)]
+pub(super) struct ParsedToolCall(pub Box<jsonrpc::ToolCall>);
+
 /// A JSON-RPC error answered by the edge, for a message it could not read an id from.
 pub(super) fn jsonrpc_error(status: StatusCode, code: i32, message: String) -> Response {
     let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
@@ -52,8 +56,12 @@ pub(super) async fn single_message(State(limit): State<usize>, request: Request,
         }
         Ok(message) => message,
     };
-    if let Err(invalid) = jsonrpc::check(&message, &bytes, &parts.headers) {
-        return invalid.into_response();
+    match jsonrpc::checked(&message, &bytes, &parts.headers) {
+        Err(invalid) => return invalid.into_response(),
+        Ok(Some(call)) => {
+            parts.extensions.insert(ParsedToolCall(Box::new(call)));
+        }
+        Ok(None) => {}
     }
     parts.extensions.insert(Message(message));
     next.run(Request::from_parts(parts, Body::from(bytes))).await

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::edge::{self, Gate};
-use crate::relay::RelayLayer;
+use crate::relay::{DirectPeer, RelayLayer};
 use crate::session::{Session, Shared, TracedSession};
 use admission::Admission;
 use message::{Message, ParsedToolCall};
@@ -59,6 +59,10 @@ pub struct HttpOptions {
     pub websockets: TaskTracker,
 }
 
+/// rmcp answers a stateless request that sends nothing before its result with JSON; the
+/// relay's direct path, which answers such requests itself, does so too.
+const JSON_RESPONSE: bool = true;
+
 /// The axum router: `/mcp`, `/ws`, `/health`, `/ready` and `/metrics`.
 /// Cancelling `streams` ends every SSE stream and session; `requests` tracks each POST until
 /// its response has been sent in full (an SSE reply included), so shutdown can wait for them.
@@ -78,7 +82,7 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         // A stateless (2026-07-28) request whose handler sends nothing before its result is
         // answered with plain JSON rather than a one-event SSE stream; cheaper for both ends,
         // and rmcp falls back to SSE as soon as a notification comes first.
-        .with_json_response(true);
+        .with_json_response(JSON_RESPONSE);
     let factory_shared = shared.clone();
     // The host ends a legacy session nobody has used for `session_idle` (see `HostSessions`).
     let manager = Arc::new(sessions::HostSessions::new(LocalSessionManager::default()));
@@ -92,7 +96,8 @@ pub fn router(shared: Arc<Shared>, options: HttpOptions, streams: CancellationTo
         manager.clone(),
         config,
     );
-    let relay = Arc::new(RelayLayer::new(shared.clone(), &relay_hosts));
+    let direct = DirectPeer::new(JSON_RESPONSE, streams.child_token());
+    let relay = Arc::new(RelayLayer::new(shared.clone(), &relay_hosts, direct));
     // `/ws`: the Host/Origin guard first, then (with `[auth]`) the bearer token, as for `/mcp`.
     let websocket = Arc::new(websocket::WebSocketEdge::new(
         shared.clone(),

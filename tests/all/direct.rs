@@ -1,19 +1,47 @@
 //! A stateless `tools/call` of a plugin's tool is handed to the session without rmcp's
 //! per-request service (the relay's direct path, `host/src/relay/direct.rs`). What it answers
-//! must be what rmcp's path answers, to the byte of every field and the HTTP status.
+//! must be what rmcp's path answers: the HTTP status, the content type, and the body byte for
+//! byte (but for a sealed `requestState`, sealed afresh for every answer).
 
 use serde_json::{Value, json};
 
 use crate::support::{Server, StatelessClient, example_plugins};
 
-/// The answer with a sealed `requestState` (sealed afresh for every answer) replaced by its
-/// presence.
-fn comparable((status, mut answer): (reqwest::StatusCode, Value)) -> (reqwest::StatusCode, Value) {
-    if let Some(state) = answer.pointer_mut("/result/requestState") {
-        assert!(state.as_str().is_some_and(|s| !s.is_empty()), "{state}");
-        *state = json!("<sealed>");
+/// A call's answer as it came: status, content type, body.
+type Answer = (reqwest::StatusCode, Option<String>, String);
+
+/// Call `tool` as the support's stateless client does, with a progress token in `_meta` when
+/// `progress` (which takes rmcp's path: progress may come before the answer).
+async fn call(client: &StatelessClient, tool: &str, arguments: &Value, progress: bool) -> Answer {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": client.capabilities,
+        "io.modelcontextprotocol/clientInfo": { "name": "fedmcp-tests", "version": "1" }
+    });
+    if progress {
+        meta["progressToken"] = json!("p");
     }
-    (status, answer)
+    let body = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": tool, "arguments": arguments, "_meta": meta } });
+    let request = client
+        .post()
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(body.to_string());
+    let response = request.send().await.expect("the server answers");
+    let status = response.status();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, content_type, response.text().await.expect("a body"))
+}
+
+/// The answer, with a sealed `requestState` replaced by its presence.
+fn comparable((status, content_type, body): Answer) -> Answer {
+    let mut answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    let Some(state) = answer.pointer_mut("/result/requestState") else { return (status, content_type, body) };
+    assert!(state.as_str().is_some_and(|s| !s.is_empty()), "{state}");
+    *state = json!("<sealed>");
+    (status, content_type, answer.to_string())
 }
 
 #[tokio::test]
@@ -36,20 +64,21 @@ async fn a_plugins_tool_served_directly_answers_as_rmcps_path_does() {
     ];
     for (tool, arguments) in cases {
         let before = server.relay_count("served_directly").await;
-        let direct = client.request("tools/call", json!({ "name": tool, "arguments": arguments })).await;
+        let direct = call(&client, tool, &arguments, false).await;
         assert_eq!(server.relay_count("served_directly").await, before + 1, "{tool} was not served directly");
-        // A progress token takes rmcp's path: progress may come before the answer, which
-        // rmcp then sends as an SSE stream.
-        let params = json!({ "name": tool, "arguments": arguments, "_meta": { "progressToken": "p" } });
-        let normal = client.request("tools/call", params).await;
+        let normal = call(&client, tool, &arguments, true).await;
         assert_eq!(
             server.relay_count("served_directly").await,
             before + 1,
             "{tool} with a progress token was served directly"
         );
-        assert!(normal.1.get("id").is_some(), "{tool}: {normal:?}");
         assert_eq!(comparable(direct), comparable(normal), "{tool}: the direct path answered otherwise");
     }
+    assert_eq!(
+        server.relay_count("direct_undelivered").await,
+        0,
+        "the session sent a directly served call's caller something"
+    );
     // Nothing that could send a notification first is served directly: a log level, or a tool
     // whose schema mirrors arguments into `Mcp-Param-*` headers (rmcp checks those).
     let before = server.relay_count("served_directly").await;

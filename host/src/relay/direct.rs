@@ -8,9 +8,13 @@
 //! (callgrind, `BENCH_PROFILE=wasm BENCH_REVISION=2026-07-28` of `cargo bench --bench
 //! http_calls`). The edge has read the message into rmcp's own type already; here the session
 //! gets it as rmcp would hand it over: the same [`rmcp::Service::handle_request`] (which
-//! checks the request's `_meta` and finishes the result as rmcp does), the same context (the
-//! HTTP request's parts, its `_meta`, a peer that knows the request's protocol revision), and
-//! the answer goes back as rmcp's JSON answer would, with the HTTP status it gives errors.
+//! checks the request's `_meta` and finishes the result as rmcp does), a context built as
+//! rmcp's service loop builds it (the HTTP request's parts, its `_meta`, a peer that knows the
+//! request's protocol revision, a cancellation token cancelled when the host stops or the
+//! client goes away; rmcp's task-locals naming the request are not set, and nothing here reads
+//! them), and the answer goes back as rmcp's JSON answer would, with the HTTP status it gives
+//! errors. It relies on rmcp answering stateless requests with JSON (`with_json_response`),
+//! which the transport passes on ([`DirectPeer::new`]).
 //!
 //! Only what nothing can be sent for before the answer is taken: rmcp switches a stateless
 //! answer to an SSE stream when a notification comes first, and a session sends one only for a
@@ -18,6 +22,7 @@
 //! mid-call: it gets an MRTR result). Anything else, and a tool whose schema asks for
 //! `Mcp-Param-*` headers (rmcp checks those against the arguments), takes rmcp's path.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::http::request::Parts;
@@ -31,7 +36,9 @@ use rmcp::service::{RequestContext, RoleServer, RunningService, RxJsonRpcMessage
 use rmcp::transport::Transport;
 use rmcp::{Peer, Service as _};
 
-use super::Call;
+use tokio_util::sync::CancellationToken;
+
+use super::{Call, plain_header_value};
 use crate::catalog::Route;
 use crate::session::{Session, Shared, TracedSession};
 
@@ -42,6 +49,8 @@ const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// Whether the direct path takes an eligible call of a plugin's tool (see the module's doc).
 pub(super) fn takes(call: &Call<'_>, route: &Route, request: &JsonRpcRequest<CallToolRequest>) -> bool {
     !route.param_headers
+        // A name rmcp would read Base64-decoded from `Mcp-Name` is compared raw by `eligible`.
+        && plain_header_value(call.name)
         && call.progress_token.is_none()
         && !call.meta.contains_key(META_LOG_LEVEL)
         // Well-formed, as rmcp checks it (a `clientCapabilities` of the wrong shape is refused
@@ -55,17 +64,36 @@ pub(super) fn takes(call: &Call<'_>, route: &Route, request: &JsonRpcRequest<Cal
 /// stateless request knows (the revision of the `Mcp-Protocol-Version` header, the only one
 /// the direct path takes, and no capabilities beyond the request's own `_meta`), with a
 /// service loop whose transport delivers nothing, since nothing is sent for these requests.
-#[derive(Default)]
-pub(super) struct DirectPeer {
+pub(crate) struct DirectPeer {
     running: OnceLock<RunningService<RoleServer, Silent>>,
+    /// Whether rmcp answers a stateless request with JSON: the direct path answers as it does,
+    /// so it takes nothing when rmcp would answer with an SSE stream.
+    pub(super) enabled: bool,
+    /// Cancelled when the host stops: rmcp then answers a stateless request still running
+    /// with a 500 and cancels its handler.
+    shutdown: CancellationToken,
+    /// Messages sent through the peer, which reach no one (see [`Undelivered`]).
+    undelivered: Arc<AtomicU64>,
 }
 
 impl DirectPeer {
+    /// `json_response`: rmcp's setting for stateless answers; `shutdown`: cancelled when the
+    /// host stops serving requests.
+    pub(crate) fn new(json_response: bool, shutdown: CancellationToken) -> Self {
+        Self { running: OnceLock::new(), enabled: json_response, shutdown, undelivered: Arc::default() }
+    }
+
+    /// Messages the session sent during a directly served call (none are expected).
+    pub(super) fn undelivered(&self) -> u64 {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+
     fn peer(&self) -> Peer<RoleServer> {
         let running = self.running.get_or_init(|| {
             let info = InitializeRequestParams::new(ClientCapabilities::default(), Implementation::default())
                 .with_protocol_version(ProtocolVersion::V_2026_07_28);
-            rmcp::service::serve_directly(Silent, Undelivered, Some(info))
+            let transport = Undelivered { count: self.undelivered.clone() };
+            rmcp::service::serve_directly(Silent, transport, Some(info))
         });
         running.peer().clone()
     }
@@ -78,8 +106,12 @@ pub(super) struct Silent;
 impl rmcp::ServerHandler for Silent {}
 
 /// [`DirectPeer`]'s transport. Nothing reaches it for the requests the direct path takes; if
-/// anything did, it is logged: a caller would have missed it.
-struct Undelivered;
+/// anything did, a caller would have missed it: it is counted (`relay.direct_undelivered` in
+/// `/health`) and logged by kind, not content (a plugin's data stays out of the log). It
+/// answers `Ok`: an error would end the loop that every direct call's peer shares.
+struct Undelivered {
+    count: Arc<AtomicU64>,
+}
 
 impl Transport<RoleServer> for Undelivered {
     type Error = std::io::Error;
@@ -88,7 +120,13 @@ impl Transport<RoleServer> for Undelivered {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        tracing::warn!(message = ?item, "a message for a directly served tools/call had nowhere to go");
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let kind = match &item {
+            ServerJsonRpcMessage::Request(_) => "request",
+            ServerJsonRpcMessage::Notification(_) => "notification",
+            _ => "answer",
+        };
+        tracing::warn!(kind, "a message for a directly served tools/call had nowhere to go");
         std::future::ready(Ok(()))
     }
 
@@ -116,10 +154,25 @@ pub(super) async fn serve(
     cx.meta = std::mem::take(request.get_meta_mut());
     cx.extensions = std::mem::take(request.extensions_mut());
     cx.extensions.insert(parts);
+    // A client that gives up closes its connection: hyper drops this future, the guard
+    // cancels the request's token, and the call (its sandbox) is dropped with it.
+    let cancelled = cx.ct.clone();
+    let _on_drop = cancelled.clone().drop_guard();
     let session = TracedSession::new(Session::new(shared.clone()));
-    // A client that gives up closes its connection: hyper drops this future, and the call
-    // (its sandbox) with it, as rmcp cancels the handler of a stateless request.
-    let answer = match session.handle_request(request, cx).await {
+    let mut answering = std::pin::pin!(session.handle_request(request, cx));
+    let answered = tokio::select! {
+        answered = &mut answering => answered,
+        () = direct.shutdown.cancelled() => {
+            // As rmcp does when the host stops: the handler is cancelled (the session ends
+            // the call, its span and its audit line with the cancellation) and the caller
+            // gets a 500.
+            cancelled.cancel();
+            let _ = answering.await;
+            let text = "Encounter an error when empty response: no response message received from handler";
+            return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
+        }
+    };
+    let answer = match answered {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
     };

@@ -72,6 +72,32 @@ pub(super) fn media_types(headers: &HeaderMap, name: header::HeaderName) -> impl
         .map(|v| v.split(';').next().unwrap_or_default().trim())
 }
 
+/// The media types `Accept` takes, as rmcp reads them: a range weighted `q=0` is refused (a
+/// malformed weight is ignored). `None` for a header with quoted parameters, whose commas and
+/// semicolons only rmcp's parser reads exactly: such a request takes the normal path.
+fn accepted_media_types(headers: &HeaderMap) -> Option<Vec<&str>> {
+    let values = headers.get_all(header::ACCEPT).into_iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    if values.iter().any(|value| value.contains('"')) {
+        return None;
+    }
+    let weighted_zero = |parameter: &str| {
+        parameter.split_once('=').is_some_and(|(name, value)| {
+            let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
+            name.trim().eq_ignore_ascii_case("q")
+                && fraction.len() <= 3
+                && fraction.bytes().all(|digit| digit == b'0')
+                && whole == "0"
+        })
+    };
+    let ranges = values.into_iter().flat_map(|value| value.split(','));
+    let taken = ranges.filter_map(|range| {
+        let mut parts = range.split(';');
+        let essence = parts.next()?.trim();
+        (!parts.any(weighted_zero)).then_some(essence)
+    });
+    Some(taken.collect())
+}
+
 /// Whether a header's value goes to the peer as it is (rmcp Base64-encodes other values).
 pub(super) fn plain_header_value(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) && !value.starts_with("=?")
@@ -88,7 +114,8 @@ pub(super) fn eligible<'a>(scope: &RelayScope, parts: &'a Parts, message: &'a Va
     if content_type.len() != 1 || !content_type[0].eq_ignore_ascii_case("application/json") {
         return None;
     }
-    let accepts = |wanted: &str| media_types(headers, header::ACCEPT).any(|m| m.eq_ignore_ascii_case(wanted));
+    let accepted = accepted_media_types(headers)?;
+    let accepts = |wanted: &str| accepted.iter().any(|m| m.eq_ignore_ascii_case(wanted));
     if !accepts("application/json") || !accepts("text/event-stream") {
         return None;
     }
@@ -171,6 +198,12 @@ mod tests {
         let message = message();
         let call = eligible(&scope(), &parts, &message).expect("eligible");
         assert_eq!((call.name, call.id), ("b__slugify", &json!(3)));
+        // Weights rmcp accepts: above zero, or malformed (ignored).
+        for accept in ["application/json;q=0.5, text/event-stream;q=1", "application/json, text/event-stream;q=0.0001"]
+        {
+            let parts = request(&with(("accept", accept)));
+            assert!(eligible(&scope(), &parts, &message).is_some(), "{accept}");
+        }
     }
 
     /// A legacy session's call, however plain, is rmcp's: the relay keeps no account of sessions.
@@ -202,6 +235,9 @@ mod tests {
             with(("mcp-session-id", "s1")),
             with(("content-type", "text/plain")),
             with(("accept", "application/json")),
+            with(("accept", "application/json, text/event-stream;q=0")),
+            with(("accept", "application/json, text/event-stream;q=0.000")),
+            with(("accept", "application/json, text/event-stream;foo=\"a,b\"")),
             with(("mcp-protocol-version", "2025-11-25")),
             with(("mcp-method", "tools/list")),
             with(("mcp-name", "b__other")),

@@ -46,6 +46,7 @@ mod forward;
 mod tests;
 
 use answer::*;
+pub(crate) use direct::DirectPeer;
 pub(crate) use eligible::RelayScope;
 use eligible::*;
 use forward::*;
@@ -65,7 +66,7 @@ pub(crate) struct RelayLayer {
     shared: Arc<Shared>,
     scope: RelayScope,
     counts: Counts,
-    direct: direct::DirectPeer,
+    direct: DirectPeer,
 }
 
 /// What the relay has done since the host started (reported by `/health`).
@@ -88,12 +89,16 @@ pub(crate) struct RelayCounts {
     /// Calls of plugins' tools handed to the session without rmcp's per-request service
     /// (see `direct`).
     pub served_directly: u64,
+    /// Messages the session sent during a directly served call, which reached no one (the
+    /// direct path takes only calls nothing is sent for: this stays 0).
+    pub direct_undelivered: u64,
 }
 
 impl RelayLayer {
-    /// The relay for a listener that serves `hosts` (its `Host` allow-list).
-    pub(crate) fn new(shared: Arc<Shared>, hosts: &[String]) -> Self {
-        Self { shared, scope: RelayScope::new(hosts), counts: Counts::default(), direct: direct::DirectPeer::default() }
+    /// The relay for a listener that serves `hosts` (its `Host` allow-list); `direct`, how it
+    /// serves plugins' tools itself.
+    pub(crate) fn new(shared: Arc<Shared>, hosts: &[String], direct: DirectPeer) -> Self {
+        Self { shared, scope: RelayScope::new(hosts), counts: Counts::default(), direct }
     }
 
     pub(crate) fn counts(&self) -> RelayCounts {
@@ -102,6 +107,7 @@ impl RelayLayer {
             refused: self.counts.refused.load(Ordering::Relaxed),
             dropped_messages: DROPPED_MESSAGES.load(Ordering::Relaxed),
             served_directly: self.counts.served_directly.load(Ordering::Relaxed),
+            direct_undelivered: self.direct.undelivered(),
         }
     }
 
@@ -126,7 +132,7 @@ impl RelayLayer {
                 None => Err(parts),
             },
             Owner::Plugin(_) => match parsed {
-                Some(request) if direct::takes(&call, &route, &request) => {
+                Some(request) if self.direct.enabled && direct::takes(&call, &route, &request) => {
                     self.counts.served_directly.fetch_add(1, Ordering::Relaxed);
                     Ok(direct::serve(&self.shared, &self.direct, parts, *request).await)
                 }

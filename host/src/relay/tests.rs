@@ -44,7 +44,8 @@ async fn relaying() -> Relaying {
     let audit = AuditBuffer::default();
     let guard = Guard { audit: audit.log(), ..Guard::permissive() };
     let shared = Shared::new(catalog, federation, vec![7; 32], None, guard, Default::default());
-    Relaying { relay: RelayLayer::new(shared, &["127.0.0.1".to_owned()]), mock, audit }
+    let direct = super::DirectPeer::new(true, tokio_util::sync::CancellationToken::new());
+    Relaying { relay: RelayLayer::new(shared, &["127.0.0.1".to_owned()], direct), mock, audit }
 }
 
 /// A stateless 2026-07-28 `tools/call` of `tool`, as the transport hands it to the relay.

@@ -68,13 +68,29 @@ async fn run<T>(
     ending: fn(&T) -> Ending<'static>,
 ) -> Result<T, McpError> {
     let Some(span) = span else { return call.await };
+    // A request whose future is dropped (its HTTP client went away) ends as cancelled, not
+    // as the success the SDK would record when the span is dropped unended.
+    let mut unended = Unended(Some(span.clone()));
     let result = call.with_context(span.clone()).await;
+    unended.0 = None;
     let ended = match &result {
         Ok(answer) => ending(answer),
         Err(error) => Ending::Error { code: error.code.0, message: error.message.as_ref().into() },
     };
     end_request(&span, ended);
     result
+}
+
+/// The span of a request still running; ended as cancelled if the request is dropped.
+struct Unended(Option<Context>);
+
+impl Drop for Unended {
+    fn drop(&mut self) {
+        if let Some(span) = self.0.take() {
+            let error = was_cancelled();
+            end_request(&span, Ending::Error { code: error.code.0, message: error.message.as_ref().into() });
+        }
+    }
 }
 
 /// What a request its client cancelled ends with. rmcp only signals the cancellation (and

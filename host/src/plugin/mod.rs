@@ -147,6 +147,7 @@ pub struct Plugin {
     limits: Limits,
     pre: InstancePre<CallState>,
     indices: Indices,
+    calls: bindings::CallExports,
     runtime: Arc<PluginRuntime>,
 }
 
@@ -282,6 +283,13 @@ impl PluginRuntime {
         if !(exports.tools || exports.resources || exports.prompts || exports.completions) {
             return Err(LoadError::NoExports { path: shown });
         }
+        let interfaces =
+            bindings::Interfaces { tools: exports.tools, resources: exports.resources, prompts: exports.prompts };
+        let calls = bindings::CallExports::check(&pre, interfaces).map_err(|error| LoadError::Validate {
+            path: shown.clone(),
+            what: "type-checking its exports",
+            reason: format!("{error:#}"),
+        })?;
         let limits = Limits::resolve(&manifest.grants.limits, &self.options);
         let mut plugin = Plugin {
             name,
@@ -296,6 +304,7 @@ impl PluginRuntime {
             limits,
             pre,
             indices,
+            calls,
             runtime: self.clone(),
         };
         plugin.refresh_lists().await.map_err(|(what, error)| LoadError::Validate {
@@ -484,12 +493,15 @@ impl Plugin {
         arguments: &serde_json::Value,
         cx: CallContext,
     ) -> Result<Outcome<CallToolResult>, CallError> {
-        let indices = self.indices.tools.as_ref().ok_or_else(|| self.unsupported("tools"))?;
+        if self.indices.tools.is_none() {
+            return Err(self.unsupported("tools"));
+        }
         let wit_cx = convert::request_context(&cx);
         let arguments = arguments.to_string();
         let outcome = self
             .run(("tools/call", name), cx, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_call_tool(&mut *store, name, &arguments, &wit_cx).await
+                let call_tool = self.calls.call_tool(&mut *store, instance)?;
+                Ok(call_tool.call_async(&mut *store, (name, &arguments, &wit_cx)).await?.0)
             })
             .await?;
         let outcome = outcome.0.map_err(|e| self.with_denials(convert::plugin_error(&self.name, e), &outcome.1))?;
@@ -502,11 +514,14 @@ impl Plugin {
         uri: &str,
         cx: CallContext,
     ) -> Result<Outcome<ReadResourceResult>, CallError> {
-        let indices = self.indices.resources.as_ref().ok_or_else(|| self.unsupported("resources"))?;
+        if self.indices.resources.is_none() {
+            return Err(self.unsupported("resources"));
+        }
         let wit_cx = convert::request_context(&cx);
         let outcome = self
             .run(("resources/read", uri), cx, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_read_resource(&mut *store, uri, &wit_cx).await
+                let read_resource = self.calls.read_resource(&mut *store, instance)?;
+                Ok(read_resource.call_async(&mut *store, (uri, &wit_cx)).await?.0)
             })
             .await?;
         let outcome = outcome.0.map_err(|e| self.with_denials(convert::plugin_error(&self.name, e), &outcome.1))?;
@@ -520,11 +535,14 @@ impl Plugin {
         arguments: &[(String, String)],
         cx: CallContext,
     ) -> Result<Outcome<GetPromptResult>, CallError> {
-        let indices = self.indices.prompts.as_ref().ok_or_else(|| self.unsupported("prompts"))?;
+        if self.indices.prompts.is_none() {
+            return Err(self.unsupported("prompts"));
+        }
         let wit_cx = convert::request_context(&cx);
         let outcome = self
             .run(("prompts/get", name), cx, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_get_prompt(&mut *store, name, arguments, &wit_cx).await
+                let get_prompt = self.calls.get_prompt(&mut *store, instance)?;
+                Ok(get_prompt.call_async(&mut *store, (name, arguments, &wit_cx)).await?.0)
             })
             .await?;
         let outcome = outcome.0.map_err(|e| self.with_denials(convert::plugin_error(&self.name, e), &outcome.1))?;

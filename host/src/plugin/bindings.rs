@@ -11,8 +11,8 @@ use wasmtime::AsContextMut;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower, TypedFunc};
 
-use exports::fedmcp::plugin::{prompts, resources, tools};
-use fedmcp::plugin::types::{PluginError, RequestContext};
+use self::exports::fedmcp::plugin::{prompts, resources, tools};
+use self::fedmcp::plugin::types::{PluginError, RequestContext};
 
 /// The world's interface names as the component exports them.
 const TOOLS: &str = "fedmcp:plugin/tools@0.1.0";

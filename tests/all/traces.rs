@@ -286,3 +286,39 @@ async fn one_trace_runs_from_the_client_through_two_hosts_to_the_plugin() {
         "{encodings:?}"
     );
 }
+
+/// The OpenTelemetry SDK's standard sampler variables apply (the operator's lever on what
+/// tracing costs): with `parentbased_traceidratio` at 0, calls that come without a trace
+/// context are not recorded, and a call whose client sampled its trace is, its plugin call too.
+#[tokio::test]
+async fn the_sdks_sampler_variables_apply_and_a_trace_the_client_sampled_is_kept() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("the host's folder");
+    let config = format!("[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"host-b\"\n", receiver.endpoint);
+    let config = write_config(dir.path(), &config);
+    let sampler = [FAST_EXPORT, ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0")];
+    let host = Server::start_configured_with_env(&example_plugins(), &config, "127.0.0.1:0", &sampler);
+    let client = StatelessClient::new(&host);
+
+    for _ in 0..5 {
+        let (_, reply) =
+            client.request("tools/call", json!({ "name": TOOL_ON_B, "arguments": { "text": "Not Traced" } })).await;
+        assert_eq!(reply["result"]["content"][0]["text"], "not-traced", "{reply}");
+    }
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let client_span = "eee19b7ec3c1b174";
+    let params = json!({ "name": TOOL_ON_B, "arguments": { "text": "Sampled" },
+        "_meta": { "traceparent": format!("00-{trace}-{client_span}-01") } });
+    let (_, reply) = client.request("tools/call", params).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "sampled", "{reply}");
+
+    // The sampled call's spans were queued after the others would have been, so once they have
+    // come, anything the unsampled calls had recorded would have come with or before them.
+    let spans = receiver.trace(trace, |spans| spans.len() >= 2).await;
+    let request = span(&spans, "host-b", &format!("tools/call {TOOL_ON_B}"));
+    let plugin = span(&spans, "host-b", "plugin text-tools");
+    assert_eq!(request.parent_span_id, client_span, "the request span is the client's child");
+    assert_eq!(plugin.parent_span_id, request.span_id, "the plugin call is the request's child");
+    let all = receiver.spans.lock().expect("the spans").clone();
+    assert!(all.iter().all(|s| s.trace_id == trace), "only the sampled trace was exported: {all:#?}");
+}

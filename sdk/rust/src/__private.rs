@@ -137,17 +137,16 @@ pub fn call_tool<P: Plugin>(
     arguments: String,
     raw_context: w::RequestContext,
 ) -> Result<wt::CallOutcome, w::PluginError> {
-    let mut tools = Tools::default();
+    let mut tools = Tools::only(name.clone());
     P::tools(&mut tools);
     let tool = tools
         .entries
-        .iter()
-        .find(|t| t.name == name)
+        .first()
         .ok_or_else(|| w::PluginError::NotFound(format!("no tool named {name:?}")))?;
-    let arguments: Value = if arguments.trim().is_empty() {
-        Value::Object(Default::default())
+    let arguments = if arguments.trim().is_empty() {
+        "{}"
     } else {
-        serde_json::from_str(&arguments).map_err(|e| error(e.into()))?
+        &arguments
     };
     match (tool.handler)(arguments, &context(raw_context)).map_err(error)? {
         Outcome::Complete(result) => Ok(wt::CallOutcome::Complete(wt::CallResult {
@@ -200,7 +199,8 @@ pub fn read_resource<P: Plugin>(
     uri: String,
     raw_context: w::RequestContext,
 ) -> Result<wr::ReadOutcome, w::PluginError> {
-    let resources = resources::<P>();
+    let mut resources = Resources::only(uri.clone());
+    P::resources(&mut resources);
     let (entry, vars) = resources
         .find(&uri)
         .ok_or_else(|| w::PluginError::NotFound(format!("no resource at {uri}")))?;
@@ -241,12 +241,11 @@ pub fn get_prompt<P: Plugin>(
     arguments: Vec<(String, String)>,
     raw_context: w::RequestContext,
 ) -> Result<wp::PromptOutcome, w::PluginError> {
-    let mut prompts = Prompts::default();
+    let mut prompts = Prompts::only(name.clone());
     P::prompts(&mut prompts);
     let prompt = prompts
         .entries
-        .iter()
-        .find(|p| p.name == name)
+        .first()
         .ok_or_else(|| w::PluginError::NotFound(format!("no prompt named {name:?}")))?;
     let arguments: BTreeMap<String, String> = arguments.into_iter().collect();
     if let Some((missing, _, _)) = prompt

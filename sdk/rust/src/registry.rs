@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{Context, Error, Outcome, PromptMessage, ResourceContents, ToolResult, Value};
 
-type ToolHandler = Box<dyn Fn(Value, &Context) -> Result<Outcome<ToolResult>, Error>>;
+/// A tool's handler, given the call's arguments as JSON text (a typed tool reads them straight
+/// into its type, without building a `Value` first).
+type ToolHandler = Box<dyn Fn(&str, &Context) -> Result<Outcome<ToolResult>, Error>>;
 type ReadHandler = Box<
     dyn Fn(
         &str,
@@ -35,9 +37,23 @@ pub(crate) struct ToolEntry {
 #[derive(Default)]
 pub struct Tools {
     pub(crate) entries: Vec<ToolEntry>,
+    /// For a call, the name of the one tool it needs. Every call runs in a fresh instance
+    /// that fills the registry again, so the other tools' names, descriptions and handlers
+    /// are not built.
+    only: Option<String>,
 }
 
 impl Tools {
+    /// A registry that keeps only the tool named `name` (the first, if several have it).
+    pub(crate) fn only(name: String) -> Self {
+        Self { entries: Vec::new(), only: Some(name) }
+    }
+
+    /// Whether a tool of this name is kept.
+    fn keeps(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == name && self.entries.is_empty())
+    }
+
     /// Add a tool whose arguments deserialize into `A`; its input schema is derived from `A`.
     pub fn add<A, R, F>(&mut self, name: &str, description: &str, handler: F) -> ToolBuilder<'_>
     where
@@ -45,8 +61,8 @@ impl Tools {
         R: Into<Outcome<ToolResult>>,
         F: Fn(A, &Context) -> Result<R, Error> + 'static,
     {
-        self.push(name, description, Schema::Derived(schema_of::<A>), move |arguments, cx| {
-            handler(parse_arguments::<A>(&arguments)?, cx).map(Into::into)
+        self.push(name, description, Schema::Derived(schema_of::<A>), move |arguments: &str, cx: &Context| {
+            handler(parse_arguments::<A>(arguments)?, cx).map(Into::into)
         })
     }
 
@@ -62,7 +78,8 @@ impl Tools {
         R: Into<Outcome<ToolResult>>,
         F: Fn(Value, &Context) -> Result<R, Error> + 'static,
     {
-        self.push(name, description, Schema::Json(input_schema.clone()), move |arguments, cx| {
+        self.push(name, description, Schema::Json(input_schema.clone()), move |arguments: &str, cx: &Context| {
+            let arguments: Value = serde_json::from_str(arguments)?;
             check_arguments(&input_schema, &arguments)?;
             handler(arguments, cx)
         })
@@ -71,8 +88,11 @@ impl Tools {
     fn push<R, F>(&mut self, name: &str, description: &str, input_schema: Schema, handler: F) -> ToolBuilder<'_>
     where
         R: Into<Outcome<ToolResult>>,
-        F: Fn(Value, &Context) -> Result<R, Error> + 'static,
+        F: Fn(&str, &Context) -> Result<R, Error> + 'static,
     {
+        if !self.keeps(name) {
+            return ToolBuilder { entry: None };
+        }
         self.entries.push(ToolEntry {
             name: name.to_owned(),
             title: None,
@@ -85,51 +105,52 @@ impl Tools {
             open_world: None,
             handler: Box::new(move |arguments, cx| handler(arguments, cx).map(Into::into)),
         });
-        let last = self.entries.len() - 1;
-        ToolBuilder {
-            entry: &mut self.entries[last],
-        }
+        ToolBuilder { entry: self.entries.last_mut() }
     }
 }
 
-/// Optional details of a tool just added.
+/// Optional details of a tool just added (of one a call does not need, nothing is kept).
 pub struct ToolBuilder<'a> {
-    entry: &'a mut ToolEntry,
+    entry: Option<&'a mut ToolEntry>,
 }
 
 impl ToolBuilder<'_> {
-    pub fn title(self, title: &str) -> Self {
-        self.entry.title = Some(title.to_owned());
+    fn with(mut self, set: impl FnOnce(&mut ToolEntry)) -> Self {
+        if let Some(entry) = self.entry.as_deref_mut() {
+            set(entry);
+        }
         self
+    }
+    pub fn title(self, title: &str) -> Self {
+        self.with(|entry| entry.title = Some(title.to_owned()))
     }
     /// The schema of the tool's structured content, derived from `O`.
     pub fn output<O: JsonSchema>(self) -> Self {
-        self.entry.output_schema = Some(Schema::Derived(schema_of::<O>));
-        self
+        self.with(|entry| entry.output_schema = Some(Schema::Derived(schema_of::<O>)))
     }
+    /// A hand-written schema of the tool's structured content. The plugin builds this value
+    /// again in every call (each runs in a fresh instance); a schema derived with
+    /// [`output`](Self::output) is built only when the tools are listed.
     pub fn output_schema(self, schema: Value) -> Self {
-        self.entry.output_schema = Some(Schema::Json(schema));
-        self
+        self.with(|entry| entry.output_schema = Some(Schema::Json(schema)))
     }
     /// The tool does not change anything.
     pub fn read_only(self) -> Self {
-        self.entry.read_only = Some(true);
-        self.entry.destructive = Some(false);
-        self
+        self.with(|entry| {
+            entry.read_only = Some(true);
+            entry.destructive = Some(false);
+        })
     }
     /// The tool may destroy data; hosts may ask the user before calling it.
     pub fn destructive(self) -> Self {
-        self.entry.destructive = Some(true);
-        self
+        self.with(|entry| entry.destructive = Some(true))
     }
     pub fn idempotent(self) -> Self {
-        self.entry.idempotent = Some(true);
-        self
+        self.with(|entry| entry.idempotent = Some(true))
     }
     /// The tool reaches outside the plugin (the network, other systems).
     pub fn open_world(self, open: bool) -> Self {
-        self.entry.open_world = Some(open);
-        self
+        self.with(|entry| entry.open_world = Some(open))
     }
 }
 
@@ -149,19 +170,22 @@ impl Schema {
     }
 }
 
-/// Deserialize a tool's arguments into `A`, refusing names `A` does not have. Deriving the
-/// schema costs more than a whole call of a small tool (every call has a fresh instance), so
-/// it is derived only to word an error the way the other SDKs do.
-fn parse_arguments<A: DeserializeOwned + JsonSchema>(arguments: &Value) -> Result<A, Error> {
+/// Deserialize a tool's arguments (JSON text) into `A`, refusing names `A` does not have.
+/// Deriving the schema costs more than a whole call of a small tool (every call has a fresh
+/// instance), so it is derived only to word an error the way the other SDKs do.
+fn parse_arguments<A: DeserializeOwned + JsonSchema>(arguments: &str) -> Result<A, Error> {
     let mut unknown = None;
-    let parsed = serde_ignored::deserialize(arguments, |path| {
+    let mut json = serde_json::Deserializer::from_str(arguments);
+    let parsed = serde_ignored::deserialize(&mut json, |path| {
         unknown.get_or_insert_with(|| path.to_string());
-    });
+    })
+    .and_then(|parsed| json.end().map(|()| parsed));
     match (parsed, unknown) {
         (Ok(arguments), None) => Ok(arguments),
         (Ok(_), Some(name)) => Err(Error::invalid_params(format!("unknown argument: {name}"))),
         (Err(error), _) => {
-            check_arguments(&schema_of::<A>(), arguments)?;
+            let arguments: Value = serde_json::from_str(arguments)?;
+            check_arguments(&schema_of::<A>(), &arguments)?;
             Err(Error::invalid_params(format!(
                 "arguments do not match the input schema: {error}"
             )))
@@ -261,9 +285,17 @@ pub(crate) struct ResourceEntry {
 #[derive(Default)]
 pub struct Resources {
     pub(crate) entries: Vec<ResourceEntry>,
+    /// For a read, the URI it reads: only the resources and templates that could serve it
+    /// are kept (see [`Tools`]).
+    only: Option<String>,
 }
 
 impl Resources {
+    /// A registry that keeps only what could serve a read of `uri`.
+    pub(crate) fn only(uri: String) -> Self {
+        Self { entries: Vec::new(), only: Some(uri) }
+    }
+
     /// A resource at a fixed URI.
     pub fn add<R, F>(&mut self, uri: &str, name: &str, handler: F) -> ResourceBuilder<'_>
     where
@@ -305,6 +337,10 @@ impl Resources {
         template: bool,
         handler: ReadHandler,
     ) -> ResourceBuilder<'_> {
+        let serves = |wanted: &str| if template { match_template(uri, wanted).is_some() } else { uri == wanted };
+        if !self.only.as_deref().is_none_or(serves) {
+            return ResourceBuilder { entry: None };
+        }
         self.entries.push(ResourceEntry {
             uri: uri.to_owned(),
             name: name.to_owned(),
@@ -314,10 +350,7 @@ impl Resources {
             template,
             handler,
         });
-        let last = self.entries.len() - 1;
-        ResourceBuilder {
-            entry: &mut self.entries[last],
-        }
+        ResourceBuilder { entry: self.entries.last_mut() }
     }
 
     pub(crate) fn find(&self, uri: &str) -> Option<(&ResourceEntry, BTreeMap<String, String>)> {
@@ -331,23 +364,26 @@ impl Resources {
     }
 }
 
-/// Optional details of a resource just added.
+/// Optional details of a resource just added (of one a read does not need, nothing is kept).
 pub struct ResourceBuilder<'a> {
-    entry: &'a mut ResourceEntry,
+    entry: Option<&'a mut ResourceEntry>,
 }
 
 impl ResourceBuilder<'_> {
-    pub fn title(self, title: &str) -> Self {
-        self.entry.title = Some(title.to_owned());
+    fn with(mut self, set: impl FnOnce(&mut ResourceEntry)) -> Self {
+        if let Some(entry) = self.entry.as_deref_mut() {
+            set(entry);
+        }
         self
+    }
+    pub fn title(self, title: &str) -> Self {
+        self.with(|entry| entry.title = Some(title.to_owned()))
     }
     pub fn description(self, description: &str) -> Self {
-        self.entry.description = Some(description.to_owned());
-        self
+        self.with(|entry| entry.description = Some(description.to_owned()))
     }
     pub fn mime_type(self, mime_type: &str) -> Self {
-        self.entry.mime_type = Some(mime_type.to_owned());
-        self
+        self.with(|entry| entry.mime_type = Some(mime_type.to_owned()))
     }
 }
 
@@ -389,15 +425,25 @@ pub(crate) struct PromptEntry {
 #[derive(Default)]
 pub struct Prompts {
     pub(crate) entries: Vec<PromptEntry>,
+    /// For a `prompts/get`, the name of the one prompt it needs (see [`Tools`]).
+    only: Option<String>,
 }
 
 impl Prompts {
+    /// A registry that keeps only the prompt named `name` (the first, if several have it).
+    pub(crate) fn only(name: String) -> Self {
+        Self { entries: Vec::new(), only: Some(name) }
+    }
+
     /// Add a prompt; the handler receives its arguments by name.
     pub fn add<R, F>(&mut self, name: &str, description: &str, handler: F) -> PromptBuilder<'_>
     where
         R: Into<Outcome<PromptResult>>,
         F: Fn(&BTreeMap<String, String>, &Context) -> Result<R, Error> + 'static,
     {
+        if !self.only.as_deref().is_none_or(|only| only == name && self.entries.is_empty()) {
+            return PromptBuilder { entry: None };
+        }
         self.entries.push(PromptEntry {
             name: name.to_owned(),
             title: None,
@@ -405,29 +451,33 @@ impl Prompts {
             arguments: Vec::new(),
             handler: Box::new(move |arguments, cx| handler(arguments, cx).map(Into::into)),
         });
-        let last = self.entries.len() - 1;
-        PromptBuilder {
-            entry: &mut self.entries[last],
-        }
+        PromptBuilder { entry: self.entries.last_mut() }
     }
 }
 
-/// Optional details of a prompt just added.
+/// Optional details of a prompt just added (of one a `prompts/get` does not need, nothing is
+/// kept).
 pub struct PromptBuilder<'a> {
-    entry: &'a mut PromptEntry,
+    entry: Option<&'a mut PromptEntry>,
 }
 
 impl PromptBuilder<'_> {
-    pub fn title(self, title: &str) -> Self {
-        self.entry.title = Some(title.to_owned());
+    fn with(mut self, set: impl FnOnce(&mut PromptEntry)) -> Self {
+        if let Some(entry) = self.entry.as_deref_mut() {
+            set(entry);
+        }
         self
+    }
+    pub fn title(self, title: &str) -> Self {
+        self.with(|entry| entry.title = Some(title.to_owned()))
     }
     /// An argument; the host refuses a `prompts/get` that lacks a required one.
     pub fn argument(self, name: &str, description: &str, required: bool) -> Self {
-        self.entry
-            .arguments
-            .push((name.to_owned(), Some(description.to_owned()), required));
-        self
+        self.with(|entry| {
+            entry
+                .arguments
+                .push((name.to_owned(), Some(description.to_owned()), required));
+        })
     }
 }
 
@@ -480,8 +530,123 @@ impl Completion {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_arguments, match_template, parse_arguments};
+    use super::{Prompts, Resources, Tools, check_arguments, match_template, parse_arguments};
+    use crate::{Context, ResourceContents, ToolResult};
     use serde_json::json;
+
+    fn fill_tools(tools: &mut Tools) {
+        tools
+            .add_raw("first", "one", json!({}), |_, _| Ok("first"))
+            .title("First")
+            .read_only();
+        tools
+            .add_raw("second", "two", json!({}), |_, _| Ok("second"))
+            .output_schema(json!({ "type": "object" }))
+            .destructive();
+        tools
+            .add_raw("second", "a second of that name", json!({}), |_, _| {
+                Ok("other")
+            })
+            .title("Shadowed");
+    }
+
+    fn text_of(result: crate::Outcome<ToolResult>) -> String {
+        match result {
+            crate::Outcome::Complete(result) => format!("{:?}", result.content),
+            crate::Outcome::InputRequired(_) => "input required".into(),
+        }
+    }
+
+    #[test]
+    fn a_call_keeps_the_first_tool_of_its_name_with_its_details() {
+        let mut all = Tools::default();
+        fill_tools(&mut all);
+        assert_eq!(all.entries.len(), 3);
+
+        let mut called = Tools::only("second".into());
+        fill_tools(&mut called);
+        assert_eq!(called.entries.len(), 1);
+        let tool = &called.entries[0];
+        assert_eq!(tool.description, "two");
+        assert_eq!(tool.title, None);
+        assert_eq!(tool.destructive, Some(true));
+        assert!(tool.output_schema.is_some());
+        let cx = Context::default();
+        assert!(text_of((tool.handler)("{}", &cx).unwrap()).contains("second"));
+
+        let mut missing = Tools::only("third".into());
+        fill_tools(&mut missing);
+        assert!(missing.entries.is_empty());
+    }
+
+    fn fill_resources(resources: &mut Resources) {
+        let text = |uri: &str| Ok(vec![ResourceContents::text(uri, "text/plain", "x")]);
+        resources
+            .add("notes://all", "all", move |uri, _| text(uri))
+            .title("All");
+        resources
+            .add_template("notes://{topic}", "topic", move |uri, _, _| text(uri))
+            .description("One topic");
+        resources.add("docs://readme", "readme", move |uri, _| text(uri));
+    }
+
+    #[test]
+    fn a_read_finds_what_the_whole_registry_finds() {
+        let mut all = Resources::default();
+        fill_resources(&mut all);
+        for uri in [
+            "notes://all",
+            "notes://rust",
+            "docs://readme",
+            "docs://other",
+            "notes://a/b",
+        ] {
+            let mut read = Resources::only(uri.into());
+            fill_resources(&mut read);
+            let expected = all
+                .find(uri)
+                .map(|(entry, vars)| (entry.name.clone(), vars));
+            let found = read
+                .find(uri)
+                .map(|(entry, vars)| (entry.name.clone(), vars));
+            assert_eq!(found, expected, "{uri}");
+            assert!(
+                read.entries.len() <= 2,
+                "{uri}: kept {}",
+                read.entries.len()
+            );
+        }
+        let mut read = Resources::only("notes://all".into());
+        fill_resources(&mut read);
+        assert_eq!(read.entries[0].title.as_deref(), Some("All"));
+        assert_eq!(read.entries[1].description.as_deref(), Some("One topic"));
+    }
+
+    #[test]
+    fn a_get_keeps_the_first_prompt_of_its_name_with_its_arguments() {
+        let fill = |prompts: &mut Prompts| {
+            prompts
+                .add("greet", "say hello", |_, _| {
+                    Ok(super::PromptResult::default())
+                })
+                .argument("who", "", true);
+            prompts
+                .add("part", "say goodbye", |_, _| {
+                    Ok(super::PromptResult::default())
+                })
+                .argument("why", "", false);
+            prompts.add("greet", "again", |_, _| Ok(super::PromptResult::default()));
+        };
+        let mut got = Prompts::only("greet".into());
+        fill(&mut got);
+        assert_eq!(got.entries.len(), 1);
+        assert_eq!(got.entries[0].description.as_deref(), Some("say hello"));
+        assert_eq!(got.entries[0].arguments.len(), 1);
+        let mut missing = Prompts::only("other".into());
+        fill(&mut missing);
+        assert!(missing.entries.is_empty());
+    }
+
 
     #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct Convert {
@@ -493,9 +658,10 @@ mod tests {
 
     #[test]
     fn derived_arguments_are_refused_with_the_messages_of_the_other_sdks() {
-        assert!(parse_arguments::<Convert>(&json!({ "value": 1 })).is_ok());
-        let refused = |arguments| {
-            parse_arguments::<Convert>(&arguments)
+        assert!(parse_arguments::<Convert>(&json!({ "value": 1 }).to_string()).is_ok());
+        assert!(parse_arguments::<Convert>("{\"value\": 1} trailing").is_err());
+        let refused = |arguments: serde_json::Value| {
+            parse_arguments::<Convert>(&arguments.to_string())
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()

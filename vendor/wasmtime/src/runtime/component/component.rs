@@ -99,6 +99,11 @@ struct ComponentInner {
 
     /// The checksum of the source binary from which the module was compiled.
     checksum: WasmChecksum,
+
+    // FEDMCP PATCH: where each of the component's trampolines lies in the text section
+    // (`Abi::Wasm`, `Abi::Array`), indexed by `TrampolineIndex`, found once here instead of
+    // by two `func_loc` searches per trampoline in every instantiation.
+    trampoline_locs: Vec<(Option<FunctionLoc>, Option<FunctionLoc>)>,
 }
 
 impl fmt::Debug for Component {
@@ -471,6 +476,17 @@ impl Component {
             [ValType::I32],
         ));
 
+        // FEDMCP PATCH: see `ComponentInner::trampoline_locs`.
+        let trampoline_locs = info
+            .component
+            .trampolines
+            .keys()
+            .map(|idx| {
+                let loc = |abi| index.func_loc(FuncKey::ComponentTrampoline(abi, idx)).copied();
+                (loc(Abi::Wasm), loc(Abi::Array))
+            })
+            .collect();
+
         Ok(Component {
             inner: Arc::new(ComponentInner {
                 id: CompiledModuleId::new(),
@@ -482,6 +498,7 @@ impl Component {
                 index,
                 realloc_func_type,
                 checksum,
+                trampoline_locs,
             }),
         })
     }
@@ -518,14 +535,12 @@ impl Component {
     }
 
     pub(crate) fn trampoline_ptrs(&self, index: TrampolineIndex) -> AllCallFuncPointers {
-        let wasm_call = self
-            .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Wasm, index))
-            .unwrap()
-            .cast();
-        let array_call = self
-            .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Array, index))
-            .unwrap()
-            .cast();
+        // FEDMCP PATCH: the locations were found when the component was made (the same
+        // `func_loc` lookups `store_invariant_func` does; a missing one panics here as its
+        // `unwrap` did).
+        let (wasm, array) = &self.inner.trampoline_locs[index.as_u32() as usize];
+        let wasm_call = self.func_loc_to_pointer(wasm.as_ref().unwrap()).cast();
+        let array_call = self.func_loc_to_pointer(array.as_ref().unwrap()).cast();
         AllCallFuncPointers {
             wasm_call,
             array_call,

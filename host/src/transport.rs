@@ -29,6 +29,7 @@ mod jsonrpc;
 mod message;
 mod rebinding;
 mod sessions;
+mod stdio;
 mod websocket;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -303,8 +304,11 @@ pub async fn serve_stdio(shared: Arc<Shared>) -> anyhow::Result<()> {
     // them on the IO reactor; `stdio()` hands every read and write to the blocking thread pool,
     // which capped tools/call near 11k calls/s against 23-30k on pipes (`cargo bench --bench
     // stdio_calls`). Anything else (a terminal, a file, the socket pair a Node.js client
-    // gives) falls back to those blocking handles.
-    let service = TracedSession::new(Session::for_stdio(shared)).serve(rmcp::transport::stdio_pipes()).await?;
+    // gives) falls back to those blocking handles. The transport reads a `tools/call` without
+    // rmcp's trial parse (see `stdio`).
+    let (read, write) = rmcp::transport::stdio_pipes();
+    let transport = stdio::StdioTransport::new(read, write);
+    let service = TracedSession::new(Session::for_stdio(shared)).serve(transport).await?;
     service.waiting().await?;
     Ok(())
 }

@@ -239,3 +239,71 @@ async fn mcp_param_headers_must_match_the_arguments_they_mirror() {
     }
     client.still_serving().await;
 }
+
+/// Over stdio, what cannot be read is answered as rmcp's transport answers it (a line that is
+/// no JSON: nothing; JSON that is no message: "Invalid request" without an id), the client
+/// stays connected, and calls around the bad lines, the common one read by the host's short
+/// way and one with an escape taking rmcp's parse, are answered alike.
+#[test]
+fn stdio_answers_bad_lines_as_rmcp_does_and_keeps_serving() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::process::{Command, Stdio};
+
+    let plugins = tempfile::tempdir().expect("a plugins folder");
+    std::fs::copy(example_plugins().join("text-tools.wasm"), plugins.path().join("text-tools.wasm"))
+        .expect("copy the plugin");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_fedmcp"))
+        .args(["serve", "--stdio", "--plugins"])
+        .arg(plugins.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fedmcp starts");
+    let mut input = server.stdin.take().expect("stdin");
+    let mut output = BufReader::new(server.stdout.take().expect("stdout"));
+    // The next answer (notifications, such as a list change, are passed over).
+    let mut read = || loop {
+        let mut line = String::new();
+        output.read_line(&mut line).expect("a line from the server");
+        let message = serde_json::from_str::<Value>(&line).expect("the server writes JSON");
+        if message.get("method").is_none() {
+            return message;
+        }
+    };
+    let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    writeln!(input, "{initialize}").expect("write");
+    assert_eq!(read()["id"], 0);
+    // A stdio client's list waits for the first load: after it, the tool is served.
+    writeln!(input, "{}", json!({ "jsonrpc": "2.0", "id": 100, "method": "tools/list" })).expect("write");
+    assert_eq!(read()["id"], 100);
+    let call = |id: u32, text: &str| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": { "name": "text-tools__slugify", "arguments": { "text": text } } })
+        .to_string()
+    };
+    let lines = [
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+        "this is not json".to_owned(),
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":[1]}"#.to_owned(),
+        call(1, "Hello World"),
+        // The same call with its text escaped: rmcp reads this one.
+        call(2, "Hello World").replace("Hello", "\\u0048ello"),
+    ];
+    for line in lines {
+        writeln!(input, "{line}").expect("write");
+    }
+    input.flush().expect("flush");
+    let mut answers = (0..3).map(|_| read()).collect::<Vec<_>>();
+    answers.sort_by_key(|answer| answer["id"].as_u64().unwrap_or(0));
+    assert_eq!(answers[0]["error"]["code"], -32600, "{answers:?}");
+    assert_eq!(answers[0]["id"], Value::Null);
+    for (answer, id) in answers[1..].iter().zip([1, 2]) {
+        assert_eq!(answer["id"], id, "{answer}");
+        assert_eq!(answer["result"]["content"][0]["text"], "hello-world", "{answer}");
+    }
+    drop(input);
+    let status = server.wait().expect("the server exits when stdin closes");
+    assert!(status.success(), "{status}");
+}

@@ -1,20 +1,12 @@
 //! Everyday text tools: count words, make slugs, pretty-print JSON, change case.
 
 use fedmcp_sdk::{Error, JsonSchema, Plugin, ToolResult, Tools, json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Deserialize, JsonSchema)]
 struct TextInput {
     /// The text to work on.
     text: String,
-}
-
-/// What `word_count` answers.
-#[derive(Serialize, JsonSchema)]
-struct WordCounts {
-    words: usize,
-    lines: usize,
-    characters: usize,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -96,18 +88,28 @@ impl Plugin for TextTools {
                 "word_count",
                 "Count the words, lines and characters of a text",
                 |input: TextInput, _cx| {
-                    let counts = WordCounts {
-                        words: words(&input.text).count(),
-                        lines: input.text.lines().count(),
-                        characters: input.text.chars().count(),
-                    };
-                    Ok(ToolResult::structured(json!(counts)))
+                    let counts = json!({
+                        "words": words(&input.text).count(),
+                        "lines": input.text.lines().count(),
+                        "characters": input.text.chars().count(),
+                    });
+                    Ok(ToolResult::structured(counts))
                 },
             )
             .title("Word count")
             .read_only()
-            // Derived when the tools are listed, not built again in every call's instance.
-            .output::<WordCounts>();
+            // Built when the tools are listed, not again in every call's fresh instance.
+            .output_schema_with(|| {
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "words": { "type": "integer" },
+                        "lines": { "type": "integer" },
+                        "characters": { "type": "integer" }
+                    },
+                    "required": ["words", "lines", "characters"]
+                })
+            });
         tools
             .add(
                 "slugify",

@@ -129,10 +129,15 @@ impl ToolBuilder<'_> {
         self.with(|entry| entry.output_schema = Some(Schema::Derived(schema_of::<O>)))
     }
     /// A hand-written schema of the tool's structured content. The plugin builds this value
-    /// again in every call (each runs in a fresh instance); a schema derived with
-    /// [`output`](Self::output) is built only when the tools are listed.
+    /// again in every call (each runs in a fresh instance): [`output_schema_with`]
+    /// (Self::output_schema_with) builds it only when the tools are listed.
     pub fn output_schema(self, schema: Value) -> Self {
         self.with(|entry| entry.output_schema = Some(Schema::Json(schema)))
+    }
+    /// A hand-written schema of the tool's structured content, built by `schema` only when the
+    /// tools are listed, e.g. `.output_schema_with(|| json!({ "type": "object", ... }))`.
+    pub fn output_schema_with(self, schema: fn() -> Value) -> Self {
+        self.with(|entry| entry.output_schema = Some(Schema::Derived(schema)))
     }
     /// The tool does not change anything.
     pub fn read_only(self) -> Self {
@@ -154,8 +159,9 @@ impl ToolBuilder<'_> {
     }
 }
 
-/// A tool's schema: written out, or derived from a type when the tools are listed. Derived
-/// schemas are not built for calls, which run in a fresh instance each time.
+/// A tool's schema: written out, or built by a function (derived from a type, or written in
+/// one) when the tools are listed. Those are not built for calls, which run in a fresh
+/// instance each time.
 pub(crate) enum Schema {
     Json(Value),
     Derived(fn() -> Value),
@@ -171,21 +177,31 @@ impl Schema {
 }
 
 /// Deserialize a tool's arguments (JSON text) into `A`, refusing names `A` does not have.
-/// Deriving the schema costs more than a whole call of a small tool (every call has a fresh
-/// instance), so it is derived only to word an error the way the other SDKs do.
+/// Read straight from the text; arguments that do not fit are read again as a `Value`, so
+/// what is refused, and how, is as when every call built one. Deriving the schema costs more
+/// than a whole call of a small tool (every call has a fresh instance), so it is derived only
+/// to word an error the way the other SDKs do.
 fn parse_arguments<A: DeserializeOwned + JsonSchema>(arguments: &str) -> Result<A, Error> {
-    let mut unknown = None;
+    let mut unknown = false;
     let mut json = serde_json::Deserializer::from_str(arguments);
-    let parsed = serde_ignored::deserialize(&mut json, |path| {
+    let parsed = serde_ignored::deserialize(&mut json, |_| unknown = true)
+        .and_then(|parsed| json.end().map(|()| parsed));
+    match parsed {
+        Ok(arguments) if !unknown => Ok(arguments),
+        _ => parse_value::<A>(&serde_json::from_str(arguments)?),
+    }
+}
+
+fn parse_value<A: DeserializeOwned + JsonSchema>(arguments: &Value) -> Result<A, Error> {
+    let mut unknown = None;
+    let parsed = serde_ignored::deserialize(arguments, |path| {
         unknown.get_or_insert_with(|| path.to_string());
-    })
-    .and_then(|parsed| json.end().map(|()| parsed));
+    });
     match (parsed, unknown) {
         (Ok(arguments), None) => Ok(arguments),
         (Ok(_), Some(name)) => Err(Error::invalid_params(format!("unknown argument: {name}"))),
         (Err(error), _) => {
-            let arguments: Value = serde_json::from_str(arguments)?;
-            check_arguments(&schema_of::<A>(), &arguments)?;
+            check_arguments(&schema_of::<A>(), arguments)?;
             Err(Error::invalid_params(format!(
                 "arguments do not match the input schema: {error}"
             )))
@@ -654,6 +670,31 @@ mod tests {
         value: f64,
         #[allow(dead_code)]
         to: Option<String>,
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    enum Case {
+        Upper,
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct ChangeCase {
+        #[allow(dead_code)]
+        to: Case,
+    }
+
+    #[test]
+    fn arguments_that_do_not_fit_are_refused_as_when_they_were_read_as_a_value() {
+        let refused = parse_arguments::<ChangeCase>(r#"{"to": "weird"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("unknown variant `weird`"), "{refused}");
+        assert!(!refused.contains("line 1"), "no position in the text: {refused}");
+        // A name sent twice: the value keeps the last, as before.
+        assert!(parse_arguments::<ChangeCase>(r#"{"to": "weird", "to": "upper"}"#).is_ok());
+        assert!(parse_arguments::<ChangeCase>("not json").is_err());
     }
 
     #[test]

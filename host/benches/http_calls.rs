@@ -31,6 +31,7 @@ use fedmcp::plugin::{PluginRuntime, RuntimeOptions};
 use fedmcp::session::Shared;
 use fedmcp::telemetry::{TelemetrySettings, Tracing};
 use fedmcp::transport;
+use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
@@ -46,9 +47,16 @@ use native::NativeSlugify;
 /// B's slugify tool as A, which imports B under the namespace `b`, serves it.
 const HOP_TOOL: &str = "b__text-tools__slugify";
 
-/// An OTLP/HTTP collector that takes every export and keeps nothing; its address.
+/// An OTLP/HTTP collector that takes every export and keeps nothing; its address. It reads each
+/// body to its end without gathering it: a real collector runs elsewhere, and what this one does
+/// is counted in the traced host's figures.
 async fn otlp_sink() -> String {
-    let sink = axum::Router::new().route("/v1/traces", axum::routing::post(|_: axum::body::Bytes| async { "" }));
+    let drain = |body: axum::body::Body| async move {
+        let mut frames = body.into_data_stream();
+        while let Some(Ok(_)) = frames.next().await {}
+        ""
+    };
+    let sink = axum::Router::new().route("/v1/traces", axum::routing::post(drain));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let address = listener.local_addr().expect("local address").to_string();
     tokio::spawn(async move { axum::serve(listener, sink).await });

@@ -387,7 +387,7 @@ impl Plugin {
     /// the call in the log line that records what the sandbox refused.
     async fn run<R>(
         &self,
-        call: (&str, &str),
+        call: (&'static str, &str),
         cx: CallContext,
         f: impl AsyncFnOnce(&mut wasmtime::Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, String), CallError> {

@@ -41,7 +41,7 @@ impl TracedSession {
     }
 
     /// The span of one request, or `None` (at once) when the host does not trace.
-    fn start(&self, method: &str, target: Option<&str>, cx: &RequestContext<RoleServer>) -> Option<Context> {
+    fn start(&self, method: &'static str, target: Option<&str>, cx: &RequestContext<RoleServer>) -> Option<Context> {
         let tracing = self.tracing.as_ref()?;
         let version = cx.protocol_version();
         let request = Request {

@@ -23,6 +23,8 @@
 
 pub mod config;
 mod export;
+mod otlp;
+mod queue;
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -31,7 +33,7 @@ use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, StringValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use rmcp::model::ClientRequest;
@@ -58,28 +60,38 @@ struct Inner {
     tracer: SdkTracer,
     provider: SdkTracerProvider,
     propagator: TraceContextPropagator,
+    /// `None` in unit tests, whose spans go nowhere.
+    queue: Option<queue::QueueHandle>,
 }
 
 impl Tracing {
-    /// Trace to the collector `settings` names. Spans are queued and posted from a thread of
-    /// the OpenTelemetry SDK's through the current tokio runtime, which must outlive them.
+    /// Trace to the collector `settings` names. Spans are queued (`queue`) and posted by a
+    /// task on the current tokio runtime, which must outlive them.
     pub fn start(settings: &TelemetrySettings) -> anyhow::Result<Self> {
-        let exporter = export::exporter(settings)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            anyhow::anyhow!("telemetry: traces are exported through a tokio runtime, and none is running")
+        })?;
+        let queue_settings = queue::QueueSettings::from_env(|name| std::env::var(name).ok());
+        let collector = export::Collector::new(settings, queue_settings.export_timeout)?;
+        let (processor, queue) = queue::SpanQueue::start(collector, queue_settings, &runtime);
         let resource = opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build();
-        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+        let provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build();
         let tracer = provider.tracer("fedmcp");
         tracing::info!(collector = %settings.traces_url, service = %settings.service_name, "exporting traces over OTLP/HTTP");
-        Ok(Self { inner: Arc::new(Inner { tracer, provider, propagator: TraceContextPropagator::new() }) })
+        let propagator = TraceContextPropagator::new();
+        Ok(Self { inner: Arc::new(Inner { tracer, provider, propagator, queue: Some(queue) }) })
     }
 
     /// Send the spans still queued (at most [`FLUSH_LIMIT`]) and stop exporting.
     pub async fn shutdown(&self) {
-        let provider = self.inner.provider.clone();
-        // The SDK blocks the calling thread while its export thread posts through this runtime.
-        let stopped = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_LIMIT)).await;
-        if let Ok(Err(error)) = stopped {
-            tracing::warn!(%error, "traces still queued at shutdown may not have been exported");
+        if let Some(queue) = &self.inner.queue
+            && let Err(why) = queue.close(FLUSH_LIMIT).await
+        {
+            tracing::warn!(why, "traces still queued at shutdown may not have been exported");
         }
+        let provider = self.inner.provider.clone();
+        // Nothing is left to post; the SDK's shutdown may still block its thread.
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_LIMIT)).await;
     }
 
     /// Start the span of one request this host serves. Its parent is the W3C trace context in
@@ -92,12 +104,12 @@ impl Tracing {
             _ => Context::new(),
         };
         let mut attributes = Vec::with_capacity(5);
-        attributes.push(KeyValue::new("mcp.method.name", clip(request.method)));
+        attributes.push(KeyValue::new("mcp.method.name", request.method));
         if let Some(version) = request.protocol_version {
             attributes.push(KeyValue::new("mcp.protocol.version", clip(version)));
         }
         if let Some(id) = request.id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", clip(&id.to_string())));
+            attributes.push(KeyValue::new("jsonrpc.request.id", crate::text::clip(id.to_string(), MAX_SPAN_TEXT)));
         }
         match (request.method, request.target) {
             ("tools/call", target) => {
@@ -121,8 +133,8 @@ impl Tracing {
 
 /// What names a request's span.
 pub(crate) struct Request<'a> {
-    /// The JSON-RPC method, e.g. `tools/call`.
-    pub method: &'a str,
+    /// The JSON-RPC method, e.g. `tools/call` (one the host serves: static text, not clipped).
+    pub method: &'static str,
     /// The tool's or prompt's name (`params.name`), if the request has one.
     pub target: Option<&'a str>,
     pub id: Option<&'a dyn Display>,
@@ -278,21 +290,24 @@ pub(crate) struct PluginSpan {
 }
 
 impl PluginSpan {
-    pub(crate) fn start(plugin: &str, method: &str, target: &str) -> Option<Self> {
+    pub(crate) fn start(plugin: &str, method: &'static str, target: &str) -> Option<Self> {
         let tracing = current()?;
         let tracer = &tracing.inner.tracer;
-        let mut attributes = vec![
-            KeyValue::new("fedmcp.plugin.name", plugin.to_owned()),
-            KeyValue::new("mcp.method.name", clip(method)),
-        ];
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(KeyValue::new("fedmcp.plugin.name", plugin.to_owned()));
+        attributes.push(KeyValue::new("mcp.method.name", method));
         if !target.is_empty() {
-            attributes.push(KeyValue::new("fedmcp.plugin.target", clip(target)));
+            let target: Arc<str> = clip(target).into();
+            if method == "tools/call" {
+                attributes.push(KeyValue::new("gen_ai.tool.name", StringValue::from(target.clone())));
+            }
+            attributes.push(KeyValue::new("fedmcp.plugin.target", StringValue::from(target)));
         }
-        if method == "tools/call" {
-            attributes.push(KeyValue::new("gen_ai.tool.name", clip(target)));
-        }
+        let mut name = String::with_capacity("plugin ".len() + plugin.len());
+        name.push_str("plugin ");
+        name.push_str(plugin);
         let span = tracer
-            .span_builder(format!("plugin {plugin}"))
+            .span_builder(name)
             .with_kind(SpanKind::Internal)
             .with_attributes(attributes)
             .start_with_context(tracer, &Context::current());
@@ -317,7 +332,6 @@ impl Drop for PluginSpan {
     }
 }
 
-/// `"<method> <target>"`, or the method alone.
 /// The most of a caller's, a peer's or a plugin's text a span keeps in one name, attribute or
 /// status: the exporter's queue is bounded in spans, not bytes, and a tool name or an error
 /// message is whatever its sender made it.
@@ -325,14 +339,33 @@ const MAX_SPAN_TEXT: usize = 256;
 
 /// `text`, cut to [`MAX_SPAN_TEXT`] bytes (on a character boundary, marked with `…`).
 fn clip(text: &str) -> String {
-    crate::text::clip(text.to_owned(), MAX_SPAN_TEXT)
+    let mut clipped = String::with_capacity(text.len().min(MAX_SPAN_TEXT + '…'.len_utf8()));
+    push_clipped(&mut clipped, text);
+    clipped
 }
 
-fn span_name(method: &str, target: Option<&str>) -> String {
-    match target {
-        Some(target) => format!("{} {}", clip(method), clip(target)),
-        None => clip(method),
+/// [`clip`], onto the end of `out`.
+fn push_clipped(out: &mut String, text: &str) {
+    if text.len() <= MAX_SPAN_TEXT {
+        out.push_str(text);
+        return;
     }
+    let mut end = MAX_SPAN_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&text[..end]);
+    out.push('…');
+}
+
+/// `"<method> <target>"`, or the method alone.
+fn span_name(method: &str, target: Option<&str>) -> String {
+    let Some(target) = target else { return clip(method) };
+    let mut name = String::with_capacity(method.len() + 1 + target.len().min(MAX_SPAN_TEXT + '…'.len_utf8()));
+    push_clipped(&mut name, method);
+    name.push(' ');
+    push_clipped(&mut name, target);
+    name
 }
 
 /// A request's `_meta`, read as a W3C trace context carrier.

@@ -11,7 +11,7 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 fn tracing() -> Tracing {
     let provider = SdkTracerProvider::builder().build();
     let tracer = provider.tracer("test");
-    Tracing { inner: Arc::new(Inner { tracer, provider, propagator: TraceContextPropagator::new() }) }
+    Tracing { inner: Arc::new(Inner { tracer, provider, propagator: TraceContextPropagator::new(), queue: None }) }
 }
 
 fn meta(value: Value) -> Map<String, Value> {

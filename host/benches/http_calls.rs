@@ -14,7 +14,7 @@
 //! BENCH_ONLY=otel (only tracing off against on, direct and one hop, in alternating rounds,
 //! with the median of the rounds' ratios: less noise than one pass), BENCH_ONLY=wasm (only
 //! the native tool against the direct WASM tool, alternating rounds likewise);
-//! BENCH_PROFILE=native|wasm|otel (only that server's load, for a profiler; both revisions, or
+//! BENCH_PROFILE=native|wasm|otel|hop|otel-hop (only that server's load, for a profiler; both revisions, or
 //! the one BENCH_REVISION=2025-11-25|2026-07-28 names).
 
 // Sampling and logging types are deprecated by SEP-2577 but used by rmcp's handler API.
@@ -384,7 +384,9 @@ async fn main() {
             "native" => (&native_url, "slugify"),
             "otel" => (&otel_url, "text-tools__slugify"),
             "wasm" => (&wasm_url, "text-tools__slugify"),
-            other => panic!("BENCH_PROFILE is native, wasm or otel, not {other:?}"),
+            "hop" => (&hop_url, HOP_TOOL),
+            "otel-hop" => (&otel_hop_url, HOP_TOOL),
+            other => panic!("BENCH_PROFILE is native, wasm, otel, hop or otel-hop, not {other:?}"),
         };
         let kinds = match std::env::var("BENCH_REVISION").as_deref() {
             Ok("2025-11-25") => vec![Kind::Legacy],

@@ -98,7 +98,8 @@ pub(super) async fn forward(
     // request to the peer gets a span of its own, whose context its `_meta` carries.
     let span = telemetry::send("tools/call", Some(local_name), peer.name());
     if let Some(span) = &span
-        && let Some(meta) = request.pointer_mut("/params/_meta").and_then(Value::as_object_mut)
+        && let Some(meta) =
+            request.get_mut("params").and_then(|params| params.get_mut("_meta")).and_then(Value::as_object_mut)
     {
         telemetry::inject(span, meta);
         telemetry::set_request_id(span, &telemetry::JsonId(call.id));

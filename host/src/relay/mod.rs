@@ -171,7 +171,8 @@ async fn try_relay(
             id: Some(&telemetry::JsonId(call.id)),
             protocol_version: Some(PROTOCOL),
         };
-        tracing.request(&request, message.pointer("/params/_meta").and_then(Value::as_object))
+        tracing
+            .request(&request, message.get("params").and_then(|params| params.get("_meta")).and_then(Value::as_object))
     });
     let used = Use {
         method: Method::CallTool,

@@ -168,7 +168,7 @@ impl Ending<'_> {
             let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
             return Ending::Error { code: code as i32, message: Cow::Owned(clip(message)) };
         }
-        if answer.pointer("/result/isError") == Some(&Value::Bool(true)) {
+        if answer.get("result").and_then(|result| result.get("isError")) == Some(&Value::Bool(true)) {
             return Ending::ToolError;
         }
         Ending::Ok

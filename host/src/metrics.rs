@@ -76,6 +76,10 @@ fn describe() {
         "Compiled-component cache lookups at plugin load, by outcome (hit, miss)"
     );
     describe_counter!(
+        "fedmcp_spans_dropped_total",
+        "Trace spans not exported, by reason (queue_full, scope_limit, stopped)"
+    );
+    describe_counter!(
         "fedmcp_event_drops_total",
         "Log and progress messages of plugin calls dropped over their event budget"
     );
@@ -169,6 +173,10 @@ pub(crate) fn plugin_loaded(loaded: bool, cached: Option<bool>) {
         let outcome = if cached { "hit" } else { "miss" };
         counter!("fedmcp_compile_cache_lookups_total", "outcome" => outcome).increment(1);
     }
+}
+
+pub(crate) fn span_dropped(reason: &'static str) {
+    counter!("fedmcp_spans_dropped_total", "reason" => reason).increment(1);
 }
 
 pub(crate) fn events_dropped(count: u64) {

@@ -255,7 +255,12 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str) -> Option<Con
     let tracing = current()?;
     let parent = Context::current();
     let tracer = &tracing.inner.tracer;
-    let name = format!("MCP send {}", span_name(method, target));
+    let mut name = String::from("MCP send ");
+    crate::text::push_clipped(&mut name, method, MAX_SPAN_TEXT);
+    if let Some(target) = target {
+        name.push(' ');
+        crate::text::push_clipped(&mut name, target, MAX_SPAN_TEXT);
+    }
     let attributes =
         vec![KeyValue::new("mcp.method.name", clip(method)), KeyValue::new("fedmcp.peer", peer.to_owned())];
     let span = tracer
@@ -340,32 +345,18 @@ const MAX_SPAN_TEXT: usize = 256;
 /// `text`, cut to [`MAX_SPAN_TEXT`] bytes (on a character boundary, marked with `…`).
 fn clip(text: &str) -> String {
     let mut clipped = String::with_capacity(text.len().min(MAX_SPAN_TEXT + '…'.len_utf8()));
-    push_clipped(&mut clipped, text);
+    crate::text::push_clipped(&mut clipped, text, MAX_SPAN_TEXT);
     clipped
 }
 
-/// [`clip`], onto the end of `out`.
-fn push_clipped(out: &mut String, text: &str) {
-    if text.len() <= MAX_SPAN_TEXT {
-        out.push_str(text);
-        return;
-    }
-    let mut end = MAX_SPAN_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    out.push_str(&text[..end]);
-    out.push('…');
-}
-
-/// `"<method> <target>"`, or the method alone.
-fn span_name(method: &str, target: Option<&str>) -> String {
-    let Some(target) = target else { return clip(method) };
+/// `"<method> <target>"`, or the method alone (a method the host serves: static, short).
+fn span_name(method: &'static str, target: Option<&str>) -> Cow<'static, str> {
+    let Some(target) = target else { return Cow::Borrowed(method) };
     let mut name = String::with_capacity(method.len() + 1 + target.len().min(MAX_SPAN_TEXT + '…'.len_utf8()));
-    push_clipped(&mut name, method);
+    name.push_str(method);
     name.push(' ');
-    push_clipped(&mut name, target);
-    name
+    crate::text::push_clipped(&mut name, target, MAX_SPAN_TEXT);
+    Cow::Owned(name)
 }
 
 /// A request's `_meta`, read as a W3C trace context carrier.
@@ -373,12 +364,32 @@ struct MetaCarrier<'a>(&'a Map<String, Value>);
 
 impl Extractor for MetaCarrier<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+        let value = self.0.get(key).and_then(Value::as_str)?;
+        Some(if key == TRACESTATE { within_tracestate_limit(value) } else { value })
     }
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
     }
+}
+
+/// The most of a caller's `tracestate` kept: every span of the request and every request it
+/// forwards carries it, and W3C Trace Context lets a vendor cut it at 512 characters.
+const MAX_TRACESTATE: usize = 512;
+
+/// The whole members of `tracestate` that fit in [`MAX_TRACESTATE`] bytes, from its start.
+fn within_tracestate_limit(tracestate: &str) -> &str {
+    if tracestate.len() <= MAX_TRACESTATE {
+        return tracestate;
+    }
+    let mut end = 0;
+    for (at, _) in tracestate.match_indices(',') {
+        if at > MAX_TRACESTATE {
+            break;
+        }
+        end = at;
+    }
+    &tracestate[..end]
 }
 
 /// A forwarded request's `_meta`, written as a W3C trace context carrier.

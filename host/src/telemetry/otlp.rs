@@ -88,7 +88,7 @@ impl Scope {
         Self { scope, field }
     }
 
-    pub(super) fn is(&self, scope: &InstrumentationScope) -> bool {
+    pub(super) fn matches(&self, scope: &InstrumentationScope) -> bool {
         self.scope == *scope
     }
 
@@ -154,7 +154,8 @@ impl Batches {
                 .map(|&len| key_len(field::RESOURCE_SPANS_SCOPE_SPANS) + length_prefixed(len))
                 .sum::<usize>()
             + string_len(field::RESOURCE_SPANS_SCHEMA_URL, resource_schema_url);
-        let mut body = Vec::with_capacity(key_len(field::REQUEST_RESOURCE_SPANS) + length_prefixed(resource_spans_len));
+        let body_len = key_len(field::REQUEST_RESOURCE_SPANS) + length_prefixed(resource_spans_len);
+        let mut body = Vec::with_capacity(body_len);
         put_key(field::REQUEST_RESOURCE_SPANS, WireType::LengthDelimited, &mut body);
         varint(resource_spans_len as u64, &mut body);
         body.extend_from_slice(&self.resource_field);
@@ -169,7 +170,7 @@ impl Batches {
             put_string(field::SCOPE_SPANS_SCHEMA_URL, scope.schema_url(), &mut body);
         }
         put_string(field::RESOURCE_SPANS_SCHEMA_URL, resource_schema_url, &mut body);
-        debug_assert_eq!(body.len(), body.capacity());
+        debug_assert_eq!(body.len(), body_len, "the lengths written are the lengths computed");
         body
     }
 }
@@ -228,20 +229,35 @@ fn write_span(span: SpanData, out: &mut Vec<u8>) -> InstrumentationScope {
     span.instrumentation_scope
 }
 
+/// An attribute value written directly.
+#[derive(Clone, Copy)]
+enum Plain<'a> {
+    Text(&'a str),
+    Flag(bool),
+    Integer(i64),
+    Float(f64),
+}
+
 /// One `KeyValue` field: a plain value written directly, any other through opentelemetry-proto.
 fn put_attribute(tag: u32, attribute: KeyValue, out: &mut Vec<u8>) {
     let key = attribute.key.as_str();
-    let value_len = match &attribute.value {
-        Value::String(text) => key_len(field::ANY_STRING) + length_prefixed(text.as_str().len()),
-        Value::Bool(_) => key_len(field::ANY_BOOL) + 1,
-        Value::I64(number) => key_len(field::ANY_INT) + encoded_len_varint(*number as u64),
-        Value::F64(_) => key_len(field::ANY_DOUBLE) + 8,
+    let plain = match &attribute.value {
+        Value::String(text) => Plain::Text(text.as_str()),
+        Value::Bool(flag) => Plain::Flag(*flag),
+        Value::I64(number) => Plain::Integer(*number),
+        Value::F64(number) => Plain::Float(*number),
         _ => {
             let proto =
                 proto_common::KeyValue { key: key.to_owned(), value: Some(attribute.value.into()), key_strindex: 0 };
             prost::encoding::message::encode(tag, &proto, out);
             return;
         }
+    };
+    let value_len = match plain {
+        Plain::Text(text) => key_len(field::ANY_STRING) + length_prefixed(text.len()),
+        Plain::Flag(_) => key_len(field::ANY_BOOL) + 1,
+        Plain::Integer(number) => key_len(field::ANY_INT) + encoded_len_varint(number as u64),
+        Plain::Float(_) => key_len(field::ANY_DOUBLE) + 8,
     };
     let len = string_len(field::KEY_VALUE_KEY, key) + key_len(field::KEY_VALUE_VALUE) + length_prefixed(value_len);
     put_key(tag, WireType::LengthDelimited, out);
@@ -250,21 +266,20 @@ fn put_attribute(tag: u32, attribute: KeyValue, out: &mut Vec<u8>) {
     put_key(field::KEY_VALUE_VALUE, WireType::LengthDelimited, out);
     varint(value_len as u64, out);
     // A value of a oneof is written even when it is its type's default.
-    match &attribute.value {
-        Value::String(text) => put_bytes(field::ANY_STRING, text.as_str().as_bytes(), out),
-        Value::Bool(flag) => {
+    match plain {
+        Plain::Text(text) => put_bytes(field::ANY_STRING, text.as_bytes(), out),
+        Plain::Flag(flag) => {
             put_key(field::ANY_BOOL, WireType::Varint, out);
-            varint(u64::from(*flag), out);
+            varint(u64::from(flag), out);
         }
-        Value::I64(number) => {
+        Plain::Integer(number) => {
             put_key(field::ANY_INT, WireType::Varint, out);
-            varint(*number as u64, out);
+            varint(number as u64, out);
         }
-        Value::F64(number) => {
+        Plain::Float(number) => {
             put_key(field::ANY_DOUBLE, WireType::SixtyFourBit, out);
             out.extend_from_slice(&number.to_le_bytes());
         }
-        _ => unreachable!("handled above"),
     }
 }
 
@@ -273,8 +288,7 @@ fn put_key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
     varint(u64::from((tag << 3) | wire_type as u32), out);
 }
 
-/// prost's `encode_varint`, a value under 128 (every key, most lengths) pushed as its one byte:
-/// the generic encoder's per-byte capacity checks were a tenth of what a span's encoding cost.
+/// prost's `encode_varint`, a value under 128 (every key, most lengths) pushed as its one byte.
 fn varint(value: u64, out: &mut Vec<u8>) {
     if value < 0x80 {
         out.push(value as u8);

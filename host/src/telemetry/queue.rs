@@ -8,18 +8,20 @@
 //! processor that only dropped the spans cost 1-2% (`BENCH_ONLY=otel`). Encoded where it ends,
 //! a span leaves ~300 bytes in the queue and nothing to free elsewhere, and no thread is added.
 //!
-//! The batch processor's settings apply as the SDK reads them: `OTEL_BSP_SCHEDULE_DELAY`
-//! (5 s), `OTEL_BSP_MAX_QUEUE_SIZE` (2,048 spans; a span that finds the queue full is dropped,
-//! never waited for), `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512; a full batch is posted at once)
-//! and `OTEL_BSP_EXPORT_TIMEOUT` (30 s, one post with its answer). One batch is posted at a
-//! time. JSON (`http/json`) queues the spans themselves and encodes them when posting.
+//! The batch processor's settings of the OpenTelemetry specification apply, with the SDK's
+//! defaults: `OTEL_BSP_SCHEDULE_DELAY` (5 s), `OTEL_BSP_MAX_QUEUE_SIZE` (2,048 spans; a span
+//! that finds the queue full is dropped, never waited for, and counted), `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
+//! (512; a full batch is posted at once) and `OTEL_BSP_EXPORT_TIMEOUT` (30 s for one post,
+//! its retries included; `export::Collector` retries what OTLP says to retry). One batch is
+//! posted at a time. JSON (`http/json`) queues the spans themselves and encodes them when
+//! posting.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
 use std::time::Duration;
 
-use opentelemetry::Context;
+use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
@@ -37,6 +39,8 @@ use super::otlp::{Batches, Scope, encode_span};
 /// of a further scope is dropped.
 const MAX_SCOPES: usize = 16;
 
+const MIN_SCHEDULE_DELAY: Duration = Duration::from_millis(1);
+
 /// When spans are posted and how many wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct QueueSettings {
@@ -47,17 +51,19 @@ pub(super) struct QueueSettings {
 }
 
 impl QueueSettings {
-    /// The SDK's defaults, overridden by its `OTEL_BSP_*` variables as the SDK reads them
-    /// (whole numbers, milliseconds for times; anything else is ignored); a batch is never
-    /// larger than the queue.
+    /// The SDK's defaults, overridden by the `OTEL_BSP_*` variables of the OpenTelemetry
+    /// specification, read as the SDK reads them (whole numbers, milliseconds for times;
+    /// anything else is ignored); a batch is never larger than the queue, the delay never 0.
     pub(super) fn from_env(read: impl Fn(&str) -> Option<String>) -> Self {
         let number = |name: &str| read(name).and_then(|value| value.parse::<u64>().ok());
         let max_queue_size = number(OTEL_BSP_MAX_QUEUE_SIZE).map_or(OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT, |n| n as usize);
         let max_export_batch_size =
             number(OTEL_BSP_MAX_EXPORT_BATCH_SIZE).map_or(OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT, |n| n as usize);
         Self {
+            // Zero would have the poster spin on the queue's lock.
             schedule_delay: number(OTEL_BSP_SCHEDULE_DELAY)
-                .map_or(OTEL_BSP_SCHEDULE_DELAY_DEFAULT, Duration::from_millis),
+                .map_or(OTEL_BSP_SCHEDULE_DELAY_DEFAULT, Duration::from_millis)
+                .max(MIN_SCHEDULE_DELAY),
             max_queue_size,
             max_export_batch_size: max_export_batch_size.min(max_queue_size).max(1),
             export_timeout: number(OTEL_BSP_EXPORT_TIMEOUT)
@@ -73,20 +79,35 @@ enum Queued {
     Json(Box<SpanData>),
 }
 
-/// Someone waiting for what was queued before they asked to be posted.
-enum Waiter {
+/// A span as it ended, made ready for the queue before the queue's lock is taken.
+enum Ended {
+    Protobuf(InstrumentationScope, Vec<u8>),
+    Json(Box<SpanData>),
+}
+
+/// The most callers of `force_flush`/`shutdown` waiting at once; one more is refused.
+const MAX_WAITING: usize = 64;
+
+/// Someone waiting until the spans queued before they asked have been posted.
+struct Waiter {
+    /// [`Pending::queued`] when they asked.
+    until: u64,
+    answer: Answer,
+}
+
+enum Answer {
     /// The SDK's `force_flush`/`shutdown`, on a thread that blocks.
     Thread(mpsc::Sender<()>),
     /// The host stopping ([`QueueHandle::close`]).
     Task(tokio::sync::oneshot::Sender<()>),
 }
 
-impl Waiter {
-    fn answer(self) {
+impl Answer {
+    fn send(self) {
         // One that stopped waiting (its time ran out) is fine to miss.
         match self {
-            Waiter::Thread(done) => _ = done.send(()),
-            Waiter::Task(done) => _ = done.send(()),
+            Answer::Thread(done) => _ = done.send(()),
+            Answer::Task(done) => _ = done.send(()),
         }
     }
 }
@@ -95,10 +116,39 @@ impl Waiter {
 struct Pending {
     spans: VecDeque<Queued>,
     scopes: Vec<Arc<Scope>>,
+    /// Spans queued since the start, and spans taken out and posted (or tried): a waiter is
+    /// answered once `posted` reaches the `queued` it saw.
+    queued: u64,
+    posted: u64,
     waiting: Vec<Waiter>,
+    /// The host is stopping: what is queued goes out, nothing more is queued.
     stopping: bool,
     /// The poster's task has ended (its runtime shut down): nothing more will be posted.
     poster_gone: bool,
+}
+
+impl Pending {
+    /// Add `answer` to those waiting for what is queued now; `Err` if too many wait already.
+    fn wait(&mut self, answer: Answer) -> Result<(), Answer> {
+        // A task that stopped waiting leaves; a thread cannot be asked (and is bounded below).
+        self.waiting.retain(|waiter| match &waiter.answer {
+            Answer::Thread(_) => true,
+            Answer::Task(done) => !done.is_closed(),
+        });
+        if self.waiting.len() >= MAX_WAITING {
+            return Err(answer);
+        }
+        self.waiting.push(Waiter { until: self.queued, answer });
+        Ok(())
+    }
+
+    /// Answer everyone whose spans have been posted.
+    fn answer_posted(&mut self) {
+        let posted = self.posted;
+        for waiter in self.waiting.extract_if(.., |waiter| waiter.until <= posted) {
+            waiter.answer.send();
+        }
+    }
 }
 
 struct Queue {
@@ -115,6 +165,12 @@ impl Queue {
     fn pending(&self) -> MutexGuard<'_, Pending> {
         // A panic while the lock was held leaves whole spans or none: the queue stays usable.
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -139,11 +195,13 @@ impl QueueHandle {
         let (done, posted) = tokio::sync::oneshot::channel();
         {
             let mut pending = self.queue.pending();
-            if pending.poster_gone {
-                return Err("the task that posts spans has ended");
-            }
-            pending.waiting.push(Waiter::Task(done));
             pending.stopping = true;
+            if pending.poster_gone {
+                return if pending.spans.is_empty() { Ok(()) } else { Err("the task that posts spans has ended") };
+            }
+            if pending.wait(Answer::Task(done)).is_err() {
+                return Err("too many are waiting for the queue already");
+            }
         }
         self.queue.wake.notify_one();
         match tokio::time::timeout(limit, posted).await {
@@ -151,12 +209,6 @@ impl QueueHandle {
             Ok(Err(_)) => Err("the task that posts spans has ended"),
             Err(_) => Err("the collector did not take them in time"),
         }
-    }
-}
-
-impl std::fmt::Debug for Queue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -184,29 +236,38 @@ impl SpanQueue {
         let (done, posted) = mpsc::channel();
         {
             let mut pending = self.queue.pending();
-            pending.stopping |= stop;
+            let unposted = || OTelSdkError::InternalFailure("spans were still queued when posting stopped".into());
             if pending.poster_gone {
-                return match pending.spans.is_empty() {
-                    true => Ok(()),
-                    false => Err(OTelSdkError::InternalFailure("the task that posts spans has ended".into())),
-                };
+                return if pending.spans.is_empty() { Ok(()) } else { Err(unposted()) };
             }
-            if pending.stopping && !stop && pending.spans.is_empty() {
-                return Ok(());
+            // The host's own stop (`close`) has waited for the queue already, within its limit.
+            if pending.stopping {
+                return if pending.spans.is_empty() { Ok(()) } else { Err(unposted()) };
             }
-            pending.waiting.push(Waiter::Thread(done));
+            pending.stopping = stop;
+            if pending.wait(Answer::Thread(done)).is_err() {
+                return Err(OTelSdkError::InternalFailure("too many are waiting for the span queue".into()));
+            }
         }
         self.queue.wake.notify_one();
-        // On a current-thread runtime the poster cannot run while this thread waits for it.
-        if tokio::runtime::Handle::try_current()
-            .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
-        {
-            return Ok(());
-        }
-        match posted.recv_timeout(limit) {
+        let wait = || posted.recv_timeout(limit);
+        let waited = match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+            // This thread may be the runtime's only one, which the poster needs.
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
+                return Err(OTelSdkError::InternalFailure(
+                    "cannot wait for the span queue on a current-thread runtime; it is posted when the runtime runs"
+                        .into(),
+                ));
+            }
+            // On a worker, the poster may sit in this worker's own slot: hand the worker's
+            // tasks to another thread while this one waits.
+            Ok(_) => tokio::task::block_in_place(wait),
+            Err(_) => wait(),
+        };
+        match waited {
             Ok(()) => Ok(()),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(limit)),
-            // The poster's task is gone (its runtime shut down): nothing more can be posted.
+            // The poster's task ended (its runtime shut down): nothing more can be posted.
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(OTelSdkError::InternalFailure(
                 "the task that posts spans has ended; spans still queued are lost".into(),
             )),
@@ -223,41 +284,51 @@ impl SpanProcessor for SpanQueue {
             return;
         }
         // Encoded before the lock is taken: the lock is held only to queue the bytes.
-        let encoded = match self.protocol {
-            OtlpProtocol::HttpProtobuf => Ok(encode_span(span)),
-            OtlpProtocol::HttpJson => Err(Box::new(span)),
+        let ended = match self.protocol {
+            OtlpProtocol::HttpProtobuf => {
+                let (scope, fields) = encode_span(span);
+                Ended::Protobuf(scope, fields)
+            }
+            OtlpProtocol::HttpJson => Ended::Json(Box::new(span)),
         };
         let settings = &self.queue.settings;
         let mut pending = self.queue.pending();
-        // The host has stopped posting: nothing queued now would go out.
-        if pending.stopping {
+        if pending.stopping || pending.poster_gone {
+            drop(pending);
+            crate::metrics::span_dropped("stopped");
             return;
         }
         if pending.spans.len() >= settings.max_queue_size {
             drop(pending);
+            crate::metrics::span_dropped("queue_full");
             if !self.queue.overflowed.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     max_queue_size = settings.max_queue_size,
-                    "the span queue is full: spans are dropped until the collector takes them (said once)"
+                    "the span queue is full: spans are dropped until the collector takes them (said once; counted in fedmcp_spans_dropped_total)"
                 );
             }
             return;
         }
-        let queued = match encoded {
-            Ok((scope, fields)) => {
-                let at = match pending.scopes.iter().position(|known| known.is(&scope)) {
+        let queued = match ended {
+            Ended::Protobuf(scope, fields) => {
+                let at = match pending.scopes.iter().position(|known| known.matches(&scope)) {
                     Some(at) => at,
                     None if pending.scopes.len() < MAX_SCOPES => {
                         pending.scopes.push(Arc::new(Scope::new(scope)));
                         pending.scopes.len() - 1
                     }
-                    None => return,
+                    None => {
+                        drop(pending);
+                        crate::metrics::span_dropped("scope_limit");
+                        return;
+                    }
                 };
                 Queued::Protobuf(at, fields)
             }
-            Err(span) => Queued::Json(span),
+            Ended::Json(span) => Queued::Json(span),
         };
         pending.spans.push_back(queued);
+        pending.queued += 1;
         let full = pending.spans.len() >= settings.max_export_batch_size;
         drop(pending);
         if full {
@@ -269,7 +340,8 @@ impl SpanProcessor for SpanQueue {
         if self.stopped.load(Ordering::Relaxed) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        self.flush(false, self.queue.settings.export_timeout + self.queue.settings.export_timeout)
+        // Room for one batch that is being posted and the one after it.
+        self.flush(false, self.queue.settings.export_timeout * 2)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -298,46 +370,46 @@ impl Drop for PosterAlive {
 }
 
 /// The poster: waits for a full batch, a flush or the schedule delay, then posts what is
-/// queued, a batch at a time, until the queue is empty; answers the flushes waiting; ends
-/// once asked to stop and everything is posted.
+/// queued a batch at a time while a batch is full, someone waits or the host stops; answers
+/// each waiter once the spans queued before it are posted; ends once asked to stop and
+/// everything is posted.
 async fn post_batches(alive: PosterAlive, collector: Collector) {
     let queue = &*alive.0;
     let settings = queue.settings;
     loop {
         let _ = tokio::time::timeout(settings.schedule_delay, queue.wake.notified()).await;
         loop {
-            let (batch, scopes, answered, stopping) = {
+            let (batch, scopes) = {
                 let mut pending = queue.pending();
                 let take = pending.spans.len().min(settings.max_export_batch_size);
                 let batch: Vec<Queued> = pending.spans.drain(..take).collect();
-                let empty = pending.spans.is_empty();
-                let answered = if empty { std::mem::take(&mut pending.waiting) } else { Vec::new() };
-                (batch, pending.scopes.clone(), answered, pending.stopping && empty)
+                (batch, pending.scopes.clone())
             };
-            if !batch.is_empty() {
+            let taken = batch.len() as u64;
+            if taken > 0 {
                 let batches = queue.batches.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                 if let Some(body) = encode(&batches, &scopes, batch) {
-                    // A failure is logged by the collector; the batch is not retried (as the SDK's exporter).
+                    // A failure is logged by the collector (which retries what OTLP says to retry).
                     let _ = collector.post(body).await;
                 }
             }
-            answered.into_iter().for_each(Waiter::answer);
-            if stopping {
+            let mut pending = queue.pending();
+            pending.posted += taken;
+            pending.answer_posted();
+            if pending.stopping && pending.spans.is_empty() {
                 return;
             }
-            if batch_was_last(queue) {
+            let more = pending.spans.len() >= settings.max_export_batch_size
+                || (!pending.spans.is_empty() && (!pending.waiting.is_empty() || pending.stopping));
+            if !more {
                 break;
             }
         }
     }
 }
 
-fn batch_was_last(queue: &Queue) -> bool {
-    let pending = queue.pending();
-    pending.spans.len() < queue.settings.max_export_batch_size && pending.waiting.is_empty() && !pending.stopping
-}
-
-/// One batch as an export body; `None` if it cannot be encoded (said in the log).
+/// One batch as an export body; `None` if it cannot be encoded (said in the log). A queue
+/// holds one kind of span: its protocol's.
 fn encode(batches: &Batches, scopes: &[Arc<Scope>], batch: Vec<Queued>) -> Option<Vec<u8>> {
     let mut encoded = Vec::with_capacity(batch.len());
     let mut json = Vec::new();
@@ -347,16 +419,16 @@ fn encode(batches: &Batches, scopes: &[Arc<Scope>], batch: Vec<Queued>) -> Optio
             Queued::Json(span) => json.push(*span),
         }
     }
-    if !json.is_empty() {
-        return match batches.json(json) {
-            Ok(body) => Some(body),
-            Err(error) => {
-                tracing::warn!(%error, "spans do not encode as OTLP JSON; the batch is dropped");
-                None
-            }
-        };
+    if json.is_empty() {
+        return Some(batches.protobuf(scopes, &encoded));
     }
-    Some(batches.protobuf(scopes, &encoded))
+    match batches.json(json) {
+        Ok(body) => Some(body),
+        Err(error) => {
+            tracing::warn!(%error, "spans do not encode as OTLP JSON; the batch is dropped");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

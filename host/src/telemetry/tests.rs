@@ -95,3 +95,18 @@ fn a_span_keeps_at_most_a_few_hundred_bytes_of_any_senders_text() {
     assert_eq!(clip("slugify"), "slugify");
     assert!(span_name("tools/call", Some(&long)).len() < 2 * MAX_SPAN_TEXT);
 }
+
+#[test]
+fn a_long_tracestate_keeps_the_whole_members_that_fit() {
+    let member = |i: usize| format!("vendor{i:03}={}", "v".repeat(40));
+    let long: Vec<String> = (0..40).map(member).collect();
+    let long = long.join(",");
+    let kept = within_tracestate_limit(&long);
+    assert!(kept.len() <= MAX_TRACESTATE && kept.len() > MAX_TRACESTATE - 60, "{}", kept.len());
+    assert!(long.starts_with(kept) && long[kept.len()..].starts_with(','), "cut at a member's end");
+    assert_eq!(within_tracestate_limit("a=1,b=2"), "a=1,b=2");
+    // A span continuing a caller's trace keeps only that much.
+    let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01"), "tracestate": long }));
+    let cx = tracing().request(&call("echo"), Some(&sent));
+    assert_eq!(cx.span().span_context().trace_state().header(), kept);
+}

@@ -28,7 +28,7 @@ fn protobuf(resource: &Resource, spans: Vec<SpanData>) -> Vec<u8> {
     let mut encoded = Vec::new();
     for span in spans {
         let (scope, fields) = encode_span(span);
-        let at = match scopes.iter().position(|known| known.is(&scope)) {
+        let at = match scopes.iter().position(|known| known.matches(&scope)) {
             Some(at) => at,
             None => {
                 scopes.push(Scope::new(scope));
@@ -40,8 +40,12 @@ fn protobuf(resource: &Resource, spans: Vec<SpanData>) -> Vec<u8> {
     Batches::new(resource).protobuf(&scopes, &encoded)
 }
 
+/// The request `spans` make, read back; its size is the reference's (no field written twice
+/// or written at its default, which decoding alone would not show).
 fn decoded(resource: &Resource, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
+    let size = reference(resource, spans.clone()).encoded_len();
     let body = protobuf(resource, spans);
+    assert_eq!(body.len(), size, "the same size as prost's encoding of the reference");
     ExportTraceServiceRequest::decode(body.as_slice()).expect("the body is an ExportTraceServiceRequest")
 }
 

@@ -132,12 +132,15 @@ fn a_flush_asked_after_the_posting_task_ended_says_so_at_once() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
     let (endpoint, _received) = runtime.block_on(collector(false));
     let (provider, _handle, queue) = runtime.block_on(async { start(&endpoint, settings(60_000, 100, 50)) });
+    end_spans(&provider, ["stranded"]);
     drop(runtime);
     assert!(queue.pending().poster_gone);
-    end_spans(&provider, ["stranded"]);
+    // A span that ends now is dropped (nothing would post it), not queued.
+    end_spans(&provider, ["later"]);
+    assert_eq!(queue.pending().spans.len(), 1);
     // Without the poster's guard this would wait the whole limit and report a timeout.
     match provider.force_flush() {
-        Err(OTelSdkError::InternalFailure(why)) => assert!(why.contains("ended"), "{why}"),
+        Err(OTelSdkError::InternalFailure(why)) => assert!(why.contains("still queued"), "{why}"),
         other => panic!("expected the poster's end to be reported, got {other:?}"),
     }
 }
@@ -179,4 +182,30 @@ fn settings_read_the_sdks_variables() {
     assert_eq!(read.export_timeout, Duration::from_secs(30), "a value that is no number is ignored");
     let zero = QueueSettings::from_env(|name| (name == "OTEL_BSP_MAX_EXPORT_BATCH_SIZE").then(|| "0".to_owned()));
     assert_eq!(zero.max_export_batch_size, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_is_answered_once_what_was_queued_before_it_is_posted_while_more_keeps_coming() {
+    let (endpoint, received) = collector(false).await;
+    let (provider, _handle, _) = start(&endpoint, settings(60_000, 10_000, 2));
+    end_spans(&provider, ["before"]);
+    let flushing = provider.clone();
+    let flush = tokio::task::spawn_blocking(move || flushing.force_flush());
+    // Spans that keep ending after the flush was asked for do not hold it up.
+    for _ in 0..50 {
+        end_spans(&provider, ["after"]);
+    }
+    assert!(flush.await.expect("the flush ran").is_ok());
+    let names: Vec<String> = received.lock().expect("the exports").iter().flatten().cloned().collect();
+    assert!(names.contains(&"before".to_owned()), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_on_a_runtime_worker_does_not_starve_the_poster() {
+    let (endpoint, received) = collector(false).await;
+    let (provider, _handle, _) = start(&endpoint, settings(60_000, 100, 50));
+    end_spans(&provider, ["from a worker"]);
+    // Called right on this worker: the poster, woken into this worker's slot, must still run.
+    assert!(provider.force_flush().is_ok());
+    assert_eq!(*received.lock().expect("the exports"), [vec!["from a worker"]]);
 }

@@ -165,7 +165,9 @@ impl Collector {
         let mut body = response.bytes_stream();
         let mut answer = Vec::new();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Failure::Network(e.to_string()))?;
+            // The collector took the batch (its status says so): an answer cut short only
+            // loses its partial-success details, and a retry would send the spans twice.
+            let Ok(chunk) = chunk else { break };
             let room = MAX_ANSWER_BYTES.saturating_sub(answer.len());
             answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if room <= chunk.len() {
@@ -273,6 +275,51 @@ mod tests {
         let (collector, posts) = answering(&[503, 503, 503, 503, 503]).await;
         assert!(collector.post(vec![1]).await.is_err(), "at most three retries");
         assert_eq!(posts.load(Ordering::SeqCst), 4);
+    }
+
+    /// A collector that takes each post with 200 and closes the connection in the middle of
+    /// its answer's body; how many posts it took.
+    async fn cut_short() -> (Collector, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let address = listener.local_addr().expect("local address");
+        let posts = Arc::new(AtomicUsize::new(0));
+        let counted = posts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut chunk = [0; 4096];
+                // Headers, then the body its Content-Length announces.
+                while let Ok(n) = connection.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let length = text
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .and_then(|value| value.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = connection.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc").await;
+                drop(connection);
+            }
+        });
+        let settings = TelemetrySettings::new(&format!("http://{address}"), "cut-test").expect("a collector URL");
+        (Collector::new(&settings, Duration::from_secs(10)).expect("a client"), posts)
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_collector_took_is_not_sent_again_when_its_answer_is_cut_short() {
+        let (collector, posts) = cut_short().await;
+        assert_eq!(collector.post(vec![1, 2, 3]).await, Ok(()));
+        assert_eq!(posts.load(Ordering::SeqCst), 1, "a 2xx status means the spans were taken");
     }
 
     #[test]

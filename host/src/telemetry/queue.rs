@@ -135,11 +135,21 @@ impl Pending {
             Answer::Thread(_) => true,
             Answer::Task(done) => !done.is_closed(),
         });
+        if self.all_posted() {
+            answer.send();
+            return Ok(());
+        }
         if self.waiting.len() >= MAX_WAITING {
             return Err(answer);
         }
         self.waiting.push(Waiter { until: self.queued, answer });
         Ok(())
+    }
+
+    /// Whether every span queued so far has been posted (or tried); a batch being posted
+    /// has left `spans` but is not posted yet.
+    fn all_posted(&self) -> bool {
+        self.posted == self.queued
     }
 
     /// Answer everyone whose spans have been posted.
@@ -197,7 +207,7 @@ impl QueueHandle {
             let mut pending = self.queue.pending();
             pending.stopping = true;
             if pending.poster_gone {
-                return if pending.spans.is_empty() { Ok(()) } else { Err("the task that posts spans has ended") };
+                return if pending.all_posted() { Ok(()) } else { Err("the task that posts spans has ended") };
             }
             if pending.wait(Answer::Task(done)).is_err() {
                 return Err("too many are waiting for the queue already");
@@ -233,32 +243,39 @@ impl SpanQueue {
 
     /// Ask the poster to post everything queued now and wait for it, at most `limit`.
     fn flush(&self, stop: bool, limit: Duration) -> OTelSdkResult {
+        let runtime = tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor());
         let (done, posted) = mpsc::channel();
         {
             let mut pending = self.queue.pending();
             let unposted = || OTelSdkError::InternalFailure("spans were still queued when posting stopped".into());
             if pending.poster_gone {
-                return if pending.spans.is_empty() { Ok(()) } else { Err(unposted()) };
+                return if pending.all_posted() { Ok(()) } else { Err(unposted()) };
             }
             // The host's own stop (`close`) has waited for the queue already, within its limit.
             if pending.stopping {
-                return if pending.spans.is_empty() { Ok(()) } else { Err(unposted()) };
+                return if pending.all_posted() { Ok(()) } else { Err(unposted()) };
             }
             pending.stopping = stop;
+            // This thread may be the runtime's only one, which the poster needs: refused before
+            // waiting is registered (a shutdown still stops the queue, which posts the rest
+            // when the runtime runs).
+            if let Ok(tokio::runtime::RuntimeFlavor::CurrentThread) = runtime {
+                drop(pending);
+                if stop {
+                    self.queue.wake.notify_one();
+                }
+                return Err(OTelSdkError::InternalFailure(
+                    "cannot wait for the span queue on a current-thread runtime; it is posted when the runtime runs"
+                        .into(),
+                ));
+            }
             if pending.wait(Answer::Thread(done)).is_err() {
                 return Err(OTelSdkError::InternalFailure("too many are waiting for the span queue".into()));
             }
         }
         self.queue.wake.notify_one();
         let wait = || posted.recv_timeout(limit);
-        let waited = match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
-            // This thread may be the runtime's only one, which the poster needs.
-            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
-                return Err(OTelSdkError::InternalFailure(
-                    "cannot wait for the span queue on a current-thread runtime; it is posted when the runtime runs"
-                        .into(),
-                ));
-            }
+        let waited = match runtime {
             // On a worker, the poster may sit in this worker's own slot: hand the worker's
             // tasks to another thread while this one waits.
             Ok(_) => tokio::task::block_in_place(wait),
@@ -365,6 +382,8 @@ impl Drop for PosterAlive {
     fn drop(&mut self) {
         let mut pending = self.0.pending();
         pending.poster_gone = true;
+        // Those whose spans went out are answered; the rest learn that posting has ended.
+        pending.answer_posted();
         pending.waiting.clear();
     }
 }
@@ -396,7 +415,7 @@ async fn post_batches(alive: PosterAlive, collector: Collector) {
             let mut pending = queue.pending();
             pending.posted += taken;
             pending.answer_posted();
-            if pending.stopping && pending.spans.is_empty() {
+            if pending.stopping && pending.all_posted() {
                 return;
             }
             let more = pending.spans.len() >= settings.max_export_batch_size

@@ -187,25 +187,33 @@ fn settings_read_the_sdks_variables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_is_answered_once_what_was_queued_before_it_is_posted_while_more_keeps_coming() {
     let (endpoint, received) = collector(false).await;
-    let (provider, _handle, _) = start(&endpoint, settings(60_000, 10_000, 2));
+    // A queue the producer below keeps full: were the flush to wait for an empty queue, it
+    // would wait as long as spans keep ending.
+    let (provider, _handle, _) = start(&endpoint, settings(60_000, 1_000, 2));
     end_spans(&provider, ["before"]);
     let flushing = provider.clone();
     let flush = tokio::task::spawn_blocking(move || flushing.force_flush());
-    // Spans that keep ending after the flush was asked for do not hold it up.
-    for _ in 0..50 {
+    let started = std::time::Instant::now();
+    let mut ended = 0_u64;
+    while !flush.is_finished() && started.elapsed() < Duration::from_secs(4) && ended < 50_000_000 {
         end_spans(&provider, ["after"]);
+        ended += 1;
     }
+    assert!(flush.is_finished(), "the flush was still waiting after {ended} more spans ended");
     assert!(flush.await.expect("the flush ran").is_ok());
     let names: Vec<String> = received.lock().expect("the exports").iter().flatten().cloned().collect();
     assert!(names.contains(&"before".to_owned()), "{names:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_flush_on_a_runtime_worker_does_not_starve_the_poster() {
     let (endpoint, received) = collector(false).await;
     let (provider, _handle, _) = start(&endpoint, settings(60_000, 100, 50));
     end_spans(&provider, ["from a worker"]);
-    // Called right on this worker: the poster, woken into this worker's slot, must still run.
-    assert!(provider.force_flush().is_ok());
+    // Called on the runtime's only worker: the poster and the collector, queued behind this
+    // task on that worker, must still run while it waits.
+    let flushing = provider.clone();
+    let flushed = tokio::spawn(async move { flushing.force_flush() }).await.expect("the flush ran");
+    assert!(flushed.is_ok(), "{flushed:?}");
     assert_eq!(*received.lock().expect("the exports"), [vec!["from a worker"]]);
 }

@@ -167,7 +167,13 @@ impl Collector {
         while let Some(chunk) = body.next().await {
             // The collector took the batch (its status says so): an answer cut short only
             // loses its partial-success details, and a retry would send the spans twice.
-            let Ok(chunk) = chunk else { break };
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    tracing::debug!(%error, "the collector's answer was cut short; its spans were taken");
+                    break;
+                }
+            };
             let room = MAX_ANSWER_BYTES.saturating_sub(answer.len());
             answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if room <= chunk.len() {

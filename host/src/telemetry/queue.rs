@@ -261,9 +261,7 @@ impl SpanQueue {
             // when the runtime runs).
             if let Ok(tokio::runtime::RuntimeFlavor::CurrentThread) = runtime {
                 drop(pending);
-                if stop {
-                    self.queue.wake.notify_one();
-                }
+                self.queue.wake.notify_one();
                 return Err(OTelSdkError::InternalFailure(
                     "cannot wait for the span queue on a current-thread runtime; it is posted when the runtime runs"
                         .into(),
@@ -382,7 +380,8 @@ impl Drop for PosterAlive {
     fn drop(&mut self) {
         let mut pending = self.0.pending();
         pending.poster_gone = true;
-        // Those whose spans went out are answered; the rest learn that posting has ended.
+        // A safety net: the poster answers after each post and `wait` answers at once when
+        // nothing is pending, so normally none here has had its spans posted.
         pending.answer_posted();
         pending.waiting.clear();
     }

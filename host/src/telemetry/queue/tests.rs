@@ -13,6 +13,14 @@ type Received = Arc<StdMutex<Vec<Vec<String>>>>;
 
 /// A collector that decodes every export and keeps its span names; `hang` never answers.
 async fn collector(hang: bool) -> (String, Received) {
+    let (open, gate) = tokio::sync::watch::channel(true);
+    let (endpoint, received) = gated_collector(hang, gate).await;
+    drop(open);
+    (endpoint, received)
+}
+
+/// [`collector`], answering each export only once `gate` is (or has been) true.
+async fn gated_collector(hang: bool, gate: tokio::sync::watch::Receiver<bool>) -> (String, Received) {
     let received: Received = Arc::default();
     let kept = received.clone();
     let take = move |body: axum::body::Bytes| async move {
@@ -25,6 +33,8 @@ async fn collector(hang: bool) -> (String, Received) {
             .map(|span| span.name.clone())
             .collect();
         kept.lock().expect("the exports").push(names);
+        // A gate whose sender is gone stays as it was last set.
+        let _ = gate.clone().wait_for(|open| *open).await;
         if hang {
             std::future::pending::<()>().await;
         }
@@ -186,16 +196,27 @@ fn settings_read_the_sdks_variables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_is_answered_once_what_was_queued_before_it_is_posted_while_more_keeps_coming() {
-    let (endpoint, received) = collector(false).await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (endpoint, received) = gated_collector(false, gate).await;
     // A queue the producer below keeps full: were the flush to wait for an empty queue, it
     // would wait as long as spans keep ending.
-    let (provider, _handle, _) = start(&endpoint, settings(60_000, 1_000, 2));
+    let (provider, _handle, queue) = start(&endpoint, settings(60_000, 1_000, 2));
     end_spans(&provider, ["before"]);
     let flushing = provider.clone();
     let flush = tokio::task::spawn_blocking(move || flushing.force_flush());
+    // The flush waits (for "before", held at the collector's gate) before more spans end.
+    for _ in 0..2_000 {
+        if !queue.pending().waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!queue.pending().waiting.is_empty(), "the flush did not start waiting");
+    end_spans(&provider, ["after"; 1_000]);
+    open.send_replace(true);
     let started = std::time::Instant::now();
     let mut ended = 0_u64;
-    while !flush.is_finished() && started.elapsed() < Duration::from_secs(4) && ended < 50_000_000 {
+    while !flush.is_finished() && started.elapsed() < Duration::from_secs(8) && ended < 50_000_000 {
         end_spans(&provider, ["after"]);
         ended += 1;
     }

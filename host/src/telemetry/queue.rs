@@ -97,7 +97,7 @@ struct Waiter {
 
 enum Answer {
     /// The SDK's `force_flush`/`shutdown`, on a thread that blocks.
-    Thread(mpsc::Sender<()>),
+    Thread(mpsc::Sender<()>, Arc<AtomicBool>),
     /// The host stopping ([`QueueHandle::close`]).
     Task(tokio::sync::oneshot::Sender<()>),
 }
@@ -106,7 +106,7 @@ impl Answer {
     fn send(self) {
         // One that stopped waiting (its time ran out) is fine to miss.
         match self {
-            Answer::Thread(done) => _ = done.send(()),
+            Answer::Thread(done, _) => _ = done.send(()),
             Answer::Task(done) => _ = done.send(()),
         }
     }
@@ -130,9 +130,10 @@ struct Pending {
 impl Pending {
     /// Add `answer` to those waiting for what is queued now; `Err` if too many wait already.
     fn wait(&mut self, answer: Answer) -> Result<(), Answer> {
-        // A task that stopped waiting leaves; a thread cannot be asked (and is bounded below).
+        // One that stopped waiting leaves, so callers that gave up on a stuck collector do
+        // not keep a later one (the host's stop) out.
         self.waiting.retain(|waiter| match &waiter.answer {
-            Answer::Thread(_) => true,
+            Answer::Thread(_, gave_up) => !gave_up.load(Ordering::Relaxed),
             Answer::Task(done) => !done.is_closed(),
         });
         if self.all_posted() {
@@ -245,6 +246,7 @@ impl SpanQueue {
     fn flush(&self, stop: bool, limit: Duration) -> OTelSdkResult {
         let runtime = tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor());
         let (done, posted) = mpsc::channel();
+        let gave_up = Arc::new(AtomicBool::new(false));
         {
             let mut pending = self.queue.pending();
             let unposted = || OTelSdkError::InternalFailure("spans were still queued when posting stopped".into());
@@ -267,7 +269,7 @@ impl SpanQueue {
                         .into(),
                 ));
             }
-            if pending.wait(Answer::Thread(done)).is_err() {
+            if pending.wait(Answer::Thread(done, gave_up.clone())).is_err() {
                 return Err(OTelSdkError::InternalFailure("too many are waiting for the span queue".into()));
             }
         }
@@ -281,7 +283,10 @@ impl SpanQueue {
         };
         match waited {
             Ok(()) => Ok(()),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(limit)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                gave_up.store(true, Ordering::Relaxed);
+                Err(OTelSdkError::Timeout(limit))
+            }
             // The poster's task ended (its runtime shut down): nothing more can be posted.
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(OTelSdkError::InternalFailure(
                 "the task that posts spans has ended; spans still queued are lost".into(),

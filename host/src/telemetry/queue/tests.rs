@@ -238,3 +238,34 @@ async fn a_flush_on_a_runtime_worker_does_not_starve_the_poster() {
     assert!(flushed.is_ok(), "{flushed:?}");
     assert_eq!(*received.lock().expect("the exports"), [vec!["from a worker"]]);
 }
+
+#[test]
+fn callers_that_gave_up_waiting_do_not_keep_the_hosts_stop_out() {
+    let mut pending = Pending { queued: 1, ..Pending::default() };
+    let mut flags = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..MAX_WAITING {
+        let (done, answered) = mpsc::channel();
+        let gave_up = Arc::new(AtomicBool::new(false));
+        assert!(pending.wait(Answer::Thread(done, gave_up.clone())).is_ok());
+        flags.push(gave_up);
+        receivers.push(answered);
+    }
+    let (stop, _stopped) = tokio::sync::oneshot::channel();
+    let Err(stop) = pending.wait(Answer::Task(stop)) else { panic!("a waiter beyond the bound was taken") };
+    // Their time ran out (a stuck collector): they leave, and the stop can wait.
+    for gave_up in &flags {
+        gave_up.store(true, Ordering::Relaxed);
+    }
+    assert!(pending.wait(stop).is_ok());
+    assert_eq!(pending.waiting.len(), 1);
+}
+
+#[test]
+fn one_with_nothing_queued_is_answered_at_once() {
+    let mut pending = Pending::default();
+    let (done, answered) = mpsc::channel();
+    assert!(pending.wait(Answer::Thread(done, Arc::default())).is_ok());
+    assert_eq!(answered.try_recv(), Ok(()));
+    assert!(pending.waiting.is_empty());
+}

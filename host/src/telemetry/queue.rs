@@ -250,11 +250,9 @@ impl SpanQueue {
         {
             let mut pending = self.queue.pending();
             let unposted = || OTelSdkError::InternalFailure("spans were still queued when posting stopped".into());
-            if pending.poster_gone {
-                return if pending.all_posted() { Ok(()) } else { Err(unposted()) };
-            }
-            // The host's own stop (`close`) has waited for the queue already, within its limit.
-            if pending.stopping {
+            // Nothing more will be posted, or the host's own stop (`close`) has waited for the
+            // queue already, within its limit.
+            if pending.poster_gone || pending.stopping {
                 return if pending.all_posted() { Ok(()) } else { Err(unposted()) };
             }
             pending.stopping = stop;

@@ -96,13 +96,12 @@ pub(super) async fn forward(
     let headers = peer_headers(call.headers, local_name)?;
     // Under the call's span when it is traced (the context is the caller's, attached): the
     // request to the peer gets a span of its own, whose context its `_meta` carries.
-    let span = telemetry::send("tools/call", Some(local_name), peer.name());
+    let span = telemetry::send("tools/call", Some(local_name), peer.name(), Some(&telemetry::JsonId(call.id)));
     if let Some(span) = &span
         && let Some(meta) =
             request.get_mut("params").and_then(|params| params.get_mut("_meta")).and_then(Value::as_object_mut)
     {
         telemetry::inject(span, meta);
-        telemetry::set_request_id(span, &telemetry::JsonId(call.id));
     }
     let posted = post(peer, relay, &request, &audit.identity, headers).await;
     if let Some(span) = &span {

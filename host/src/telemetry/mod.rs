@@ -25,16 +25,19 @@ pub mod config;
 mod export;
 mod otlp;
 mod queue;
+mod trace_context;
 
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use std::str::FromStr as _;
+
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceState, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue, StringValue};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use rmcp::model::ClientRequest;
 use serde_json::{Map, Value};
@@ -59,7 +62,6 @@ pub struct Tracing {
 struct Inner {
     tracer: SdkTracer,
     provider: SdkTracerProvider,
-    propagator: TraceContextPropagator,
     /// `None` in unit tests, whose spans go nowhere.
     queue: Option<queue::QueueHandle>,
 }
@@ -78,8 +80,7 @@ impl Tracing {
         let provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build();
         let tracer = provider.tracer("fedmcp");
         tracing::info!(collector = %settings.traces_url, service = %settings.service_name, "exporting traces over OTLP/HTTP");
-        let propagator = TraceContextPropagator::new();
-        Ok(Self { inner: Arc::new(Inner { tracer, provider, propagator, queue: Some(queue) }) })
+        Ok(Self { inner: Arc::new(Inner { tracer, provider, queue: Some(queue) }) })
     }
 
     /// Send the spans still queued (at most [`FLUSH_LIMIT`]) and stop exporting.
@@ -99,14 +100,14 @@ impl Tracing {
     /// context holds the span and this tracer; attach it to the request's future
     /// ([`FutureExt::with_context`]) and end it with [`end_request`].
     pub(crate) fn request(&self, request: &Request<'_>, meta: Option<&Map<String, Value>>) -> Context {
-        let parent = match meta {
-            Some(meta) if meta.contains_key(TRACEPARENT) => self.inner.propagator.extract(&MetaCarrier(meta)),
-            _ => Context::new(),
+        let parent = match meta.and_then(remote_parent) {
+            Some(parent) => Context::new().with_remote_span_context(parent),
+            None => Context::new(),
         };
         let mut attributes = Vec::with_capacity(5);
         attributes.push(KeyValue::new("mcp.method.name", request.method));
         if let Some(version) = request.protocol_version {
-            attributes.push(KeyValue::new("mcp.protocol.version", clip(version)));
+            attributes.push(KeyValue::new("mcp.protocol.version", protocol_version(version)));
         }
         if let Some(id) = request.id {
             attributes.push(KeyValue::new("jsonrpc.request.id", crate::text::clip(id.to_string(), MAX_SPAN_TEXT)));
@@ -232,6 +233,7 @@ impl Display for JsonId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Value::String(id) => f.write_str(id),
+            Value::Number(id) => Display::fmt(id, f),
             other => write!(f, "{other}"),
         }
     }
@@ -251,7 +253,9 @@ pub(crate) fn is_traced() -> bool {
 /// Start the span of a request this host sends to `peer` on behalf of the request being
 /// served, as its child (kind CLIENT); `None` when that request is not traced. End it with
 /// [`end_request`]; its context goes into the forwarded request's `_meta` with [`inject`].
-pub(crate) fn send(method: &str, target: Option<&str>, peer: &str) -> Option<Context> {
+/// `id` is the forwarded request's JSON-RPC id when it is known before it is sent (otherwise
+/// [`set_request_id`] records it).
+pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&dyn Display>) -> Option<Context> {
     let tracing = current()?;
     let parent = Context::current();
     let tracer = &tracing.inner.tracer;
@@ -261,8 +265,12 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str) -> Option<Con
         name.push(' ');
         crate::text::push_clipped(&mut name, target, MAX_SPAN_TEXT);
     }
-    let attributes =
-        vec![KeyValue::new("mcp.method.name", clip(method)), KeyValue::new("fedmcp.peer", peer.to_owned())];
+    let mut attributes = Vec::with_capacity(3);
+    attributes.push(KeyValue::new("mcp.method.name", clip(method)));
+    attributes.push(KeyValue::new("fedmcp.peer", peer.to_owned()));
+    if let Some(id) = id {
+        attributes.push(KeyValue::new("jsonrpc.request.id", crate::text::clip(id.to_string(), MAX_SPAN_TEXT)));
+    }
     let span = tracer
         .span_builder(name)
         .with_kind(SpanKind::Client)
@@ -273,13 +281,19 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str) -> Option<Con
 
 /// Write `cx`'s span context into a forwarded request's `_meta` as `traceparent` (and
 /// `tracestate`), replacing the caller's: the peer's span is then the child of this host's.
+/// Without a span in `cx` (an untraced request) the caller's context is passed on as it came.
 pub(crate) fn inject(cx: &Context, meta: &mut Map<String, Value>) {
-    let Some(tracing) = cx.get::<Tracing>().cloned().or_else(current) else { return };
-    meta.remove(TRACEPARENT);
-    meta.remove(TRACESTATE);
-    tracing.inner.propagator.inject_context(cx, &mut MetaInjector(meta));
-    if meta.get(TRACESTATE).and_then(Value::as_str).is_some_and(str::is_empty) {
+    let span = cx.span();
+    let context = span.span_context();
+    if !context.is_valid() {
+        return;
+    }
+    meta.insert(TRACEPARENT.to_owned(), Value::String(trace_context::format(context)));
+    let state = context.trace_state().header();
+    if state.is_empty() {
         meta.remove(TRACESTATE);
+    } else {
+        meta.insert(TRACESTATE.to_owned(), Value::String(state));
     }
 }
 
@@ -349,6 +363,15 @@ fn clip(text: &str) -> String {
     clipped
 }
 
+/// A request's protocol version as its span records it: one the host speaks without a copy.
+fn protocol_version(version: &str) -> StringValue {
+    const SPOKEN: [&str; 5] = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+    match SPOKEN.iter().find(|spoken| **spoken == version) {
+        Some(spoken) => StringValue::from(*spoken),
+        None => StringValue::from(clip(version)),
+    }
+}
+
 /// `"<method> <target>"`, or the method alone (a method the host serves: static, short).
 fn span_name(method: &'static str, target: Option<&str>) -> Cow<'static, str> {
     let Some(target) = target else { return Cow::Borrowed(method) };
@@ -359,18 +382,14 @@ fn span_name(method: &'static str, target: Option<&str>) -> Cow<'static, str> {
     Cow::Owned(name)
 }
 
-/// A request's `_meta`, read as a W3C trace context carrier.
-struct MetaCarrier<'a>(&'a Map<String, Value>);
-
-impl Extractor for MetaCarrier<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        let value = self.0.get(key).and_then(Value::as_str)?;
-        Some(if key == TRACESTATE { within_tracestate_limit(value) } else { value })
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
+/// The remote parent a request's `_meta` names in `traceparent` (and `tracestate`), if valid.
+fn remote_parent(meta: &Map<String, Value>) -> Option<SpanContext> {
+    let (trace_id, span_id, flags) = trace_context::parse(meta.get(TRACEPARENT)?.as_str()?)?;
+    let state = match meta.get(TRACESTATE).and_then(Value::as_str) {
+        Some(state) => TraceState::from_str(within_tracestate_limit(state)).unwrap_or_default(),
+        None => TraceState::default(),
+    };
+    Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
 
 /// The most of a caller's `tracestate` kept: every span of the request and every request it
@@ -390,15 +409,6 @@ fn within_tracestate_limit(tracestate: &str) -> &str {
         end = at;
     }
     &tracestate[..end]
-}
-
-/// A forwarded request's `_meta`, written as a W3C trace context carrier.
-struct MetaInjector<'a>(&'a mut Map<String, Value>);
-
-impl Injector for MetaInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), Value::String(value));
-    }
 }
 
 #[cfg(test)]

@@ -284,11 +284,13 @@ fn put_attribute(tag: u32, attribute: KeyValue, out: &mut Vec<u8>) {
 }
 
 /// A field's key (prost's `encode_key`); every key of these messages but `Span.flags` is one byte.
+#[inline]
 fn put_key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
     varint(u64::from((tag << 3) | wire_type as u32), out);
 }
 
 /// prost's `encode_varint`, a value under 128 (every key, most lengths) pushed as its one byte.
+#[inline]
 fn varint(value: u64, out: &mut Vec<u8>) {
     if value < 0x80 {
         out.push(value as u8);
@@ -301,15 +303,18 @@ fn attributes(attributes: Vec<KeyValue>) -> Vec<proto_common::KeyValue> {
     opentelemetry_proto::transform::common::tonic::Attributes::from(attributes).0
 }
 
+#[inline]
 fn to_nanos(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64
 }
 
+#[inline]
 fn length_prefixed(len: usize) -> usize {
     encoded_len_varint(len as u64) + len
 }
 
 /// A length-delimited field, written even when empty (an id, a nested message).
+#[inline]
 fn put_bytes(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
     put_key(tag, WireType::LengthDelimited, out);
     varint(bytes.len() as u64, out);
@@ -317,17 +322,20 @@ fn put_bytes(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A proto3 string field: left out when empty.
+#[inline]
 fn put_string(tag: u32, text: &str, out: &mut Vec<u8>) {
     if !text.is_empty() {
         put_bytes(tag, text.as_bytes(), out);
     }
 }
 
+#[inline]
 fn string_len(tag: u32, text: &str) -> usize {
     if text.is_empty() { 0 } else { key_len(tag) + length_prefixed(text.len()) }
 }
 
 /// A proto3 integer or enum field: left out when zero.
+#[inline]
 fn put_varint(tag: u32, value: u64, out: &mut Vec<u8>) {
     if value != 0 {
         put_key(tag, WireType::Varint, out);
@@ -335,10 +343,12 @@ fn put_varint(tag: u32, value: u64, out: &mut Vec<u8>) {
     }
 }
 
+#[inline]
 fn varint_len(tag: u32, value: u64) -> usize {
     if value == 0 { 0 } else { key_len(tag) + encoded_len_varint(value) }
 }
 
+#[inline]
 fn put_fixed64(tag: u32, value: u64, out: &mut Vec<u8>) {
     if value != 0 {
         put_key(tag, WireType::SixtyFourBit, out);

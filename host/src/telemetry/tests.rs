@@ -11,7 +11,7 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 fn tracing() -> Tracing {
     let provider = SdkTracerProvider::builder().build();
     let tracer = provider.tracer("test");
-    Tracing { inner: Arc::new(Inner { tracer, provider, propagator: TraceContextPropagator::new(), queue: None }) }
+    Tracing { inner: Arc::new(Inner { tracer, provider, queue: None }) }
 }
 
 fn meta(value: Value) -> Map<String, Value> {
@@ -52,7 +52,7 @@ fn a_forwarded_request_carries_the_forwarding_span_not_the_callers() {
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01") }));
     let served = tracing().request(&call("b__echo"), Some(&sent));
     let _attached = served.clone().attach();
-    let forwarding = send("tools/call", Some("echo"), "b").expect("a traced request forwards with a span");
+    let forwarding = send("tools/call", Some("echo"), "b", None).expect("a traced request forwards with a span");
     let mut forwarded = sent.clone();
     inject(&forwarding, &mut forwarded);
     let traceparent = forwarded["traceparent"].as_str().expect("a traceparent").to_owned();
@@ -68,7 +68,7 @@ fn a_forwarded_request_carries_the_forwarding_span_not_the_callers() {
 fn nothing_is_traced_outside_a_traced_request() {
     let _empty = Context::new().attach();
     assert!(!is_traced());
-    assert!(send("tools/call", Some("echo"), "b").is_none());
+    assert!(send("tools/call", Some("echo"), "b", None).is_none());
     assert!(PluginSpan::start("text-tools", "tools/call", "slugify").is_none());
     let mut forwarded = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01") }));
     let before = forwarded.clone();
@@ -109,4 +109,34 @@ fn a_long_tracestate_keeps_the_whole_members_that_fit() {
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01"), "tracestate": long }));
     let cx = tracing().request(&call("echo"), Some(&sent));
     assert_eq!(cx.span().span_context().trace_state().header(), kept);
+}
+
+#[test]
+fn a_forwarded_request_carries_the_callers_tracestate_and_the_forwarding_spans_parent() {
+    let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-00"), "tracestate": "vendor=x,other=y" }));
+    let served = tracing().request(&call("b__echo"), Some(&sent));
+    let _attached = served.clone().attach();
+    let forwarding = send("tools/call", Some("echo"), "b", Some(&7)).expect("a traced request forwards with a span");
+    let mut forwarded = sent.clone();
+    inject(&forwarding, &mut forwarded);
+    assert_eq!(forwarded["tracestate"], "vendor=x,other=y");
+    let forwarding_span = forwarding.span().span_context().span_id().to_string();
+    // The caller did not sample: neither does this host, and the peer is told so.
+    assert_eq!(forwarded["traceparent"], format!("00-{TRACE}-{forwarding_span}-00"));
+    let garbled = meta(json!({ "traceparent": "00-nonsense-01", "tracestate": "vendor=x" }));
+    let mut forwarded = garbled.clone();
+    let served = tracing().request(&call("b__echo"), Some(&garbled));
+    let _attached = served.clone().attach();
+    let forwarding = send("tools/call", Some("echo"), "b", None).expect("a traced request forwards with a span");
+    inject(&forwarding, &mut forwarded);
+    assert!(!forwarded.contains_key("tracestate"), "a new trace has no tracestate: {forwarded:?}");
+    assert_ne!(forwarded["traceparent"], garbled["traceparent"]);
+}
+
+#[test]
+fn a_json_rpc_id_is_recorded_as_its_text_or_its_digits() {
+    assert_eq!(JsonId(&json!(7)).to_string(), "7");
+    assert_eq!(JsonId(&json!(-12.5)).to_string(), "-12.5");
+    assert_eq!(JsonId(&json!("call-7")).to_string(), "call-7");
+    assert_eq!(JsonId(&json!(null)).to_string(), "null");
 }

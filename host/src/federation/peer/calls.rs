@@ -176,7 +176,7 @@ impl Peer {
     /// request being served is traced, the forwarded one gets a span of its own, whose context
     /// its `_meta` carries to the peer.
     async fn request(&self, request: ClientRequest, cx: &CallContext, tasks: bool) -> Result<ServerResult, CallError> {
-        let span = telemetry::send(request.method(), telemetry::target(&request), &self.config.name);
+        let span = telemetry::send(request.method(), telemetry::target(&request), &self.config.name, None);
         let result = self.send(request, cx, tasks, span.as_ref()).await;
         if let Some(span) = &span {
             let ending = match &result {

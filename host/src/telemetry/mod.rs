@@ -312,7 +312,8 @@ impl PluginSpan {
     pub(crate) fn start(plugin: &str, method: &'static str, target: &str) -> Option<Self> {
         let tracing = current()?;
         let tracer = &tracing.inner.tracer;
-        let mut attributes = Vec::with_capacity(4);
+        // Room for `instantiated`'s too: the span's attributes are not moved to grow.
+        let mut attributes = Vec::with_capacity(5);
         attributes.push(KeyValue::new("fedmcp.plugin.name", plugin.to_owned()));
         attributes.push(KeyValue::new("mcp.method.name", method));
         if !target.is_empty() {

@@ -141,6 +141,8 @@ mod tests {
             format!("00-1-{SPAN}-01"),
             format!("00-{TRACE}-{SPAN}-1"),
             format!("00_{TRACE}_{SPAN}_01"),
+            format!("00-{TRACE}_{SPAN}-01"),
+            format!("00-{TRACE}-{SPAN}_01"),
             format!("00-+{}-{SPAN}-01", &TRACE[1..]),
             "é".repeat(30),
         ] {

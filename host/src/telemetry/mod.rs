@@ -29,17 +29,16 @@ mod trace_context;
 
 use std::borrow::Cow;
 use std::fmt::Display;
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::str::FromStr as _;
 
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue, StringValue};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use rmcp::model::ClientRequest;
+use rmcp::model::{ClientRequest, ProtocolVersion};
 use serde_json::{Map, Value};
 
 use crate::call::CallError;
@@ -110,7 +109,7 @@ impl Tracing {
             attributes.push(KeyValue::new("mcp.protocol.version", protocol_version(version)));
         }
         if let Some(id) = request.id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", crate::text::clip(id.to_string(), MAX_SPAN_TEXT)));
+            attributes.push(request_id(id));
         }
         match (request.method, request.target) {
             ("tools/call", target) => {
@@ -269,7 +268,7 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&d
     attributes.push(KeyValue::new("mcp.method.name", clip(method)));
     attributes.push(KeyValue::new("fedmcp.peer", peer.to_owned()));
     if let Some(id) = id {
-        attributes.push(KeyValue::new("jsonrpc.request.id", crate::text::clip(id.to_string(), MAX_SPAN_TEXT)));
+        attributes.push(request_id(id));
     }
     let span = tracer
         .span_builder(name)
@@ -281,7 +280,9 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&d
 
 /// Write `cx`'s span context into a forwarded request's `_meta` as `traceparent` (and
 /// `tracestate`), replacing the caller's: the peer's span is then the child of this host's.
-/// Without a span in `cx` (an untraced request) the caller's context is passed on as it came.
+/// Without a valid span context in `cx` (an untraced request, or one still running when the
+/// host's tracer has shut down) the caller's context is passed on as it came, as a host without
+/// `[telemetry]` passes it.
 pub(crate) fn inject(cx: &Context, meta: &mut Map<String, Value>) {
     let span = cx.span();
     let context = span.span_context();
@@ -299,7 +300,12 @@ pub(crate) fn inject(cx: &Context, meta: &mut Map<String, Value>) {
 
 /// Record the JSON-RPC request id a forwarded request got (known once it is sent).
 pub(crate) fn set_request_id(cx: &Context, id: &dyn Display) {
-    cx.span().set_attribute(KeyValue::new("jsonrpc.request.id", clip(&id.to_string())));
+    cx.span().set_attribute(request_id(id));
+}
+
+/// A request's `jsonrpc.request.id` attribute (a caller's id, clipped like any caller's text).
+fn request_id(id: &dyn Display) -> KeyValue {
+    KeyValue::new("jsonrpc.request.id", crate::text::clip(id.to_string(), MAX_SPAN_TEXT))
 }
 
 /// The span of one plugin call (instantiating its sandbox and running the export), the child
@@ -366,9 +372,8 @@ fn clip(text: &str) -> String {
 
 /// A request's protocol version as its span records it: one the host speaks without a copy.
 fn protocol_version(version: &str) -> StringValue {
-    const SPOKEN: [&str; 5] = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-    match SPOKEN.iter().find(|spoken| **spoken == version) {
-        Some(spoken) => StringValue::from(*spoken),
+    match ProtocolVersion::KNOWN_VERSIONS.iter().map(ProtocolVersion::as_str).find(|known| *known == version) {
+        Some(known) => StringValue::from(known),
         None => StringValue::from(clip(version)),
     }
 }

@@ -35,6 +35,9 @@ fn a_request_span_continues_the_trace_in_its_meta() {
     assert_ne!(context.span_id().to_string(), CLIENT_SPAN);
     assert!(context.is_sampled() && !context.is_remote());
     assert_eq!(context.trace_state().header(), "vendor=x");
+    let parent = remote_parent(&sent).expect("a valid traceparent names a parent");
+    assert!(parent.is_remote(), "the caller's span is exported as a remote parent");
+    assert_eq!(parent.span_id().to_string(), CLIENT_SPAN);
 }
 
 #[test]

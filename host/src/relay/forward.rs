@@ -111,7 +111,7 @@ pub(super) async fn forward(
             Err(error) => telemetry::Ending::of_call_error(error),
         };
         // The caller's span records the answer too: it is passed on as it came.
-        telemetry::record(&opentelemetry::Context::current(), ending.clone());
+        telemetry::record_current(ending.clone());
         telemetry::end_request(span, ending);
     }
     let (answer, deadline) = posted?;

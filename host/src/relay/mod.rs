@@ -204,7 +204,7 @@ async fn try_relay(
     // to the peer with it.
     let forwarding = forward(peer, &relay, &route.local_name, &call, message, &audit);
     let forwarded = match &span {
-        Some(span) => forwarding.with_context(span.clone()).await,
+        Some(span) => forwarding.in_span(span.clone()).await,
         None => forwarding.await,
     };
     Some(match forwarded {
@@ -224,7 +224,7 @@ async fn try_relay(
 }
 
 /// End a relayed call's span, if it is traced, with the error its caller gets.
-fn end_span(span: Option<&opentelemetry::Context>, error: &rmcp::ErrorData) {
+fn end_span(span: Option<&telemetry::Span>, error: &rmcp::ErrorData) {
     if let Some(span) = span {
         telemetry::end_request(
             span,

@@ -135,11 +135,10 @@ impl Session {
             async move { route.owner.call_tool(&route.local_name, &arguments, c).await }
         });
         // The task's call stays in the trace of the request that created it.
-        if crate::telemetry::is_traced() {
-            tokio::spawn(running.with_current_context());
-        } else {
-            tokio::spawn(running);
-        }
+        match crate::telemetry::current() {
+            Some(span) => tokio::spawn(running.in_span(span)),
+            None => tokio::spawn(running),
+        };
         Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)))
     }
 

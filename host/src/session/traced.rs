@@ -12,8 +12,6 @@
 
 use std::future::Future;
 
-use opentelemetry::Context;
-use opentelemetry::context::FutureExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, InitializeRequestParams, InitializeResult,
@@ -25,7 +23,7 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use super::Session;
-use crate::telemetry::{Ending, Request, Tracing, end_request};
+use crate::telemetry::{Ending, FutureExt as _, Request, Span, Tracing, end_request};
 
 /// [`Session`] with a span per request when the host traces.
 #[derive(Clone)]
@@ -41,7 +39,7 @@ impl TracedSession {
     }
 
     /// The span of one request, or `None` (at once) when the host does not trace.
-    fn start(&self, method: &'static str, target: Option<&str>, cx: &RequestContext<RoleServer>) -> Option<Context> {
+    fn start(&self, method: &'static str, target: Option<&str>, cx: &RequestContext<RoleServer>) -> Option<Span> {
         let tracing = self.tracing.as_ref()?;
         let version = cx.protocol_version();
         let request = Request {
@@ -63,7 +61,7 @@ impl TracedSession {
 /// its way into the spawned task (memcpy was the largest single cost of a plugin call over
 /// HTTP). Boxed, the task holds a pointer and the call's state is written once.
 async fn run<T>(
-    span: Option<Context>,
+    span: Option<Span>,
     call: impl Future<Output = Result<T, McpError>>,
     ending: fn(&T) -> Ending<'static>,
 ) -> Result<T, McpError> {
@@ -71,7 +69,7 @@ async fn run<T>(
     // A request whose future is dropped (its HTTP client went away) ends as cancelled, not
     // as the success the SDK would record when the span is dropped unended.
     let mut unended = Unended(Some(span.clone()));
-    let result = call.with_context(span.clone()).await;
+    let result = call.in_span(span.clone()).await;
     unended.0 = None;
     let ended = match &result {
         Ok(answer) => ending(answer),
@@ -82,7 +80,7 @@ async fn run<T>(
 }
 
 /// The span of a request still running; ended as cancelled if the request is dropped.
-struct Unended(Option<Context>);
+struct Unended(Option<Span>);
 
 impl Drop for Unended {
     fn drop(&mut self) {

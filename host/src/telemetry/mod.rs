@@ -15,11 +15,21 @@
 //! request forwarded to a peer carries the forwarding span's context in its own `_meta`, so
 //! client → A → B → plugin is one trace.
 //!
-//! The current span travels with the request's future as an OpenTelemetry [`Context`]
-//! attached on each poll, and so does the [`Tracing`] that made it. Code below the session
-//! (a plugin call, a forwarded request) asks the current context for both; on a host without
-//! `[telemetry]` no context is ever attached, so that question is a thread-local read that
-//! finds nothing, and no span, attribute or string is made.
+//! The spans are the host's own, not the OpenTelemetry SDK's: a span is a small record made
+//! where its request starts and encoded to OTLP where it ends (`otlp`), then queued as bytes
+//! (`queue`). What decides which traces are recorded and what makes their ids are the SDK's
+//! (its sampler and id generator, configured from `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` as the SDK configures them), and so is the resource
+//! (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`). The SDK's span made ~10 heap blocks per
+//! span, a builder, a context entry for itself and one for the tracer, and moved a half-KB
+//! record into its processor: with every request traced that cost more than the encoding
+//! (`docs/investigations/2026-12-05-tracing-cost.md`).
+//!
+//! The span of the request being served travels with the request's future ([`FutureExt`]),
+//! made current on this thread on each poll. Code below the session (a plugin call, a
+//! forwarded request) asks for the current span ([`current`]); on a host without
+//! `[telemetry]` no span is ever current, so that question is a thread-local read that finds
+//! nothing, and no span, attribute or string is made.
 
 pub mod config;
 mod export;
@@ -28,23 +38,25 @@ mod queue;
 mod trace_context;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::Display;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::str::FromStr as _;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceState, Tracer as _, TracerProvider as _,
-};
-use opentelemetry::{Context, KeyValue, StringValue};
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceState};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue};
+use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample, SpanData, SpanProcessor as _};
 use rmcp::model::{ClientRequest, ProtocolVersion};
 use serde_json::{Map, Value};
 
 use crate::call::CallError;
 
 pub use self::config::{OtlpProtocol, TelemetrySettings};
-pub use opentelemetry::context::FutureExt;
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -59,10 +71,19 @@ pub struct Tracing {
 
 #[derive(Debug)]
 struct Inner {
-    tracer: SdkTracer,
-    provider: SdkTracerProvider,
-    /// `None` in unit tests, whose spans go nowhere.
-    queue: Option<queue::QueueHandle>,
+    /// The SDK's, as its variables configure it (`OTEL_TRACES_SAMPLER`, `..._ARG`).
+    sampler: Box<dyn ShouldSample>,
+    ids: Box<dyn IdGenerator>,
+    sink: Sink,
+}
+
+/// Where ended spans go.
+#[derive(Debug)]
+enum Sink {
+    Queue { queue: queue::SpanQueue, handle: queue::QueueHandle, protocol: OtlpProtocol },
+    /// Unit tests read what ended here.
+    #[cfg(test)]
+    Kept(Mutex<Vec<SpanData>>),
 }
 
 impl Tracing {
@@ -74,35 +95,37 @@ impl Tracing {
         })?;
         let queue_settings = queue::QueueSettings::from_env(|name| std::env::var(name).ok());
         let collector = export::Collector::new(settings, queue_settings.export_timeout)?;
-        let (processor, queue) = queue::SpanQueue::start(collector, queue_settings, &runtime);
+        let protocol = collector.protocol;
+        let (mut queue, handle) = queue::SpanQueue::start(collector, queue_settings, &runtime);
         let resource = opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build();
-        let provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build();
-        let tracer = provider.tracer("fedmcp");
+        queue.set_resource(&resource);
         tracing::info!(collector = %settings.traces_url, service = %settings.service_name, "exporting traces over OTLP/HTTP");
-        Ok(Self { inner: Arc::new(Inner { tracer, provider, queue: Some(queue) }) })
+        Ok(Self::with_sink(Sink::Queue { queue, handle, protocol }))
     }
 
-    /// Send the spans still queued (at most [`FLUSH_LIMIT`]) and stop exporting.
+    fn with_sink(sink: Sink) -> Self {
+        // The SDK's configuration read from its variables: the sampler and id generator are
+        // the SDK's own, as a tracer provider built with defaults has them.
+        let config = opentelemetry_sdk::trace::Config::default();
+        Self { inner: Arc::new(Inner { sampler: config.sampler, ids: config.id_generator, sink }) }
+    }
+
+    /// Send the spans still queued (at most [`FLUSH_LIMIT`]) and stop exporting: spans that
+    /// end later are dropped (and counted).
     pub async fn shutdown(&self) {
-        if let Some(queue) = &self.inner.queue
-            && let Err(why) = queue.close(FLUSH_LIMIT).await
+        #[allow(irrefutable_let_patterns)]
+        if let Sink::Queue { handle, .. } = &self.inner.sink
+            && let Err(why) = handle.close(FLUSH_LIMIT).await
         {
             tracing::warn!(why, "traces still queued at shutdown may not have been exported");
         }
-        let provider = self.inner.provider.clone();
-        // Nothing is left to post; the SDK's shutdown may still block its thread.
-        let _ = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_LIMIT)).await;
     }
 
     /// Start the span of one request this host serves. Its parent is the W3C trace context in
-    /// the request's `_meta`, if that holds a valid one (a new trace otherwise). The returned
-    /// context holds the span and this tracer; attach it to the request's future
-    /// ([`FutureExt::with_context`]) and end it with [`end_request`].
-    pub(crate) fn request(&self, request: &Request<'_>, meta: Option<&Map<String, Value>>) -> Context {
-        let parent = match meta.and_then(remote_parent) {
-            Some(parent) => Context::new().with_remote_span_context(parent),
-            None => Context::new(),
-        };
+    /// the request's `_meta`, if that holds a valid one (a new trace otherwise). Make it
+    /// current for the request's future ([`FutureExt::in_span`]) and end it with [`end_request`].
+    pub(crate) fn request(&self, request: &Request<'_>, meta: Option<&Map<String, Value>>) -> Span {
+        let parent = meta.and_then(remote_parent);
         let mut attributes = Vec::with_capacity(5);
         attributes.push(KeyValue::new("mcp.method.name", request.method));
         if let Some(version) = request.protocol_version {
@@ -121,15 +144,227 @@ impl Tracing {
             ("prompts/get", Some(prompt)) => attributes.push(KeyValue::new("gen_ai.prompt.name", clip(prompt))),
             _ => {}
         }
-        let tracer = &self.inner.tracer;
-        let span = tracer
-            .span_builder(span_name(request.method, request.target))
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        parent.with_span(span).with_value(self.clone())
+        self.span(parent.as_ref(), span_name(request.method, request.target), SpanKind::Server, attributes)
+    }
+
+    /// A span started now, the child of `parent` (a new trace without one), sampled as the
+    /// SDK's sampler decides; one not sampled has its ids (for propagation) and records nothing.
+    fn span(
+        &self,
+        parent: Option<&SpanContext>,
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        mut attributes: Vec<KeyValue>,
+    ) -> Span {
+        let inner = &self.inner;
+        let span_id = inner.ids.new_span_id();
+        let (trace_id, parent_span_id, parent_is_remote, flags) = match parent {
+            Some(parent) => (parent.trace_id(), parent.span_id(), parent.is_remote(), parent.trace_flags()),
+            None => (inner.ids.new_trace_id(), SpanId::INVALID, false, TraceFlags::default()),
+        };
+        let parent_cx = match parent {
+            Some(parent) => Context::new().with_remote_span_context(parent.clone()),
+            None => Context::new(),
+        };
+        let sampling = inner.sampler.should_sample(Some(&parent_cx), trace_id, &name, &kind, &attributes, &[]);
+        // A span recorded but not sampled would not be exported (as the SDK's processors
+        // have it): it is not recorded either.
+        let sampled = sampling.decision == SamplingDecision::RecordAndSample;
+        let flags = if sampled { flags.with_sampled(true) } else { TraceFlags::default() };
+        let context = SpanContext::new(trace_id, span_id, flags, false, sampling.trace_state);
+        let record = sampled.then(|| {
+            attributes.extend(sampling.attributes);
+            Mutex::new(Record { attributes, status: Status::Unset, ended: false })
+        });
+        Span(Arc::new(SpanInner {
+            tracing: self.clone(),
+            context,
+            parent_span_id,
+            parent_is_remote,
+            kind,
+            name,
+            start: SystemTime::now(),
+            record,
+        }))
+    }
+
+    /// Export one ended span.
+    fn export(&self, span: &SpanInner, attributes: Vec<KeyValue>, status: Status) {
+        let end = SystemTime::now();
+        match &self.inner.sink {
+            Sink::Queue { queue, protocol: OtlpProtocol::HttpProtobuf, .. } => {
+                let fields = otlp::SpanFields {
+                    context: &span.context,
+                    parent_span_id: span.parent_span_id,
+                    parent_is_remote: span.parent_is_remote,
+                    name: &span.name,
+                    kind: &span.kind,
+                    start: span.start,
+                    end,
+                    attributes: &attributes,
+                    status: &status,
+                };
+                queue.push(queue::Ended::Host(otlp::encode_fields(&fields)));
+            }
+            Sink::Queue { queue, protocol: OtlpProtocol::HttpJson, .. } => {
+                queue.push(queue::Ended::Json(Box::new(span.data(end, attributes, status))));
+            }
+            #[cfg(test)]
+            Sink::Kept(kept) => kept.lock().expect("the kept spans").push(span.data(end, attributes, status)),
+        }
     }
 }
+
+/// A span being recorded: a request's (current in its futures while it runs), a forwarded
+/// request's or a plugin call's. Ended by [`Span::end`] or, if never ended, when its last
+/// holder drops it.
+#[derive(Clone, Debug)]
+pub(crate) struct Span(Arc<SpanInner>);
+
+#[derive(Debug)]
+struct SpanInner {
+    tracing: Tracing,
+    context: SpanContext,
+    parent_span_id: SpanId,
+    parent_is_remote: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    /// `None` for a span not sampled.
+    record: Option<Mutex<Record>>,
+}
+
+#[derive(Debug)]
+struct Record {
+    attributes: Vec<KeyValue>,
+    status: Status,
+    ended: bool,
+}
+
+impl SpanInner {
+    /// The span as the SDK's model has it (OTLP JSON is encoded from that model).
+    fn data(&self, end: SystemTime, attributes: Vec<KeyValue>, status: Status) -> SpanData {
+        SpanData {
+            span_context: self.context.clone(),
+            parent_span_id: self.parent_span_id,
+            parent_span_is_remote: self.parent_is_remote,
+            span_kind: self.kind.clone(),
+            name: self.name.clone(),
+            start_time: self.start,
+            end_time: end,
+            attributes,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status,
+            instrumentation_scope: InstrumentationScope::builder(queue::HOST_SCOPE).build(),
+        }
+    }
+}
+
+impl Drop for SpanInner {
+    fn drop(&mut self) {
+        let Some(record) = self.record.take() else { return };
+        let record = record.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !record.ended {
+            self.tracing.clone().export(self, record.attributes, record.status);
+        }
+    }
+}
+
+impl Span {
+    /// The span's own context: what a request forwarded under it carries.
+    pub(crate) fn context(&self) -> &SpanContext {
+        &self.0.context
+    }
+
+    fn recording(&self, change: impl FnOnce(&mut Record)) {
+        if let Some(record) = &self.0.record {
+            let mut record = record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !record.ended {
+                change(&mut record);
+            }
+        }
+    }
+
+    fn set_attribute(&self, attribute: KeyValue) {
+        self.recording(|record| record.attributes.push(attribute));
+    }
+
+    /// End the span now (a second end does nothing).
+    pub(crate) fn end(&self) {
+        let Some(record) = &self.0.record else { return };
+        let (attributes, status) = {
+            let mut record = record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if record.ended {
+                return;
+            }
+            record.ended = true;
+            (std::mem::take(&mut record.attributes), std::mem::replace(&mut record.status, Status::Unset))
+        };
+        self.0.tracing.export(&self.0, attributes, status);
+    }
+
+    /// Make this span current on this thread until the guard is dropped.
+    pub(crate) fn enter(&self) -> Entered {
+        let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
+        Entered { previous, not_send: PhantomData }
+    }
+}
+
+thread_local! {
+    /// The span of the request being served on this thread, if it is traced.
+    static CURRENT: RefCell<Option<Span>> = const { RefCell::new(None) };
+}
+
+/// A span made current ([`Span::enter`]); the one current before comes back when this drops.
+pub(crate) struct Entered {
+    previous: Option<Span>,
+    /// Current on this thread only.
+    not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // During the thread's teardown there is nothing left to restore.
+        let _ = CURRENT.try_with(|current| current.replace(previous));
+    }
+}
+
+/// The span of the request being served on this thread, if it is traced.
+pub(crate) fn current() -> Option<Span> {
+    CURRENT.with(|current| current.borrow().clone())
+}
+
+pin_project_lite::pin_project! {
+    /// A future run with a span current on each poll.
+    pub(crate) struct InSpan<F> {
+        #[pin]
+        future: F,
+        span: Span,
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.future.poll(cx)
+    }
+}
+
+/// Running a future under a request's span.
+pub(crate) trait FutureExt: Future + Sized {
+    /// Poll this future with `span` current.
+    fn in_span(self, span: Span) -> InSpan<Self> {
+        InSpan { future: self, span }
+    }
+}
+
+impl<F: Future> FutureExt for F {}
 
 /// What names a request's span.
 pub(crate) struct Request<'a> {
@@ -194,35 +429,39 @@ pub(crate) fn target(request: &ClientRequest) -> Option<&str> {
     }
 }
 
-/// End the span in `cx` (from [`Tracing::request`] or [`send`]) with how its request ended.
-pub(crate) fn end_request(cx: &Context, ending: Ending<'_>) {
-    record(cx, ending);
-    cx.span().end();
+/// End `span` (from [`Tracing::request`] or [`send`]) with how its request ended.
+pub(crate) fn end_request(span: &Span, ending: Ending<'_>) {
+    record(span, ending);
+    span.end();
 }
 
-/// Record on the span in `cx` how its request ended, before the span itself ends (a relayed
-/// answer is read below the code that ends the span).
-pub(crate) fn record(cx: &Context, ending: Ending<'_>) {
-    let span = cx.span();
-    match ending {
+/// Record on the span of the request being served, if it is traced, how it ended, before the
+/// span itself ends (a relayed answer is read below the code that ends the span).
+pub(crate) fn record_current(ending: Ending<'_>) {
+    if let Some(span) = current() {
+        record(&span, ending);
+    }
+}
+
+/// Record on `span` how its request ended.
+fn record(span: &Span, ending: Ending<'_>) {
+    span.recording(|record| match ending {
         Ending::Ok => {}
         Ending::ToolError => {
-            span.set_attribute(KeyValue::new("error.type", "tool_error"));
-            span.set_status(Status::error(""));
+            record.attributes.push(KeyValue::new("error.type", "tool_error"));
+            record.status = Status::error("");
         }
         Ending::Error { code, message } => {
             let code = code.to_string();
-            span.set_attributes([
-                KeyValue::new("error.type", code.clone()),
-                KeyValue::new("rpc.response.status_code", code),
-            ]);
-            span.set_status(Status::error(message.into_owned()));
+            record.attributes.push(KeyValue::new("error.type", code.clone()));
+            record.attributes.push(KeyValue::new("rpc.response.status_code", code));
+            record.status = Status::error(message.into_owned());
         }
         Ending::Failed { kind, message } => {
-            span.set_attribute(KeyValue::new("error.type", kind));
-            span.set_status(Status::error(message));
+            record.attributes.push(KeyValue::new("error.type", kind));
+            record.status = Status::error(message);
         }
-    }
+    });
 }
 
 /// A JSON-RPC id as `jsonrpc.request.id` has it: a string's text, a number's digits.
@@ -238,26 +477,13 @@ impl Display for JsonId<'_> {
     }
 }
 
-/// The tracer of the request being served on this thread, if it is traced.
-fn current() -> Option<Tracing> {
-    Context::map_current(|cx| cx.get::<Tracing>().cloned())
-}
-
-/// Whether the request being served on this thread is traced: what a task spawned for it
-/// checks before it carries the context along (`Context::current()` then).
-pub(crate) fn is_traced() -> bool {
-    Context::map_current(|cx| cx.get::<Tracing>().is_some())
-}
-
 /// Start the span of a request this host sends to `peer` on behalf of the request being
 /// served, as its child (kind CLIENT); `None` when that request is not traced. End it with
 /// [`end_request`]; its context goes into the forwarded request's `_meta` with [`inject`].
 /// `id` is the forwarded request's JSON-RPC id when it is known before it is sent (otherwise
 /// [`set_request_id`] records it).
-pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&dyn Display>) -> Option<Context> {
-    let tracing = current()?;
-    let parent = Context::current();
-    let tracer = &tracing.inner.tracer;
+pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&dyn Display>) -> Option<Span> {
+    let parent = current()?;
     let mut name = String::from("MCP send ");
     crate::text::push_clipped(&mut name, method, MAX_SPAN_TEXT);
     if let Some(target) = target {
@@ -270,25 +496,13 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&d
     if let Some(id) = id {
         attributes.push(request_id(id));
     }
-    let span = tracer
-        .span_builder(name)
-        .with_kind(SpanKind::Client)
-        .with_attributes(attributes)
-        .start_with_context(tracer, &parent);
-    Some(parent.with_span(span))
+    Some(parent.0.tracing.span(Some(parent.context()), Cow::Owned(name), SpanKind::Client, attributes))
 }
 
-/// Write `cx`'s span context into a forwarded request's `_meta` as `traceparent` (and
+/// Write `span`'s context into a forwarded request's `_meta` as `traceparent` (and
 /// `tracestate`), replacing the caller's: the peer's span is then the child of this host's.
-/// Without a valid span context in `cx` (an untraced request, or one still running when the
-/// host's tracer has shut down) the caller's context is passed on as it came, as a host without
-/// `[telemetry]` passes it.
-pub(crate) fn inject(cx: &Context, meta: &mut Map<String, Value>) {
-    let span = cx.span();
-    let context = span.span_context();
-    if !context.is_valid() {
-        return;
-    }
+pub(crate) fn inject(span: &Span, meta: &mut Map<String, Value>) {
+    let context = span.context();
     meta.insert(TRACEPARENT.to_owned(), Value::String(trace_context::format(context)));
     let state = context.trace_state().header();
     if state.is_empty() {
@@ -299,8 +513,10 @@ pub(crate) fn inject(cx: &Context, meta: &mut Map<String, Value>) {
 }
 
 /// Record the JSON-RPC request id a forwarded request got (known once it is sent).
-pub(crate) fn set_request_id(cx: &Context, id: &dyn Display) {
-    cx.span().set_attribute(request_id(id));
+pub(crate) fn set_request_id(span: &Span, id: &dyn Display) {
+    if span.0.record.is_some() {
+        span.set_attribute(request_id(id));
+    }
 }
 
 /// A request's `jsonrpc.request.id` attribute (a caller's id, clipped like any caller's text).
@@ -311,13 +527,12 @@ fn request_id(id: &dyn Display) -> KeyValue {
 /// The span of one plugin call (instantiating its sandbox and running the export), the child
 /// of the request being served; `None` when that request is not traced. Ended on drop.
 pub(crate) struct PluginSpan {
-    span: opentelemetry_sdk::trace::Span,
+    span: Span,
 }
 
 impl PluginSpan {
     pub(crate) fn start(plugin: &str, method: &'static str, target: &str) -> Option<Self> {
-        let tracing = current()?;
-        let tracer = &tracing.inner.tracer;
+        let parent = current()?;
         // Room for `instantiated`'s too: the span's attributes are not moved to grow.
         let mut attributes = Vec::with_capacity(5);
         attributes.push(KeyValue::new("fedmcp.plugin.name", plugin.to_owned()));
@@ -332,11 +547,7 @@ impl PluginSpan {
         let mut name = String::with_capacity("plugin ".len() + plugin.len());
         name.push_str("plugin ");
         name.push_str(plugin);
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &Context::current());
+        let span = parent.0.tracing.span(Some(parent.context()), Cow::Owned(name), SpanKind::Internal, attributes);
         Some(Self { span })
     }
 
@@ -347,8 +558,10 @@ impl PluginSpan {
 
     /// The call failed with `error`.
     pub(crate) fn failed(&mut self, kind: &'static str, error: &dyn Display) {
-        self.span.set_attribute(KeyValue::new("error.type", kind));
-        self.span.set_status(Status::error(clip(&error.to_string())));
+        self.span.recording(|record| {
+            record.attributes.push(KeyValue::new("error.type", kind));
+            record.status = Status::error(clip(&error.to_string()));
+        });
     }
 }
 

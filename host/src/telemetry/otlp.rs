@@ -12,7 +12,7 @@
 //! converted by opentelemetry-proto and encoded by prost as before. The tests decode the
 //! bytes with prost and compare them with opentelemetry-proto's own conversion of the batch.
 
-use opentelemetry::trace::{SpanId, Status};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1 as proto_common;
@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::trace::v1::{SpanFlags, span, status};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::encoding::{WireType, encoded_len_varint, key_len};
 use std::borrow::Borrow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,11 +65,58 @@ mod field {
 /// call's ~250).
 const TYPICAL_SPAN_BYTES: usize = 320;
 
-/// A span encoded: the fields of its `Span` message (without tag or length).
-pub(super) fn encode_span(span: SpanData) -> (InstrumentationScope, Vec<u8>) {
+/// A span as the writer reads it: what one of the host's spans holds when it ends (the host
+/// records no events or links).
+pub(super) struct SpanFields<'a> {
+    pub(super) context: &'a SpanContext,
+    pub(super) parent_span_id: SpanId,
+    pub(super) parent_is_remote: bool,
+    pub(super) name: &'a str,
+    pub(super) kind: &'a SpanKind,
+    pub(super) start: SystemTime,
+    pub(super) end: SystemTime,
+    pub(super) attributes: &'a [KeyValue],
+    pub(super) status: &'a Status,
+}
+
+/// One of the host's spans encoded: the fields of its `Span` message (without tag or length).
+pub(super) fn encode_fields(span: &SpanFields<'_>) -> Vec<u8> {
     let mut fields = Vec::with_capacity(TYPICAL_SPAN_BYTES);
-    let scope = write_span(span, &mut fields);
-    (scope, fields)
+    write_span(span, 0, None, &mut fields);
+    fields
+}
+
+/// An SDK span encoded, events and links included: the fields of its `Span` message.
+pub(super) fn encode_span(span: SpanData) -> (InstrumentationScope, Vec<u8>) {
+    let SpanData {
+        span_context,
+        parent_span_id,
+        parent_span_is_remote,
+        span_kind,
+        name,
+        start_time,
+        end_time,
+        attributes,
+        dropped_attributes_count,
+        events,
+        links,
+        status,
+        instrumentation_scope,
+    } = span;
+    let view = SpanFields {
+        context: &span_context,
+        parent_span_id,
+        parent_is_remote: parent_span_is_remote,
+        name: &name,
+        kind: &span_kind,
+        start: start_time,
+        end: end_time,
+        attributes: &attributes,
+        status: &status,
+    };
+    let mut fields = Vec::with_capacity(TYPICAL_SPAN_BYTES);
+    write_span(&view, dropped_attributes_count, Some((events, links)), &mut fields);
+    (instrumentation_scope, fields)
 }
 
 /// An instrumentation scope, with its `ScopeSpans.scope` field encoded.
@@ -175,42 +222,48 @@ impl Batches {
     }
 }
 
-/// The fields of one `Span` message, as opentelemetry-proto's `From<SpanData>` fills them; the
-/// span's scope.
-fn write_span(span: SpanData, out: &mut Vec<u8>) -> InstrumentationScope {
-    let context = &span.span_context;
+/// The fields of one `Span` message, as opentelemetry-proto's `From<SpanData>` fills them.
+fn write_span(
+    span: &SpanFields<'_>,
+    dropped_attributes: u32,
+    events_and_links: Option<(SpanEvents, SpanLinks)>,
+    out: &mut Vec<u8>,
+) {
+    let context = span.context;
     put_bytes(field::SPAN_TRACE_ID, &context.trace_id().to_bytes(), out);
     put_bytes(field::SPAN_SPAN_ID, &context.span_id().to_bytes(), out);
     put_string(field::SPAN_TRACE_STATE, &context.trace_state().header(), out);
     if span.parent_span_id != SpanId::INVALID {
         put_bytes(field::SPAN_PARENT_SPAN_ID, &span.parent_span_id.to_bytes(), out);
     }
-    put_string(field::SPAN_NAME, &span.name, out);
-    put_varint(field::SPAN_KIND, span::SpanKind::from(span.span_kind.clone()) as i32 as u64, out);
-    put_fixed64(field::SPAN_START_TIME, to_nanos(span.start_time), out);
-    put_fixed64(field::SPAN_END_TIME, to_nanos(span.end_time), out);
+    put_string(field::SPAN_NAME, span.name, out);
+    put_varint(field::SPAN_KIND, span::SpanKind::from(span.kind.clone()) as i32 as u64, out);
+    put_fixed64(field::SPAN_START_TIME, to_nanos(span.start), out);
+    put_fixed64(field::SPAN_END_TIME, to_nanos(span.end), out);
     for attribute in span.attributes {
         put_attribute(field::SPAN_ATTRIBUTES, attribute, out);
     }
-    put_varint(field::SPAN_DROPPED_ATTRIBUTES, span.dropped_attributes_count.into(), out);
-    for event in span.events.events {
-        let event = span::Event {
-            time_unix_nano: to_nanos(event.timestamp),
-            name: event.name.into(),
-            attributes: attributes(event.attributes),
-            dropped_attributes_count: event.dropped_attributes_count,
-        };
-        prost::encoding::message::encode(field::SPAN_EVENTS, &event, out);
+    put_varint(field::SPAN_DROPPED_ATTRIBUTES, dropped_attributes.into(), out);
+    if let Some((events, links)) = events_and_links {
+        for event in events.events {
+            let event = span::Event {
+                time_unix_nano: to_nanos(event.timestamp),
+                name: event.name.into(),
+                attributes: attributes(event.attributes),
+                dropped_attributes_count: event.dropped_attributes_count,
+            };
+            prost::encoding::message::encode(field::SPAN_EVENTS, &event, out);
+        }
+        put_varint(field::SPAN_DROPPED_EVENTS, events.dropped_count.into(), out);
+        for link in links.links {
+            prost::encoding::message::encode(field::SPAN_LINKS, &span::Link::from(link), out);
+        }
+        put_varint(field::SPAN_DROPPED_LINKS, links.dropped_count.into(), out);
     }
-    put_varint(field::SPAN_DROPPED_EVENTS, span.events.dropped_count.into(), out);
-    for link in span.links.links {
-        prost::encoding::message::encode(field::SPAN_LINKS, &span::Link::from(link), out);
-    }
-    put_varint(field::SPAN_DROPPED_LINKS, span.links.dropped_count.into(), out);
 
     // Always present, an unset status included (an empty message), as the conversion has it.
-    let code = status::StatusCode::from(&span.status) as i32 as u64;
-    let message = match &span.status {
+    let code = status::StatusCode::from(span.status) as i32 as u64;
+    let message = match span.status {
         Status::Error { description } => description.as_ref(),
         _ => "",
     };
@@ -221,12 +274,11 @@ fn write_span(span: SpanData, out: &mut Vec<u8>) -> InstrumentationScope {
     put_varint(field::STATUS_CODE, code, out);
 
     let mut flags = u32::from(context.trace_flags().to_u8()) | SpanFlags::ContextHasIsRemoteMask as u32;
-    if span.parent_span_is_remote {
+    if span.parent_is_remote {
         flags |= SpanFlags::ContextIsRemoteMask as u32;
     }
     put_key(field::SPAN_FLAGS, WireType::ThirtyTwoBit, out);
     out.extend_from_slice(&flags.to_le_bytes());
-    span.instrumentation_scope
 }
 
 /// An attribute value written directly.
@@ -239,7 +291,7 @@ enum Plain<'a> {
 }
 
 /// One `KeyValue` field: a plain value written directly, any other through opentelemetry-proto.
-fn put_attribute(tag: u32, attribute: KeyValue, out: &mut Vec<u8>) {
+fn put_attribute(tag: u32, attribute: &KeyValue, out: &mut Vec<u8>) {
     let key = attribute.key.as_str();
     let plain = match &attribute.value {
         Value::String(text) => Plain::Text(text.as_str()),
@@ -248,7 +300,7 @@ fn put_attribute(tag: u32, attribute: KeyValue, out: &mut Vec<u8>) {
         Value::F64(number) => Plain::Float(*number),
         _ => {
             let proto =
-                proto_common::KeyValue { key: key.to_owned(), value: Some(attribute.value.into()), key_strindex: 0 };
+                proto_common::KeyValue { key: key.to_owned(), value: Some(attribute.value.clone().into()), key_strindex: 0 };
             prost::encoding::message::encode(tag, &proto, out);
             return;
         }

@@ -80,10 +80,16 @@ enum Queued {
 }
 
 /// A span as it ended, made ready for the queue before the queue's lock is taken.
-enum Ended {
+pub(super) enum Ended {
+    /// One of the host's own spans (its scope is [`HOST_SCOPE`]), encoded.
+    Host(Vec<u8>),
+    /// A span of the SDK's, encoded, and its scope.
     Protobuf(InstrumentationScope, Vec<u8>),
     Json(Box<SpanData>),
 }
+
+/// The instrumentation scope of the host's own spans, the first of every queue's scopes.
+pub(super) const HOST_SCOPE: &str = "fedmcp";
 
 /// The most callers of `force_flush`/`shutdown` waiting at once; one more is refused.
 const MAX_WAITING: usize = 64;
@@ -231,8 +237,10 @@ impl SpanQueue {
         runtime: &tokio::runtime::Handle,
     ) -> (Self, QueueHandle) {
         let protocol = collector.protocol;
+        let pending =
+            Pending { scopes: vec![Arc::new(Scope::new(InstrumentationScope::builder(HOST_SCOPE).build()))], ..Pending::default() };
         let queue = Arc::new(Queue {
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(pending),
             wake: Notify::new(),
             settings,
             batches: RwLock::new(Arc::new(Batches::new(&Resource::builder_empty().build()))),
@@ -240,6 +248,55 @@ impl SpanQueue {
         });
         runtime.spawn(post_batches(PosterAlive(queue.clone()), collector));
         (Self { queue: queue.clone(), protocol, stopped: AtomicBool::new(false) }, QueueHandle { queue })
+    }
+
+    /// Queue one ended span, unless the queue is full (the span is dropped and counted) or the
+    /// host is stopping.
+    pub(super) fn push(&self, ended: Ended) {
+        let settings = &self.queue.settings;
+        let mut pending = self.queue.pending();
+        if pending.stopping || pending.poster_gone {
+            drop(pending);
+            crate::metrics::span_dropped("stopped");
+            return;
+        }
+        if pending.spans.len() >= settings.max_queue_size {
+            drop(pending);
+            crate::metrics::span_dropped("queue_full");
+            if !self.queue.overflowed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max_queue_size = settings.max_queue_size,
+                    "the span queue is full: spans are dropped until the collector takes them (said once; counted in fedmcp_spans_dropped_total)"
+                );
+            }
+            return;
+        }
+        let queued = match ended {
+            Ended::Protobuf(scope, fields) => {
+                let at = match pending.scopes.iter().position(|known| known.matches(&scope)) {
+                    Some(at) => at,
+                    None if pending.scopes.len() < MAX_SCOPES => {
+                        pending.scopes.push(Arc::new(Scope::new(scope)));
+                        pending.scopes.len() - 1
+                    }
+                    None => {
+                        drop(pending);
+                        crate::metrics::span_dropped("scope_limit");
+                        return;
+                    }
+                };
+                Queued::Protobuf(at, fields)
+            }
+            Ended::Host(fields) => Queued::Protobuf(0, fields),
+            Ended::Json(span) => Queued::Json(span),
+        };
+        pending.spans.push_back(queued);
+        pending.queued += 1;
+        let full = pending.spans.len() >= settings.max_export_batch_size;
+        drop(pending);
+        if full {
+            self.queue.wake.notify_one();
+        }
     }
 
     /// Ask the poster to post everything queued now and wait for it, at most `limit`.
@@ -309,49 +366,7 @@ impl SpanProcessor for SpanQueue {
             }
             OtlpProtocol::HttpJson => Ended::Json(Box::new(span)),
         };
-        let settings = &self.queue.settings;
-        let mut pending = self.queue.pending();
-        if pending.stopping || pending.poster_gone {
-            drop(pending);
-            crate::metrics::span_dropped("stopped");
-            return;
-        }
-        if pending.spans.len() >= settings.max_queue_size {
-            drop(pending);
-            crate::metrics::span_dropped("queue_full");
-            if !self.queue.overflowed.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    max_queue_size = settings.max_queue_size,
-                    "the span queue is full: spans are dropped until the collector takes them (said once; counted in fedmcp_spans_dropped_total)"
-                );
-            }
-            return;
-        }
-        let queued = match ended {
-            Ended::Protobuf(scope, fields) => {
-                let at = match pending.scopes.iter().position(|known| known.matches(&scope)) {
-                    Some(at) => at,
-                    None if pending.scopes.len() < MAX_SCOPES => {
-                        pending.scopes.push(Arc::new(Scope::new(scope)));
-                        pending.scopes.len() - 1
-                    }
-                    None => {
-                        drop(pending);
-                        crate::metrics::span_dropped("scope_limit");
-                        return;
-                    }
-                };
-                Queued::Protobuf(at, fields)
-            }
-            Ended::Json(span) => Queued::Json(span),
-        };
-        pending.spans.push_back(queued);
-        pending.queued += 1;
-        let full = pending.spans.len() >= settings.max_export_batch_size;
-        drop(pending);
-        if full {
-            self.queue.wake.notify_one();
-        }
+        self.push(ended);
     }
 
     fn force_flush(&self) -> OTelSdkResult {

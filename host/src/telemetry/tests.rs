@@ -1,5 +1,3 @@
-use opentelemetry::Context;
-use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value, json};
 
 use super::*;
@@ -7,11 +5,21 @@ use super::*;
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-/// A tracer whose spans go nowhere: what these tests check is made before export.
+/// A tracer that keeps the spans that end, as the exporter gets them.
 fn tracing() -> Tracing {
-    let provider = SdkTracerProvider::builder().build();
-    let tracer = provider.tracer("test");
-    Tracing { inner: Arc::new(Inner { tracer, provider, queue: None }) }
+    Tracing::with_sink(Sink::Kept(Mutex::new(Vec::new())))
+}
+
+/// The spans `tracing` has ended so far, in the order they ended.
+fn ended(tracing: &Tracing) -> Vec<SpanData> {
+    match &tracing.inner.sink {
+        Sink::Kept(kept) => kept.lock().expect("the kept spans").clone(),
+        Sink::Queue { .. } => unreachable!("tests keep their spans"),
+    }
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
 }
 
 fn meta(value: Value) -> Map<String, Value> {
@@ -29,8 +37,7 @@ fn call(target: &str) -> Request<'_> {
 fn a_request_span_continues_the_trace_in_its_meta() {
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01"), "tracestate": "vendor=x" }));
     let cx = tracing().request(&call("echo"), Some(&sent));
-    let span = cx.span();
-    let context = span.span_context();
+    let context = cx.context();
     assert_eq!(context.trace_id().to_string(), TRACE);
     assert_ne!(context.span_id().to_string(), CLIENT_SPAN);
     assert!(context.is_sampled() && !context.is_remote());
@@ -44,8 +51,8 @@ fn a_request_span_continues_the_trace_in_its_meta() {
 fn a_request_without_a_valid_traceparent_starts_a_trace() {
     for sent in [json!({}), json!({ "traceparent": "00-nonsense-01" }), json!({ "traceparent": 7 })] {
         let cx = tracing().request(&call("echo"), Some(&meta(sent.clone())));
-        let trace = cx.span().span_context().trace_id().to_string();
-        assert!(cx.span().span_context().is_valid(), "{sent}");
+        let trace = cx.context().trace_id().to_string();
+        assert!(cx.context().is_valid(), "{sent}");
         assert_ne!(trace, TRACE);
     }
 }
@@ -54,14 +61,14 @@ fn a_request_without_a_valid_traceparent_starts_a_trace() {
 fn a_forwarded_request_carries_the_forwarding_span_not_the_callers() {
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01") }));
     let served = tracing().request(&call("b__echo"), Some(&sent));
-    let _attached = served.clone().attach();
+    let _entered = served.enter();
     let forwarding = send("tools/call", Some("echo"), "b", None).expect("a traced request forwards with a span");
     let mut forwarded = sent.clone();
     inject(&forwarding, &mut forwarded);
     let traceparent = forwarded["traceparent"].as_str().expect("a traceparent").to_owned();
-    let forwarding_span = forwarding.span().span_context().span_id().to_string();
+    let forwarding_span = forwarding.context().span_id().to_string();
     assert_eq!(traceparent, format!("00-{TRACE}-{forwarding_span}-01"));
-    assert_ne!(forwarding_span, served.span().span_context().span_id().to_string());
+    assert_ne!(forwarding_span, served.context().span_id().to_string());
     assert!(!forwarded.contains_key("tracestate"), "an empty tracestate is left out: {forwarded:?}");
     end_request(&forwarding, Ending::Ok);
     end_request(&served, Ending::Error { code: -32602, message: "bad".into() });
@@ -69,24 +76,90 @@ fn a_forwarded_request_carries_the_forwarding_span_not_the_callers() {
 
 #[test]
 fn nothing_is_traced_outside_a_traced_request() {
-    let _empty = Context::new().attach();
-    assert!(!is_traced());
+    let tracing = tracing();
+    {
+        let served = tracing.request(&call("echo"), None);
+        let _entered = served.enter();
+        assert!(current().is_some());
+    }
+    assert!(current().is_none(), "the request's span is current only while it is entered");
     assert!(send("tools/call", Some("echo"), "b", None).is_none());
     assert!(PluginSpan::start("text-tools", "tools/call", "slugify").is_none());
-    let mut forwarded = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01") }));
-    let before = forwarded.clone();
-    inject(&Context::new(), &mut forwarded);
-    assert_eq!(forwarded, before, "an untraced host passes the caller's context on as it came");
 }
 
 #[test]
 fn a_plugin_span_is_made_inside_a_traced_request() {
-    let served = tracing().request(&call("text-tools__slugify"), None);
-    let _attached = served.attach();
-    assert!(is_traced());
+    let tracing = tracing();
+    let served = tracing.request(&call("text-tools__slugify"), None);
+    let entered = served.enter();
     let mut span = PluginSpan::start("text-tools", "tools/call", "slugify").expect("a plugin span");
     span.instantiated(Duration::from_micros(15));
     span.failed("timeout", &"too slow");
+    drop(span);
+    drop(entered);
+    end_request(&served, Ending::Ok);
+    let [plugin, request] = <[SpanData; 2]>::try_from(ended(&tracing)).expect("two spans ended");
+    assert_eq!(plugin.name, "plugin text-tools");
+    assert_eq!(plugin.span_kind, SpanKind::Internal);
+    assert_eq!(plugin.parent_span_id, request.span_context.span_id());
+    assert!(!plugin.parent_span_is_remote);
+    assert_eq!(plugin.span_context.trace_id(), request.span_context.trace_id());
+    assert_eq!(attribute(&plugin, "fedmcp.plugin.name").as_deref(), Some("text-tools"));
+    assert_eq!(attribute(&plugin, "gen_ai.tool.name").as_deref(), Some("slugify"));
+    assert_eq!(attribute(&plugin, "fedmcp.plugin.instantiate_us").as_deref(), Some("15"));
+    assert_eq!(attribute(&plugin, "error.type").as_deref(), Some("timeout"));
+    assert_eq!(plugin.status, Status::error("too slow"));
+    assert_eq!(request.name, "tools/call text-tools__slugify");
+    assert_eq!(request.span_kind, SpanKind::Server);
+    assert_eq!(request.parent_span_id, SpanId::INVALID, "a request without traceparent starts a trace");
+    assert_eq!(attribute(&request, "gen_ai.operation.name").as_deref(), Some("execute_tool"));
+    assert_eq!(attribute(&request, "jsonrpc.request.id").as_deref(), Some("7"));
+    assert_eq!(attribute(&request, "mcp.protocol.version").as_deref(), Some("2026-07-28"));
+    assert_eq!(request.status, Status::Unset);
+    assert!(request.start_time <= request.end_time && plugin.end_time <= request.end_time);
+}
+
+#[test]
+fn a_span_ends_once_whether_ended_twice_or_only_dropped() {
+    let tracing = tracing();
+    let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01") }));
+    let served = tracing.request(&call("echo"), Some(&sent));
+    end_request(&served, Ending::Error { code: -32602, message: "bad".into() });
+    end_request(&served, Ending::Ok);
+    drop(served);
+    let dropped = tracing.request(&call("echo"), None);
+    let entered = dropped.enter();
+    drop(send("tools/call", Some("echo"), "b", Some(&3)).expect("a forwarding span"));
+    drop(entered);
+    drop(dropped);
+    let spans = ended(&tracing);
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    let error = &spans[0];
+    assert_eq!(error.parent_span_id.to_string(), CLIENT_SPAN);
+    assert!(error.parent_span_is_remote);
+    assert_eq!(attribute(error, "error.type").as_deref(), Some("-32602"));
+    assert_eq!(attribute(error, "rpc.response.status_code").as_deref(), Some("-32602"));
+    assert_eq!(error.status, Status::error("bad"), "the first ending holds");
+    assert_eq!(spans[1].name, "MCP send tools/call echo");
+    assert_eq!(spans[1].span_kind, SpanKind::Client);
+    assert_eq!(attribute(&spans[1], "fedmcp.peer").as_deref(), Some("b"));
+    assert_eq!(spans[1].parent_span_id, spans[2].span_context.span_id());
+}
+
+#[test]
+fn a_trace_its_caller_did_not_sample_records_nothing_and_propagates_its_ids() {
+    let tracing = tracing();
+    let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-00") }));
+    let served = tracing.request(&call("b__echo"), Some(&sent));
+    assert!(!served.context().is_sampled());
+    let entered = served.enter();
+    let forwarding = send("tools/call", Some("echo"), "b", None).expect("ids to propagate");
+    assert_eq!(forwarding.context().trace_id().to_string(), TRACE);
+    drop(PluginSpan::start("text-tools", "tools/call", "slugify"));
+    end_request(&forwarding, Ending::Ok);
+    drop(entered);
+    end_request(&served, Ending::Ok);
+    assert!(ended(&tracing).is_empty(), "nothing of an unsampled trace is exported");
 }
 
 #[test]
@@ -111,25 +184,26 @@ fn a_long_tracestate_keeps_the_whole_members_that_fit() {
     // A span continuing a caller's trace keeps only that much.
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01"), "tracestate": long }));
     let cx = tracing().request(&call("echo"), Some(&sent));
-    assert_eq!(cx.span().span_context().trace_state().header(), kept);
+    assert_eq!(cx.context().trace_state().header(), kept);
 }
 
 #[test]
 fn a_forwarded_request_carries_the_callers_tracestate_and_the_forwarding_spans_parent() {
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-00"), "tracestate": "vendor=x,other=y" }));
     let served = tracing().request(&call("b__echo"), Some(&sent));
-    let _attached = served.clone().attach();
+    let entered = served.enter();
     let forwarding = send("tools/call", Some("echo"), "b", Some(&7)).expect("a traced request forwards with a span");
     let mut forwarded = sent.clone();
     inject(&forwarding, &mut forwarded);
     assert_eq!(forwarded["tracestate"], "vendor=x,other=y");
-    let forwarding_span = forwarding.span().span_context().span_id().to_string();
+    let forwarding_span = forwarding.context().span_id().to_string();
     // The caller did not sample: neither does this host, and the peer is told so.
     assert_eq!(forwarded["traceparent"], format!("00-{TRACE}-{forwarding_span}-00"));
     let garbled = meta(json!({ "traceparent": "00-nonsense-01", "tracestate": "vendor=x" }));
     let mut forwarded = garbled.clone();
+    drop(entered);
     let served = tracing().request(&call("b__echo"), Some(&garbled));
-    let _attached = served.clone().attach();
+    let _entered = served.enter();
     let forwarding = send("tools/call", Some("echo"), "b", None).expect("a traced request forwards with a span");
     inject(&forwarding, &mut forwarded);
     assert!(!forwarded.contains_key("tracestate"), "a new trace has no tracestate: {forwarded:?}");

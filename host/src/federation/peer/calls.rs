@@ -196,7 +196,7 @@ impl Peer {
         request: ClientRequest,
         cx: &CallContext,
         tasks: bool,
-        span: Option<&opentelemetry::Context>,
+        span: Option<&telemetry::Span>,
     ) -> Result<ServerResult, CallError> {
         let mut meta = self.forwarded_meta(cx, tasks)?;
         if let Some(span) = span {

@@ -50,7 +50,7 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceState};
 use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue};
-use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample, SpanData, SpanProcessor as _};
+use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample, SpanData};
 use rmcp::model::{ClientRequest, ProtocolVersion};
 use serde_json::{Map, Value};
 
@@ -80,7 +80,11 @@ struct Inner {
 /// Where ended spans go.
 #[derive(Debug)]
 enum Sink {
-    Queue { queue: queue::SpanQueue, handle: queue::QueueHandle, protocol: OtlpProtocol },
+    Queue {
+        queue: queue::SpanQueue,
+        handle: queue::QueueHandle,
+        protocol: OtlpProtocol,
+    },
     /// Unit tests read what ended here.
     #[cfg(test)]
     Kept(Mutex<Vec<SpanData>>),
@@ -144,38 +148,58 @@ impl Tracing {
             ("prompts/get", Some(prompt)) => attributes.push(KeyValue::new("gen_ai.prompt.name", clip(prompt))),
             _ => {}
         }
-        self.span(parent.as_ref(), span_name(request.method, request.target), SpanKind::Server, attributes)
+        let parent = match &parent {
+            Some(parent) => Parent::Remote(parent),
+            None => Parent::None,
+        };
+        self.span(parent, span_name(request.method, request.target), SpanKind::Server, attributes)
     }
 
-    /// A span started now, the child of `parent` (a new trace without one), sampled as the
-    /// SDK's sampler decides; one not sampled has its ids (for propagation) and records nothing.
-    fn span(
-        &self,
-        parent: Option<&SpanContext>,
-        name: Cow<'static, str>,
-        kind: SpanKind,
-        mut attributes: Vec<KeyValue>,
-    ) -> Span {
+    /// A span started now, the child of `parent` (a new trace without one).
+    ///
+    /// A request's span is sampled as the SDK's sampler decides. A span started under one of
+    /// this host's own spans takes its parent's decision without asking: every sampler the
+    /// host can be configured with (`OTEL_TRACES_SAMPLER`: always_on, always_off,
+    /// traceidratio and their parentbased_ forms) decides a local child as it decided the
+    /// parent (the same trace id; a sampled or unsampled local parent), and none of them adds
+    /// attributes or changes the trace state. A span not sampled has its ids (for
+    /// propagation) and records nothing.
+    fn span(&self, parent: Parent<'_>, name: Cow<'static, str>, kind: SpanKind, mut attributes: Vec<KeyValue>) -> Span {
         let inner = &self.inner;
         let span_id = inner.ids.new_span_id();
-        let (trace_id, parent_span_id, parent_is_remote, flags) = match parent {
-            Some(parent) => (parent.trace_id(), parent.span_id(), parent.is_remote(), parent.trace_flags()),
-            None => (inner.ids.new_trace_id(), SpanId::INVALID, false, TraceFlags::default()),
+        let (trace_id, parent_span_id, parent_is_remote, sampled, trace_state) = match parent {
+            Parent::Local(parent) => {
+                let context = parent.context();
+                let sampled = parent.0.record.is_some();
+                (context.trace_id(), context.span_id(), false, sampled, context.trace_state().clone())
+            }
+            Parent::Remote(parent) => {
+                let sampling = inner.sampler.should_sample(
+                    Some(&Context::new().with_remote_span_context(parent.clone())),
+                    parent.trace_id(),
+                    &name,
+                    &kind,
+                    &attributes,
+                    &[],
+                );
+                let sampled = sampling.decision == SamplingDecision::RecordAndSample;
+                attributes.extend(sampling.attributes);
+                (parent.trace_id(), parent.span_id(), true, sampled, sampling.trace_state)
+            }
+            Parent::None => {
+                let trace_id = inner.ids.new_trace_id();
+                let sampling =
+                    inner.sampler.should_sample(Some(&Context::new()), trace_id, &name, &kind, &attributes, &[]);
+                let sampled = sampling.decision == SamplingDecision::RecordAndSample;
+                attributes.extend(sampling.attributes);
+                (trace_id, SpanId::INVALID, false, sampled, sampling.trace_state)
+            }
         };
-        let parent_cx = match parent {
-            Some(parent) => Context::new().with_remote_span_context(parent.clone()),
-            None => Context::new(),
-        };
-        let sampling = inner.sampler.should_sample(Some(&parent_cx), trace_id, &name, &kind, &attributes, &[]);
         // A span recorded but not sampled would not be exported (as the SDK's processors
         // have it): it is not recorded either.
-        let sampled = sampling.decision == SamplingDecision::RecordAndSample;
-        let flags = if sampled { flags.with_sampled(true) } else { TraceFlags::default() };
-        let context = SpanContext::new(trace_id, span_id, flags, false, sampling.trace_state);
-        let record = sampled.then(|| {
-            attributes.extend(sampling.attributes);
-            Mutex::new(Record { attributes, status: Status::Unset, ended: false })
-        });
+        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let context = SpanContext::new(trace_id, span_id, flags, false, trace_state);
+        let record = sampled.then(|| Mutex::new(Record { attributes, status: Status::Unset, ended: false }));
         Span(Arc::new(SpanInner {
             tracing: self.clone(),
             context,
@@ -213,6 +237,16 @@ impl Tracing {
             Sink::Kept(kept) => kept.lock().expect("the kept spans").push(span.data(end, attributes, status)),
         }
     }
+}
+
+/// What a span is started under.
+enum Parent<'a> {
+    /// A new trace.
+    None,
+    /// The caller's span, from the `traceparent` of a request's `_meta`.
+    Remote(&'a SpanContext),
+    /// One of this host's own spans (the request being served).
+    Local(&'a Span),
 }
 
 /// A span being recorded: a request's (current in its futures while it runs), a forwarded
@@ -496,7 +530,7 @@ pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&d
     if let Some(id) = id {
         attributes.push(request_id(id));
     }
-    Some(parent.0.tracing.span(Some(parent.context()), Cow::Owned(name), SpanKind::Client, attributes))
+    Some(parent.0.tracing.span(Parent::Local(&parent), Cow::Owned(name), SpanKind::Client, attributes))
 }
 
 /// Write `span`'s context into a forwarded request's `_meta` as `traceparent` (and
@@ -547,7 +581,7 @@ impl PluginSpan {
         let mut name = String::with_capacity("plugin ".len() + plugin.len());
         name.push_str("plugin ");
         name.push_str(plugin);
-        let span = parent.0.tracing.span(Some(parent.context()), Cow::Owned(name), SpanKind::Internal, attributes);
+        let span = parent.0.tracing.span(Parent::Local(&parent), Cow::Owned(name), SpanKind::Internal, attributes);
         Some(Self { span })
     }
 

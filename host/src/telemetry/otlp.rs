@@ -7,9 +7,9 @@
 //! levels deep), after a conversion that allocates every key and value once more; that came to
 //! ~10k instructions a span, most of what tracing a request cost (`http_calls` under
 //! callgrind). Here a span's scalar fields and plain attributes (string, bool, integer, float)
-//! are written once into its scope's buffer with prost's wire primitives, and what is rare in
-//! a span (array values, events, links) and what is written once a batch (resource, scope) is
-//! converted by opentelemetry-proto and encoded by prost as before. The tests decode the
+//! are written once with prost's wire primitives (the host's spans have no events or links),
+//! and what is rare in a span (array values) and what is written once a batch (resource,
+//! scope) is converted by opentelemetry-proto and encoded by prost as before. The tests decode the
 //! bytes with prost and compare them with opentelemetry-proto's own conversion of the batch.
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::trace::v1::{SpanFlags, span, status};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encoded_len_varint, key_len};
 use std::borrow::Borrow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,11 +44,6 @@ mod field {
     pub(super) const SPAN_START_TIME: u32 = 7;
     pub(super) const SPAN_END_TIME: u32 = 8;
     pub(super) const SPAN_ATTRIBUTES: u32 = 9;
-    pub(super) const SPAN_DROPPED_ATTRIBUTES: u32 = 10;
-    pub(super) const SPAN_EVENTS: u32 = 11;
-    pub(super) const SPAN_DROPPED_EVENTS: u32 = 12;
-    pub(super) const SPAN_LINKS: u32 = 13;
-    pub(super) const SPAN_DROPPED_LINKS: u32 = 14;
     pub(super) const SPAN_STATUS: u32 = 15;
     pub(super) const SPAN_FLAGS: u32 = 16;
     pub(super) const STATUS_MESSAGE: u32 = 2;
@@ -65,8 +60,8 @@ mod field {
 /// call's ~250).
 const TYPICAL_SPAN_BYTES: usize = 320;
 
-/// A span as the writer reads it: what one of the host's spans holds when it ends (the host
-/// records no events or links).
+/// A span as the writer reads it: what one of the host's spans holds when it ends (no events,
+/// links or dropped attributes: the host records none).
 pub(super) struct SpanFields<'a> {
     pub(super) context: &'a SpanContext,
     pub(super) parent_span_id: SpanId,
@@ -82,41 +77,8 @@ pub(super) struct SpanFields<'a> {
 /// One of the host's spans encoded: the fields of its `Span` message (without tag or length).
 pub(super) fn encode_fields(span: &SpanFields<'_>) -> Vec<u8> {
     let mut fields = Vec::with_capacity(TYPICAL_SPAN_BYTES);
-    write_span(span, 0, None, &mut fields);
+    write_span(span, &mut fields);
     fields
-}
-
-/// An SDK span encoded, events and links included: the fields of its `Span` message.
-pub(super) fn encode_span(span: SpanData) -> (InstrumentationScope, Vec<u8>) {
-    let SpanData {
-        span_context,
-        parent_span_id,
-        parent_span_is_remote,
-        span_kind,
-        name,
-        start_time,
-        end_time,
-        attributes,
-        dropped_attributes_count,
-        events,
-        links,
-        status,
-        instrumentation_scope,
-    } = span;
-    let view = SpanFields {
-        context: &span_context,
-        parent_span_id,
-        parent_is_remote: parent_span_is_remote,
-        name: &name,
-        kind: &span_kind,
-        start: start_time,
-        end: end_time,
-        attributes: &attributes,
-        status: &status,
-    };
-    let mut fields = Vec::with_capacity(TYPICAL_SPAN_BYTES);
-    write_span(&view, dropped_attributes_count, Some((events, links)), &mut fields);
-    (instrumentation_scope, fields)
 }
 
 /// An instrumentation scope, with its `ScopeSpans.scope` field encoded.
@@ -133,10 +95,6 @@ impl Scope {
         let mut field = Vec::new();
         prost::encoding::message::encode(field::SCOPE_SPANS_SCOPE, &proto, &mut field);
         Self { scope, field }
-    }
-
-    pub(super) fn matches(&self, scope: &InstrumentationScope) -> bool {
-        self.scope == *scope
     }
 
     fn schema_url(&self) -> &str {
@@ -172,7 +130,7 @@ impl Batches {
         serde_json::to_vec(&request)
     }
 
-    /// Encoded spans (each its scope's index in `scopes` and its [`encode_span`] bytes) as OTLP
+    /// Encoded spans (each its scope's index in `scopes` and its [`encode_fields`] bytes) as OTLP
     /// protobuf (`application/x-protobuf`): one `ResourceSpans` with a `ScopeSpans` for each
     /// scope, in the order the scopes first appear in `spans`.
     pub(super) fn protobuf<S: Borrow<Scope>>(&self, scopes: &[S], spans: &[(usize, Vec<u8>)]) -> Vec<u8> {
@@ -223,12 +181,7 @@ impl Batches {
 }
 
 /// The fields of one `Span` message, as opentelemetry-proto's `From<SpanData>` fills them.
-fn write_span(
-    span: &SpanFields<'_>,
-    dropped_attributes: u32,
-    events_and_links: Option<(SpanEvents, SpanLinks)>,
-    out: &mut Vec<u8>,
-) {
+fn write_span(span: &SpanFields<'_>, out: &mut Vec<u8>) {
     let context = span.context;
     put_bytes(field::SPAN_TRACE_ID, &context.trace_id().to_bytes(), out);
     put_bytes(field::SPAN_SPAN_ID, &context.span_id().to_bytes(), out);
@@ -242,23 +195,6 @@ fn write_span(
     put_fixed64(field::SPAN_END_TIME, to_nanos(span.end), out);
     for attribute in span.attributes {
         put_attribute(field::SPAN_ATTRIBUTES, attribute, out);
-    }
-    put_varint(field::SPAN_DROPPED_ATTRIBUTES, dropped_attributes.into(), out);
-    if let Some((events, links)) = events_and_links {
-        for event in events.events {
-            let event = span::Event {
-                time_unix_nano: to_nanos(event.timestamp),
-                name: event.name.into(),
-                attributes: attributes(event.attributes),
-                dropped_attributes_count: event.dropped_attributes_count,
-            };
-            prost::encoding::message::encode(field::SPAN_EVENTS, &event, out);
-        }
-        put_varint(field::SPAN_DROPPED_EVENTS, events.dropped_count.into(), out);
-        for link in links.links {
-            prost::encoding::message::encode(field::SPAN_LINKS, &span::Link::from(link), out);
-        }
-        put_varint(field::SPAN_DROPPED_LINKS, links.dropped_count.into(), out);
     }
 
     // Always present, an unset status included (an empty message), as the conversion has it.
@@ -299,8 +235,11 @@ fn put_attribute(tag: u32, attribute: &KeyValue, out: &mut Vec<u8>) {
         Value::I64(number) => Plain::Integer(*number),
         Value::F64(number) => Plain::Float(*number),
         _ => {
-            let proto =
-                proto_common::KeyValue { key: key.to_owned(), value: Some(attribute.value.clone().into()), key_strindex: 0 };
+            let proto = proto_common::KeyValue {
+                key: key.to_owned(),
+                value: Some(attribute.value.clone().into()),
+                key_strindex: 0,
+            };
             prost::encoding::message::encode(tag, &proto, out);
             return;
         }
@@ -349,10 +288,6 @@ fn varint(value: u64, out: &mut Vec<u8>) {
     } else {
         prost::encoding::encode_varint(value, out);
     }
-}
-
-fn attributes(attributes: Vec<KeyValue>) -> Vec<proto_common::KeyValue> {
-    opentelemetry_proto::transform::common::tonic::Attributes::from(attributes).0
 }
 
 #[inline]

@@ -1,5 +1,5 @@
-//! The host's span processor: a span is encoded on the thread that ends it, queued as bytes,
-//! and posted in batches by a task on the host's tokio runtime.
+//! The host's span queue: a span is encoded on the thread that ends it, queued as bytes, and
+//! posted in batches by a task on the host's tokio runtime.
 //!
 //! Why not the SDK's `BatchSpanProcessor` with an exporter: it moves each ended span (~0.5 KB
 //! and a dozen heap blocks) through a channel to a thread of its own, which converts and frees
@@ -14,30 +14,25 @@
 //! (512; a full batch is posted at once) and `OTEL_BSP_EXPORT_TIMEOUT` (30 s for one post,
 //! its retries included; `export::Collector` retries what OTLP says to retry). One batch is
 //! posted at a time. JSON (`http/json`) queues the spans themselves and encodes them when
-//! posting.
+//! posting. When the host stops ([`QueueHandle::close`]) what is queued is posted, within a
+//! limit, and spans that end later are dropped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     OTEL_BSP_EXPORT_TIMEOUT, OTEL_BSP_EXPORT_TIMEOUT_DEFAULT, OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT,
-    OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_SCHEDULE_DELAY_DEFAULT, Span, SpanData, SpanProcessor,
+    OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_SCHEDULE_DELAY_DEFAULT, SpanData,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
-use super::config::OtlpProtocol;
 use super::export::Collector;
-use super::otlp::{Batches, Scope, encode_span};
-
-/// The most instrumentation scopes (tracers) whose spans are queued; the host has one. A span
-/// of a further scope is dropped.
-const MAX_SCOPES: usize = 16;
+use super::otlp::{Batches, Scope};
 
 const MIN_SCHEDULE_DELAY: Duration = Duration::from_millis(1);
 
@@ -72,56 +67,39 @@ impl QueueSettings {
     }
 }
 
-/// A span waiting to be posted.
-enum Queued {
-    /// Its scope's index in [`Pending::scopes`] and its encoded `Span` message.
-    Protobuf(usize, Vec<u8>),
-    Json(Box<SpanData>),
-}
-
-/// A span as it ended, made ready for the queue before the queue's lock is taken.
+/// A span as it ended, made ready for the queue before the queue's lock is taken, and queued
+/// as it is. A queue holds one kind: its protocol's.
 pub(super) enum Ended {
-    /// One of the host's own spans (its scope is [`HOST_SCOPE`]), encoded.
+    /// One of the host's spans, encoded: the fields of its `Span` message (`otlp::encode_fields`).
     Host(Vec<u8>),
-    /// A span of the SDK's, encoded, and its scope.
-    Protobuf(InstrumentationScope, Vec<u8>),
+    /// One of the host's spans as the SDK's model has it, for OTLP JSON (encoded when posted).
     Json(Box<SpanData>),
 }
 
-/// The instrumentation scope of the host's own spans, the first of every queue's scopes.
+/// The instrumentation scope of the host's spans, the only one they have.
 pub(super) const HOST_SCOPE: &str = "fedmcp";
 
-/// The most callers of `force_flush`/`shutdown` waiting at once; one more is refused.
+/// The most waiting at once for the queue to be posted; one more is refused.
 const MAX_WAITING: usize = 64;
 
-/// Someone waiting until the spans queued before they asked have been posted.
+/// Someone waiting until the spans queued before they asked have been posted (the host
+/// stopping, [`QueueHandle::close`]).
 struct Waiter {
     /// [`Pending::queued`] when they asked.
     until: u64,
-    answer: Answer,
+    done: oneshot::Sender<()>,
 }
 
-enum Answer {
-    /// The SDK's `force_flush`/`shutdown`, on a thread that blocks.
-    Thread(mpsc::Sender<()>, Arc<AtomicBool>),
-    /// The host stopping ([`QueueHandle::close`]).
-    Task(tokio::sync::oneshot::Sender<()>),
-}
-
-impl Answer {
-    fn send(self) {
-        // One that stopped waiting (its time ran out) is fine to miss.
-        match self {
-            Answer::Thread(done, _) => _ = done.send(()),
-            Answer::Task(done) => _ = done.send(()),
-        }
+impl Waiter {
+    fn answer(self) {
+        // One that stopped waiting (its limit ran out) is fine to miss.
+        let _ = self.done.send(());
     }
 }
 
 #[derive(Default)]
 struct Pending {
-    spans: VecDeque<Queued>,
-    scopes: Vec<Arc<Scope>>,
+    spans: VecDeque<Ended>,
     /// Spans queued since the start, and spans taken out and posted (or tried): a waiter is
     /// answered once `posted` reaches the `queued` it saw.
     queued: u64,
@@ -134,22 +112,19 @@ struct Pending {
 }
 
 impl Pending {
-    /// Add `answer` to those waiting for what is queued now; `Err` if too many wait already.
-    fn wait(&mut self, answer: Answer) -> Result<(), Answer> {
-        // One that stopped waiting leaves, so callers that gave up on a stuck collector do
-        // not keep a later one (the host's stop) out.
-        self.waiting.retain(|waiter| match &waiter.answer {
-            Answer::Thread(_, gave_up) => !gave_up.load(Ordering::Relaxed),
-            Answer::Task(done) => !done.is_closed(),
-        });
+    /// Have `done` told once what is queued now is posted; `Err` if too many wait already.
+    fn wait(&mut self, done: oneshot::Sender<()>) -> Result<(), oneshot::Sender<()>> {
+        // One that stopped waiting leaves, so a close that gave up on a stuck collector does
+        // not keep a later one out.
+        self.waiting.retain(|waiter| !waiter.done.is_closed());
         if self.all_posted() {
-            answer.send();
+            let _ = done.send(());
             return Ok(());
         }
         if self.waiting.len() >= MAX_WAITING {
-            return Err(answer);
+            return Err(done);
         }
-        self.waiting.push(Waiter { until: self.queued, answer });
+        self.waiting.push(Waiter { until: self.queued, done });
         Ok(())
     }
 
@@ -163,16 +138,18 @@ impl Pending {
     fn answer_posted(&mut self) {
         let posted = self.posted;
         for waiter in self.waiting.extract_if(.., |waiter| waiter.until <= posted) {
-            waiter.answer.send();
+            waiter.answer();
         }
     }
 }
 
 struct Queue {
     pending: Mutex<Pending>,
-    /// Wakes the poster: a batch is full, a flush is asked for, or the host stops.
+    /// Wakes the poster: a batch is full, someone waits, or the host stops.
     wake: Notify,
     settings: QueueSettings,
+    /// The scope every protobuf batch names its spans under ([`HOST_SCOPE`]).
+    host_scope: Scope,
     batches: RwLock<Arc<Batches>>,
     /// Whether a span has been dropped for a full queue yet (said once).
     overflowed: AtomicBool,
@@ -191,12 +168,10 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-/// The span processor (see the module's documentation).
+/// Where the host's ended spans go (see the module's documentation).
 #[derive(Debug)]
 pub(super) struct SpanQueue {
     queue: Arc<Queue>,
-    protocol: OtlpProtocol,
-    stopped: AtomicBool,
 }
 
 /// The host's hold on the queue, to post what is left when it stops.
@@ -209,14 +184,14 @@ impl QueueHandle {
     /// Post everything queued and stop posting; wait for it at most `limit`. Spans that end
     /// later are dropped.
     pub(super) async fn close(&self, limit: Duration) -> Result<(), &'static str> {
-        let (done, posted) = tokio::sync::oneshot::channel();
+        let (done, posted) = oneshot::channel();
         {
             let mut pending = self.queue.pending();
             pending.stopping = true;
             if pending.poster_gone {
                 return if pending.all_posted() { Ok(()) } else { Err("the task that posts spans has ended") };
             }
-            if pending.wait(Answer::Task(done)).is_err() {
+            if pending.wait(done).is_err() {
                 return Err("too many are waiting for the queue already");
             }
         }
@@ -236,18 +211,23 @@ impl SpanQueue {
         settings: QueueSettings,
         runtime: &tokio::runtime::Handle,
     ) -> (Self, QueueHandle) {
-        let protocol = collector.protocol;
-        let pending =
-            Pending { scopes: vec![Arc::new(Scope::new(InstrumentationScope::builder(HOST_SCOPE).build()))], ..Pending::default() };
         let queue = Arc::new(Queue {
-            pending: Mutex::new(pending),
+            pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             settings,
+            host_scope: Scope::new(InstrumentationScope::builder(HOST_SCOPE).build()),
             batches: RwLock::new(Arc::new(Batches::new(&Resource::builder_empty().build()))),
             overflowed: AtomicBool::new(false),
         });
         runtime.spawn(post_batches(PosterAlive(queue.clone()), collector));
-        (Self { queue: queue.clone(), protocol, stopped: AtomicBool::new(false) }, QueueHandle { queue })
+        (Self { queue: queue.clone() }, QueueHandle { queue })
+    }
+
+    /// Name `resource` (the host's service) in every export from now on, spans already queued
+    /// included.
+    pub(super) fn set_resource(&mut self, resource: &Resource) {
+        let batches = Arc::new(Batches::new(resource));
+        *self.queue.batches.write().unwrap_or_else(std::sync::PoisonError::into_inner) = batches;
     }
 
     /// Queue one ended span, unless the queue is full (the span is dropped and counted) or the
@@ -271,122 +251,13 @@ impl SpanQueue {
             }
             return;
         }
-        let queued = match ended {
-            Ended::Protobuf(scope, fields) => {
-                let at = match pending.scopes.iter().position(|known| known.matches(&scope)) {
-                    Some(at) => at,
-                    None if pending.scopes.len() < MAX_SCOPES => {
-                        pending.scopes.push(Arc::new(Scope::new(scope)));
-                        pending.scopes.len() - 1
-                    }
-                    None => {
-                        drop(pending);
-                        crate::metrics::span_dropped("scope_limit");
-                        return;
-                    }
-                };
-                Queued::Protobuf(at, fields)
-            }
-            Ended::Host(fields) => Queued::Protobuf(0, fields),
-            Ended::Json(span) => Queued::Json(span),
-        };
-        pending.spans.push_back(queued);
+        pending.spans.push_back(ended);
         pending.queued += 1;
         let full = pending.spans.len() >= settings.max_export_batch_size;
         drop(pending);
         if full {
             self.queue.wake.notify_one();
         }
-    }
-
-    /// Ask the poster to post everything queued now and wait for it, at most `limit`.
-    fn flush(&self, stop: bool, limit: Duration) -> OTelSdkResult {
-        let runtime = tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor());
-        let (done, posted) = mpsc::channel();
-        let gave_up = Arc::new(AtomicBool::new(false));
-        {
-            let mut pending = self.queue.pending();
-            let unposted = || OTelSdkError::InternalFailure("spans were still queued when posting stopped".into());
-            // Nothing more will be posted, or the host's own stop (`close`) has waited for the
-            // queue already, within its limit.
-            if pending.poster_gone || pending.stopping {
-                return if pending.all_posted() { Ok(()) } else { Err(unposted()) };
-            }
-            pending.stopping = stop;
-            // This thread may be the runtime's only one, which the poster needs: refused before
-            // waiting is registered (a shutdown still stops the queue, which posts the rest
-            // when the runtime runs).
-            if let Ok(tokio::runtime::RuntimeFlavor::CurrentThread) = runtime {
-                drop(pending);
-                self.queue.wake.notify_one();
-                return Err(OTelSdkError::InternalFailure(
-                    "cannot wait for the span queue on a current-thread runtime; it is posted when the runtime runs"
-                        .into(),
-                ));
-            }
-            if pending.wait(Answer::Thread(done, gave_up.clone())).is_err() {
-                return Err(OTelSdkError::InternalFailure("too many are waiting for the span queue".into()));
-            }
-        }
-        self.queue.wake.notify_one();
-        let wait = || posted.recv_timeout(limit);
-        let waited = match runtime {
-            // On a worker, the poster may sit in this worker's own slot: hand the worker's
-            // tasks to another thread while this one waits.
-            Ok(_) => tokio::task::block_in_place(wait),
-            Err(_) => wait(),
-        };
-        match waited {
-            Ok(()) => Ok(()),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                gave_up.store(true, Ordering::Relaxed);
-                Err(OTelSdkError::Timeout(limit))
-            }
-            // The poster's task ended (its runtime shut down): nothing more can be posted.
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(OTelSdkError::InternalFailure(
-                "the task that posts spans has ended; spans still queued are lost".into(),
-            )),
-        }
-    }
-}
-
-impl SpanProcessor for SpanQueue {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        // A span the sampler recorded but did not sample is not exported (as the SDK's processors do).
-        if !span.span_context.is_sampled() || self.stopped.load(Ordering::Relaxed) {
-            return;
-        }
-        // Encoded before the lock is taken: the lock is held only to queue the bytes.
-        let ended = match self.protocol {
-            OtlpProtocol::HttpProtobuf => {
-                let (scope, fields) = encode_span(span);
-                Ended::Protobuf(scope, fields)
-            }
-            OtlpProtocol::HttpJson => Ended::Json(Box::new(span)),
-        };
-        self.push(ended);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        if self.stopped.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        // Room for one batch that is being posted and the one after it.
-        self.flush(false, self.queue.settings.export_timeout * 2)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if self.stopped.swap(true, Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        self.flush(true, timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        let batches = Arc::new(Batches::new(resource));
-        *self.queue.batches.write().unwrap_or_else(std::sync::PoisonError::into_inner) = batches;
     }
 }
 
@@ -405,8 +276,8 @@ impl Drop for PosterAlive {
     }
 }
 
-/// The poster: waits for a full batch, a flush or the schedule delay, then posts what is
-/// queued a batch at a time while a batch is full, someone waits or the host stops; answers
+/// The poster: waits for a full batch, someone waiting or the schedule delay, then posts what
+/// is queued a batch at a time while a batch is full, someone waits or the host stops; answers
 /// each waiter once the spans queued before it are posted; ends once asked to stop and
 /// everything is posted.
 async fn post_batches(alive: PosterAlive, collector: Collector) {
@@ -415,16 +286,15 @@ async fn post_batches(alive: PosterAlive, collector: Collector) {
     loop {
         let _ = tokio::time::timeout(settings.schedule_delay, queue.wake.notified()).await;
         loop {
-            let (batch, scopes) = {
+            let batch: Vec<Ended> = {
                 let mut pending = queue.pending();
                 let take = pending.spans.len().min(settings.max_export_batch_size);
-                let batch: Vec<Queued> = pending.spans.drain(..take).collect();
-                (batch, pending.scopes.clone())
+                pending.spans.drain(..take).collect()
             };
             let taken = batch.len() as u64;
             if taken > 0 {
                 let batches = queue.batches.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                if let Some(body) = encode(&batches, &scopes, batch) {
+                if let Some(body) = encode(&batches, &queue.host_scope, batch) {
                     // A failure is logged by the collector (which retries what OTLP says to retry).
                     let _ = collector.post(body).await;
                 }
@@ -444,19 +314,19 @@ async fn post_batches(alive: PosterAlive, collector: Collector) {
     }
 }
 
-/// One batch as an export body; `None` if it cannot be encoded (said in the log). A queue
-/// holds one kind of span: its protocol's.
-fn encode(batches: &Batches, scopes: &[Arc<Scope>], batch: Vec<Queued>) -> Option<Vec<u8>> {
+/// One batch as an export body; `None` if it cannot be encoded (said in the log).
+fn encode(batches: &Batches, host_scope: &Scope, batch: Vec<Ended>) -> Option<Vec<u8>> {
     let mut encoded = Vec::with_capacity(batch.len());
     let mut json = Vec::new();
-    for queued in batch {
-        match queued {
-            Queued::Protobuf(scope, fields) => encoded.push((scope, fields)),
-            Queued::Json(span) => json.push(*span),
+    for ended in batch {
+        match ended {
+            // The host's scope is the only one: index 0 of those passed below.
+            Ended::Host(fields) => encoded.push((0, fields)),
+            Ended::Json(span) => json.push(*span),
         }
     }
     if json.is_empty() {
-        return Some(batches.protobuf(scopes, &encoded));
+        return Some(batches.protobuf(std::slice::from_ref(host_scope), &encoded));
     }
     match batches.json(json) {
         Ok(body) => Some(body),

@@ -75,10 +75,7 @@ fn describe() {
         "fedmcp_compile_cache_lookups_total",
         "Compiled-component cache lookups at plugin load, by outcome (hit, miss)"
     );
-    describe_counter!(
-        "fedmcp_spans_dropped_total",
-        "Trace spans not exported, by reason (queue_full, scope_limit, stopped)"
-    );
+    describe_counter!("fedmcp_spans_dropped_total", "Trace spans not exported, by reason (queue_full, stopped)");
     describe_counter!(
         "fedmcp_event_drops_total",
         "Log and progress messages of plugin calls dropped over their event budget"

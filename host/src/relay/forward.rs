@@ -94,7 +94,7 @@ pub(super) async fn forward(
 ) -> Result<Response, CallError> {
     let mut request = outgoing(peer, local_name, message)?;
     let headers = peer_headers(call.headers, local_name)?;
-    // Under the call's span when it is traced (the context is the caller's, attached): the
+    // Under the call's span when it is traced (the caller's request span is current): the
     // request to the peer gets a span of its own, whose context its `_meta` carries.
     let span = telemetry::send("tools/call", Some(local_name), peer.name(), Some(&telemetry::JsonId(call.id)));
     if let Some(span) = &span
@@ -110,8 +110,11 @@ pub(super) async fn forward(
             Ok((PeerAnswer::Stream(_), _)) => telemetry::Ending::Ok,
             Err(error) => telemetry::Ending::of_call_error(error),
         };
-        // The caller's span records the answer too: it is passed on as it came.
-        telemetry::record_current(ending.clone());
+        // The caller's span records a peer's answer too: it is passed on as it came. A failure
+        // to get one is the relay's to record (it answers the caller with its own error).
+        if let Ok((PeerAnswer::Message(..), _)) = &posted {
+            telemetry::record_current(ending.clone());
+        }
         telemetry::end_request(span, ending);
     }
     let (answer, deadline) = posted?;

@@ -35,7 +35,7 @@ use crate::auth::gate::{Method, Permit, Use};
 use crate::auth::{EntryKind, Identity};
 use crate::catalog::{Owner, Route};
 use crate::federation::Peer;
-use crate::session::{Shared, StateBinding, call_error};
+use crate::session::{Shared, StateBinding, Unended, call_error};
 use crate::telemetry::{self, FutureExt as _};
 
 mod answer;
@@ -203,10 +203,13 @@ async fn try_relay(
     // A client that gives up closes its connection: hyper drops this future, and the request
     // to the peer with it.
     let forwarding = forward(peer, &relay, &route.local_name, &call, message, &audit);
+    // Ended as cancelled if the client goes away first, as the session's spans are.
+    let mut unended = Unended(span.clone());
     let forwarded = match &span {
         Some(span) => forwarding.in_span(span.clone()).await,
         None => forwarding.await,
     };
+    unended.0 = None;
     Some(match forwarded {
         Ok(response) => {
             if let Some(span) = &span {

@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 
 pub(crate) use self::request_state::StateBinding;
 use self::serve::{EntryUse, Sent};
-pub(crate) use self::traced::TracedSession;
+pub(crate) use self::traced::{TracedSession, Unended};
 use crate::auth::gate::{Method, Use};
 use crate::auth::{EntryKind, Guard, Identity};
 use crate::catalog::Catalog;

@@ -67,7 +67,7 @@ async fn run<T>(
 ) -> Result<T, McpError> {
     let Some(span) = span else { return call.await };
     // A request whose future is dropped (its HTTP client went away) ends as cancelled, not
-    // as the success the SDK would record when the span is dropped unended.
+    // as the success a span dropped unended records.
     let mut unended = Unended(Some(span.clone()));
     let result = call.in_span(span.clone()).await;
     unended.0 = None;
@@ -80,7 +80,7 @@ async fn run<T>(
 }
 
 /// The span of a request still running; ended as cancelled if the request is dropped.
-struct Unended(Option<Span>);
+pub(crate) struct Unended(pub(crate) Option<Span>);
 
 impl Drop for Unended {
     fn drop(&mut self) {

@@ -19,8 +19,9 @@
 //! where its request starts and encoded to OTLP where it ends (`otlp`), then queued as bytes
 //! (`queue`). What decides which traces are recorded and what makes their ids are the SDK's
 //! (its sampler and id generator, configured from `OTEL_TRACES_SAMPLER` and
-//! `OTEL_TRACES_SAMPLER_ARG` as the SDK configures them), and so is the resource
-//! (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`). The SDK's span made ~10 heap blocks per
+//! `OTEL_TRACES_SAMPLER_ARG` as the SDK configures them; a span under one of the host's own
+//! takes its parent's decision), and so is the resource (`OTEL_RESOURCE_ATTRIBUTES`, with
+//! `service.name` from `[telemetry]`). The SDK's span made ~10 heap blocks per
 //! span, a builder, a context entry for itself and one for the tracer, and moved a half-KB
 //! record into its processor: with every request traced that cost more than the encoding
 //! (`docs/investigations/2026-12-05-tracing-cost.md`).
@@ -115,13 +116,18 @@ impl Tracing {
     }
 
     /// Send the spans still queued (at most [`FLUSH_LIMIT`]) and stop exporting: spans that
-    /// end later are dropped (and counted).
+    /// end later (requests still running) are dropped and counted
+    /// (`fedmcp_spans_dropped_total{reason="stopped"}`); a request forwarded meanwhile still
+    /// carries its span's `traceparent`, as the span was made before it was known to be lost.
     pub async fn shutdown(&self) {
-        #[allow(irrefutable_let_patterns)]
-        if let Sink::Queue { handle, .. } = &self.inner.sink
-            && let Err(why) = handle.close(FLUSH_LIMIT).await
-        {
-            tracing::warn!(why, "traces still queued at shutdown may not have been exported");
+        match &self.inner.sink {
+            Sink::Queue { handle, .. } => {
+                if let Err(why) = handle.close(FLUSH_LIMIT).await {
+                    tracing::warn!(why, "traces still queued at shutdown may not have been exported");
+                }
+            }
+            #[cfg(test)]
+            Sink::Kept(_) => {}
         }
     }
 
@@ -150,7 +156,7 @@ impl Tracing {
         }
         let parent = match &parent {
             Some(parent) => Parent::Remote(parent),
-            None => Parent::None,
+            None => Parent::Root,
         };
         self.span(parent, span_name(request.method, request.target), SpanKind::Server, attributes)
     }
@@ -186,7 +192,7 @@ impl Tracing {
                 attributes.extend(sampling.attributes);
                 (parent.trace_id(), parent.span_id(), true, sampled, sampling.trace_state)
             }
-            Parent::None => {
+            Parent::Root => {
                 let trace_id = inner.ids.new_trace_id();
                 let sampling =
                     inner.sampler.should_sample(Some(&Context::new()), trace_id, &name, &kind, &attributes, &[]);
@@ -214,35 +220,54 @@ impl Tracing {
 
     /// Export one ended span.
     fn export(&self, span: &SpanInner, attributes: Vec<KeyValue>, status: Status) {
-        let end = SystemTime::now();
+        let fields = otlp::SpanFields {
+            context: &span.context,
+            parent_span_id: span.parent_span_id,
+            parent_is_remote: span.parent_is_remote,
+            name: &span.name,
+            kind: &span.kind,
+            start: span.start,
+            end: SystemTime::now(),
+            attributes: &attributes,
+            status: &status,
+        };
         match &self.inner.sink {
             Sink::Queue { queue, protocol: OtlpProtocol::HttpProtobuf, .. } => {
-                let fields = otlp::SpanFields {
-                    context: &span.context,
-                    parent_span_id: span.parent_span_id,
-                    parent_is_remote: span.parent_is_remote,
-                    name: &span.name,
-                    kind: &span.kind,
-                    start: span.start,
-                    end,
-                    attributes: &attributes,
-                    status: &status,
-                };
                 queue.push(queue::Ended::Host(otlp::encode_fields(&fields)));
             }
             Sink::Queue { queue, protocol: OtlpProtocol::HttpJson, .. } => {
-                queue.push(queue::Ended::Json(Box::new(span.data(end, attributes, status))));
+                queue.push(queue::Ended::Json(Box::new(span_data(&fields))));
             }
             #[cfg(test)]
-            Sink::Kept(kept) => kept.lock().expect("the kept spans").push(span.data(end, attributes, status)),
+            Sink::Kept(kept) => kept.lock().expect("the kept spans").push(span_data(&fields)),
         }
+    }
+}
+
+/// A span as the SDK's model has it (OTLP JSON is encoded from that model; unit tests read it):
+/// made from the same fields the protobuf encoder writes.
+fn span_data(fields: &otlp::SpanFields<'_>) -> SpanData {
+    SpanData {
+        span_context: fields.context.clone(),
+        parent_span_id: fields.parent_span_id,
+        parent_span_is_remote: fields.parent_is_remote,
+        span_kind: fields.kind.clone(),
+        name: Cow::Owned(fields.name.to_owned()),
+        start_time: fields.start,
+        end_time: fields.end,
+        attributes: fields.attributes.to_vec(),
+        dropped_attributes_count: 0,
+        events: Default::default(),
+        links: Default::default(),
+        status: fields.status.clone(),
+        instrumentation_scope: InstrumentationScope::builder(queue::HOST_SCOPE).build(),
     }
 }
 
 /// What a span is started under.
 enum Parent<'a> {
-    /// A new trace.
-    None,
+    /// None: the span starts a trace.
+    Root,
     /// The caller's span, from the `traceparent` of a request's `_meta`.
     Remote(&'a SpanContext),
     /// One of this host's own spans (the request being served).
@@ -275,33 +300,12 @@ struct Record {
     ended: bool,
 }
 
-impl SpanInner {
-    /// The span as the SDK's model has it (OTLP JSON is encoded from that model).
-    fn data(&self, end: SystemTime, attributes: Vec<KeyValue>, status: Status) -> SpanData {
-        SpanData {
-            span_context: self.context.clone(),
-            parent_span_id: self.parent_span_id,
-            parent_span_is_remote: self.parent_is_remote,
-            span_kind: self.kind.clone(),
-            name: self.name.clone(),
-            start_time: self.start,
-            end_time: end,
-            attributes,
-            dropped_attributes_count: 0,
-            events: Default::default(),
-            links: Default::default(),
-            status,
-            instrumentation_scope: InstrumentationScope::builder(queue::HOST_SCOPE).build(),
-        }
-    }
-}
-
 impl Drop for SpanInner {
     fn drop(&mut self) {
         let Some(record) = self.record.take() else { return };
         let record = record.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !record.ended {
-            self.tracing.clone().export(self, record.attributes, record.status);
+            self.tracing.export(self, record.attributes, record.status);
         }
     }
 }
@@ -319,6 +323,17 @@ impl Span {
                 change(&mut record);
             }
         }
+    }
+
+    /// Whether the span is sampled (recorded and exported).
+    fn is_recorded(&self) -> bool {
+        self.0.record.is_some()
+    }
+
+    /// A child of this span, which is not recorded: its ids only, for propagation (nothing of
+    /// its name or attributes is made).
+    fn unrecorded_child(&self, kind: SpanKind) -> Span {
+        self.0.tracing.span(Parent::Local(self), Cow::Borrowed(""), kind, Vec::new())
     }
 
     fn set_attribute(&self, attribute: KeyValue) {
@@ -339,8 +354,9 @@ impl Span {
         self.0.tracing.export(&self.0, attributes, status);
     }
 
-    /// Make this span current on this thread until the guard is dropped.
-    pub(crate) fn enter(&self) -> Entered {
+    /// Make this span current on this thread until the guard is dropped ([`InSpan`] does, for
+    /// the length of one poll).
+    fn enter(&self) -> Entered {
         let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
         Entered { previous, not_send: PhantomData }
     }
@@ -352,7 +368,7 @@ thread_local! {
 }
 
 /// A span made current ([`Span::enter`]); the one current before comes back when this drops.
-pub(crate) struct Entered {
+struct Entered {
     previous: Option<Span>,
     /// Current on this thread only.
     not_send: PhantomData<*const ()>,
@@ -368,7 +384,7 @@ impl Drop for Entered {
 
 /// The span of the request being served on this thread, if it is traced.
 pub(crate) fn current() -> Option<Span> {
-    CURRENT.with(|current| current.borrow().clone())
+    CURRENT.try_with(|current| current.borrow().clone()).ok().flatten()
 }
 
 pin_project_lite::pin_project! {
@@ -489,7 +505,9 @@ fn record(span: &Span, ending: Ending<'_>) {
             let code = code.to_string();
             record.attributes.push(KeyValue::new("error.type", code.clone()));
             record.attributes.push(KeyValue::new("rpc.response.status_code", code));
-            record.status = Status::error(message.into_owned());
+            // An error's message may hold a caller's text (an unknown tool's name) or a peer's.
+            let message = if message.len() > MAX_SPAN_TEXT { clip(&message) } else { message.into_owned() };
+            record.status = Status::error(message);
         }
         Ending::Failed { kind, message } => {
             record.attributes.push(KeyValue::new("error.type", kind));
@@ -518,6 +536,9 @@ impl Display for JsonId<'_> {
 /// [`set_request_id`] records it).
 pub(crate) fn send(method: &str, target: Option<&str>, peer: &str, id: Option<&dyn Display>) -> Option<Span> {
     let parent = current()?;
+    if !parent.is_recorded() {
+        return Some(parent.unrecorded_child(SpanKind::Client));
+    }
     let mut name = String::from("MCP send ");
     crate::text::push_clipped(&mut name, method, MAX_SPAN_TEXT);
     if let Some(target) = target {
@@ -548,7 +569,7 @@ pub(crate) fn inject(span: &Span, meta: &mut Map<String, Value>) {
 
 /// Record the JSON-RPC request id a forwarded request got (known once it is sent).
 pub(crate) fn set_request_id(span: &Span, id: &dyn Display) {
-    if span.0.record.is_some() {
+    if span.is_recorded() {
         span.set_attribute(request_id(id));
     }
 }
@@ -567,6 +588,9 @@ pub(crate) struct PluginSpan {
 impl PluginSpan {
     pub(crate) fn start(plugin: &str, method: &'static str, target: &str) -> Option<Self> {
         let parent = current()?;
+        if !parent.is_recorded() {
+            return Some(Self { span: parent.unrecorded_child(SpanKind::Internal) });
+        }
         // Room for `instantiated`'s too: the span's attributes are not moved to grow.
         let mut attributes = Vec::with_capacity(5);
         attributes.push(KeyValue::new("fedmcp.plugin.name", plugin.to_owned()));

@@ -1,3 +1,8 @@
+use std::future::Future;
+use std::task::Poll;
+
+use opentelemetry::trace::TraceId;
+use opentelemetry_sdk::trace::{RandomIdGenerator, Sampler};
 use serde_json::{Map, Value, json};
 
 use super::*;
@@ -5,9 +10,12 @@ use super::*;
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-/// A tracer that keeps the spans that end, as the exporter gets them.
+/// A tracer that keeps the spans that end, as the exporter gets them; it samples as the SDK's
+/// default does, whatever `OTEL_TRACES_SAMPLER` the tests run under.
 fn tracing() -> Tracing {
-    Tracing::with_sink(Sink::Kept(Mutex::new(Vec::new())))
+    let sampler = Box::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let ids = Box::new(RandomIdGenerator::default());
+    Tracing { inner: Arc::new(Inner { sampler, ids, sink: Sink::Kept(Mutex::new(Vec::new())) }) }
 }
 
 /// The spans `tracing` has ended so far, in the order they ended.
@@ -125,7 +133,7 @@ fn a_span_ends_once_whether_ended_twice_or_only_dropped() {
     let sent = meta(json!({ "traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01") }));
     let served = tracing.request(&call("echo"), Some(&sent));
     end_request(&served, Ending::Error { code: -32602, message: "bad".into() });
-    end_request(&served, Ending::Ok);
+    end_request(&served, Ending::Error { code: -32000, message: "later".into() });
     drop(served);
     let dropped = tracing.request(&call("echo"), None);
     let entered = dropped.enter();
@@ -216,4 +224,93 @@ fn a_json_rpc_id_is_recorded_as_its_text_or_its_digits() {
     assert_eq!(JsonId(&json!(-12.5)).to_string(), "-12.5");
     assert_eq!(JsonId(&json!("call-7")).to_string(), "call-7");
     assert_eq!(JsonId(&json!(null)).to_string(), "null");
+}
+
+/// A future that is pending at its first poll and ready at its second, saying each time which
+/// span was current.
+struct TwoPolls {
+    polls: u8,
+    seen: Arc<Mutex<Vec<Option<SpanId>>>>,
+}
+
+impl Future for TwoPolls {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.seen.lock().expect("seen").push(current().map(|span| span.context().span_id()));
+        self.polls += 1;
+        if self.polls < 2 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }
+}
+
+#[tokio::test]
+async fn a_span_is_current_only_while_its_future_is_polled_and_the_outer_one_comes_back() {
+    let tracing = tracing();
+    let outer = tracing.request(&call("outer"), None);
+    let inner = tracing.request(&call("inner"), None);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (outer_id, inner_id) = (outer.context().span_id(), inner.context().span_id());
+    let nested = {
+        let seen = seen.clone();
+        async move {
+            seen.lock().expect("seen").push(current().map(|span| span.context().span_id()));
+            TwoPolls { polls: 0, seen: seen.clone() }.in_span(inner).await;
+            seen.lock().expect("seen").push(current().map(|span| span.context().span_id()));
+        }
+    };
+    let mut nested = std::pin::pin!(nested.in_span(outer));
+    // The first poll stops at the inner future's Pending: nothing is current between polls.
+    assert!(futures::poll!(nested.as_mut()).is_pending());
+    assert!(current().is_none(), "a span is current only during a poll");
+    assert!(futures::poll!(nested.as_mut()).is_ready());
+    assert!(current().is_none());
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen, [Some(outer_id), Some(inner_id), Some(inner_id), Some(outer_id)]);
+}
+
+#[test]
+fn a_panic_inside_a_poll_leaves_nothing_current() {
+    let served = tracing().request(&call("echo"), None);
+    let panicking = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let future = std::pin::pin!(async { panic!("the handler panicked") }.in_span(served));
+        let waker = std::task::Waker::noop();
+        let _ = future.poll(&mut std::task::Context::from_waker(waker));
+    }));
+    assert!(panicking.is_err());
+    assert!(current().is_none(), "the span current before the poll (none) is back");
+}
+
+/// A local child takes its parent's decision without asking the sampler: that must be what
+/// each sampler the SDK's variables can configure would decide for it.
+#[test]
+fn every_configurable_sampler_decides_a_local_child_as_it_decided_its_parent() {
+    let samplers = [
+        Sampler::AlwaysOn,
+        Sampler::AlwaysOff,
+        Sampler::TraceIdRatioBased(0.0),
+        Sampler::TraceIdRatioBased(0.3),
+        Sampler::TraceIdRatioBased(1.0),
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.3))),
+    ];
+    let ids = RandomIdGenerator::default();
+    for sampler in samplers {
+        for _ in 0..200 {
+            let trace_id: TraceId = ids.new_trace_id();
+            let root = sampler.should_sample(Some(&Context::new()), trace_id, "root", &SpanKind::Server, &[], &[]);
+            let sampled = root.decision == SamplingDecision::RecordAndSample;
+            let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+            let parent = SpanContext::new(trace_id, ids.new_span_id(), flags, false, root.trace_state.clone());
+            let parent = Context::new().with_remote_span_context(parent);
+            let child = sampler.should_sample(Some(&parent), trace_id, "child", &SpanKind::Internal, &[], &[]);
+            assert_eq!(child.decision == SamplingDecision::RecordAndSample, sampled, "{sampler:?}");
+            assert!(child.attributes.is_empty(), "{sampler:?}");
+            assert_eq!(child.trace_state.header(), root.trace_state.header(), "{sampler:?}");
+        }
+    }
 }

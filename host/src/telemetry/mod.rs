@@ -49,7 +49,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue};
 use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample, SpanData};
 use rmcp::model::{ClientRequest, ProtocolVersion};
@@ -176,29 +178,17 @@ impl Tracing {
         let (trace_id, parent_span_id, parent_is_remote, sampled, trace_state) = match parent {
             Parent::Local(parent) => {
                 let context = parent.context();
-                let sampled = parent.0.record.is_some();
-                (context.trace_id(), context.span_id(), false, sampled, context.trace_state().clone())
+                (context.trace_id(), context.span_id(), false, parent.is_recorded(), context.trace_state().clone())
             }
             Parent::Remote(parent) => {
-                let sampling = inner.sampler.should_sample(
-                    Some(&Context::new().with_remote_span_context(parent.clone())),
-                    parent.trace_id(),
-                    &name,
-                    &kind,
-                    &attributes,
-                    &[],
-                );
-                let sampled = sampling.decision == SamplingDecision::RecordAndSample;
-                attributes.extend(sampling.attributes);
-                (parent.trace_id(), parent.span_id(), true, sampled, sampling.trace_state)
+                let parent_cx = Context::new().with_remote_span_context(parent.clone());
+                let (sampled, state) = self.sample(&parent_cx, parent.trace_id(), &name, &kind, &mut attributes);
+                (parent.trace_id(), parent.span_id(), true, sampled, state)
             }
             Parent::Root => {
                 let trace_id = inner.ids.new_trace_id();
-                let sampling =
-                    inner.sampler.should_sample(Some(&Context::new()), trace_id, &name, &kind, &attributes, &[]);
-                let sampled = sampling.decision == SamplingDecision::RecordAndSample;
-                attributes.extend(sampling.attributes);
-                (trace_id, SpanId::INVALID, false, sampled, sampling.trace_state)
+                let (sampled, state) = self.sample(&Context::new(), trace_id, &name, &kind, &mut attributes);
+                (trace_id, SpanId::INVALID, false, sampled, state)
             }
         };
         // A span recorded but not sampled would not be exported (as the SDK's processors
@@ -216,6 +206,21 @@ impl Tracing {
             start: SystemTime::now(),
             record,
         }))
+    }
+
+    /// The SDK's sampler's decision for a span starting under `parent_cx` (sampled or not, and
+    /// its trace state); attributes it asks for are added to the span's.
+    fn sample(
+        &self,
+        parent_cx: &Context,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &mut Vec<KeyValue>,
+    ) -> (bool, TraceState) {
+        let sampling = self.inner.sampler.should_sample(Some(parent_cx), trace_id, name, kind, attributes, &[]);
+        attributes.extend(sampling.attributes);
+        (sampling.decision == SamplingDecision::RecordAndSample, sampling.trace_state)
     }
 
     /// Export one ended span.
@@ -569,9 +574,7 @@ pub(crate) fn inject(span: &Span, meta: &mut Map<String, Value>) {
 
 /// Record the JSON-RPC request id a forwarded request got (known once it is sent).
 pub(crate) fn set_request_id(span: &Span, id: &dyn Display) {
-    if span.is_recorded() {
-        span.set_attribute(request_id(id));
-    }
+    span.recording(|record| record.attributes.push(request_id(id)));
 }
 
 /// A request's `jsonrpc.request.id` attribute (a caller's id, clipped like any caller's text).

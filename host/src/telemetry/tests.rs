@@ -1,7 +1,6 @@
 use std::future::Future;
 use std::task::Poll;
 
-use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::trace::{RandomIdGenerator, Sampler};
 use serde_json::{Map, Value, json};
 
